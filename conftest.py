@@ -1,0 +1,96 @@
+"""Shared fixtures: one `framework` parameter over both twins, seeding, markers, hypothesis profiles.
+
+A framework that is not installed shows up as a *skip* with the install hint, never as a crash.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import pytest
+
+from twincnn import backends
+from twincnn.spec import DEFAULT_SPEC
+
+try:  # hypothesis is a test extra; property tests import it themselves
+    from hypothesis import HealthCheck, settings
+
+    # CI: derandomized and bounded so the default run stays well under a minute.
+    settings.register_profile("ci", max_examples=25, derandomize=True, deadline=None,
+                              suppress_health_check=[HealthCheck.too_slow])
+    # Local: a longer, random search. HYPOTHESIS_PROFILE=thorough pytest tests/test_properties.py
+    settings.register_profile("thorough", max_examples=300, deadline=None,
+                              suppress_health_check=[HealthCheck.too_slow])
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+except ImportError:  # pragma: no cover
+    pass
+
+SEED = 42
+FRAMEWORKS = list(backends.BACKENDS)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--run-slow", action="store_true", default=False,
+                     help="run the slow tests (full 5-epoch accuracy gate); CI passes this")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --run-slow (CI does)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+def require(name: str):
+    """The backend module, or a skip that says how to install it."""
+    try:
+        return backends.load(name)
+    except backends.FrameworkMissing as exc:
+        pytest.skip(str(exc))
+
+
+def require_all():
+    return [require(name) for name in FRAMEWORKS]
+
+
+@pytest.fixture(autouse=True)
+def seeded():
+    """Every test starts from the same NumPy/Python random state."""
+    random.seed(SEED)
+    np.random.seed(SEED)
+    yield SEED
+
+
+@pytest.fixture(params=FRAMEWORKS, ids=FRAMEWORKS)
+def framework(request):
+    """Each installed framework's backend module; a missing one is skipped with the install hint."""
+    request.node.add_marker(getattr(pytest.mark, request.param))
+    return require(request.param)
+
+
+@pytest.fixture
+def spec():
+    return DEFAULT_SPEC
+
+
+@pytest.fixture
+def model(framework, spec):
+    """The notebook's CNN built by `framework` from the spec."""
+    return framework.build(spec, seed=SEED)
+
+
+@pytest.fixture
+def both():
+    """(tensorflow backend, torch backend); skipped unless both are installed."""
+    return tuple(require_all())
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    from twincnn import data
+
+    return data.load()

@@ -1,0 +1,63 @@
+"""One module per framework, each with the same functions.
+
+Every backend module defines:
+  NAME, version(), build(spec, seed), get_weights(model, spec), set_weights(model, spec, weights),
+  predict(model, x), loss_and_grads(model, spec, x, y), layer_summary(model, spec),
+  make_trainer(model, spec, lr, adam, variant, device), environment().
+Inputs are canonical: float32 (N, H, W, C); weights are canonical NumPy dicts (see spec.py).
+Frameworks are imported only when a backend is loaded, so users of one never pay for the other.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+
+from ..errors import UserError
+
+# name -> (module, the package that must import, the pip extra that installs it)
+BACKENDS = {
+    "tensorflow": ("twincnn.backends.tensorflow", "tensorflow", "tf"),
+    "torch": ("twincnn.backends.torch", "torch", "torch"),
+}
+ALIASES = {"tf": "tensorflow", "keras": "tensorflow", "pytorch": "torch"}
+
+
+class FrameworkMissing(UserError, ImportError):
+    """The framework is not installed; the message says what to install."""
+
+
+def canonical_name(name: str) -> str:
+    name = ALIASES.get(name.strip().lower(), name.strip().lower())
+    if name not in BACKENDS:
+        raise UserError(f"unknown framework {name!r}; choose from {', '.join(BACKENDS)}")
+    return name
+
+
+def install_hint(name: str) -> str:
+    name = canonical_name(name)
+    return f"{name} is not installed: pip install 'twincnn[{BACKENDS[name][2]}]'"
+
+
+def is_available(name: str) -> bool:
+    return importlib.util.find_spec(BACKENDS[canonical_name(name)][1]) is not None
+
+
+def available() -> list[str]:
+    return [name for name in BACKENDS if is_available(name)]
+
+
+def load(name: str):
+    """The backend module for ``name``; FrameworkMissing with the install hint if absent."""
+    name = canonical_name(name)
+    if not is_available(name):
+        raise FrameworkMissing(install_hint(name))
+    return importlib.import_module(BACKENDS[name][0])
+
+
+def parse_list(text: str) -> list[str]:
+    """'tensorflow,torch' -> canonical names, duplicates dropped, order kept."""
+    names = [canonical_name(part) for part in text.split(",") if part.strip()]
+    if not names:
+        raise UserError("no framework named; use e.g. --frameworks tensorflow,torch")
+    return list(dict.fromkeys(names))

@@ -1,0 +1,219 @@
+"""Keras 3 (TensorFlow backend) twin: a Sequential model with layers named conv1.., fc1.."""
+
+from __future__ import annotations
+
+import os
+import platform
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's start-up chatter out of reports
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import numpy as np  # noqa: E402
+
+
+def _import_quietly():
+    """TF 2.21 logs oneDNN/CPU notices from C++ at import, past TF_CPP_MIN_LOG_LEVEL: silence fd 2 then."""
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import keras
+            import tensorflow
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    return keras, tensorflow
+
+
+keras, tf = _import_quietly()
+
+from ..spec import Spec  # noqa: E402
+from ..weights import check_layout  # noqa: E402
+
+NAME = "tensorflow"
+if keras.backend.backend() != "tensorflow":
+    raise ImportError(f"twincnn's Keras twin needs KERAS_BACKEND=tensorflow, not {keras.backend.backend()!r}")
+
+
+def version() -> str:
+    return f"tensorflow {tf.__version__}, keras {keras.__version__}"
+
+
+def configure(threads: int | None = None, deterministic: bool = False) -> dict:
+    """Set intra-op threads (inter-op 1); TF allows this only before its runtime starts."""
+    if threads:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:
+            pass  # already initialised: the values below say what is in force
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+    return {"intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count(),
+            "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads() or os.cpu_count()}
+
+
+def resolve_device(device: str = "cpu") -> str:
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"unknown device {device!r}; use cpu or cuda")
+    if device == "cuda" and not tf.config.list_physical_devices("GPU"):
+        raise RuntimeError("--device cuda: this TensorFlow sees no GPU (tensorflow-cpu?); use --device cpu")
+    return "/GPU:0" if device == "cuda" else "/CPU:0"
+
+
+def build(spec: Spec, seed: int | None = None, device: str = "cpu") -> keras.Model:
+    """The twin with Keras's own initialisers (seeded); set_weights() for shared ones."""
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+    layers = []
+    for info in spec.info:
+        cfg = info.config
+        if info.type == "conv2d":
+            layers.append(keras.layers.Conv2D(cfg["filters"], cfg["kernel_size"], cfg["strides"], cfg["padding"],
+                                              data_format="channels_last", activation=cfg["activation"],
+                                              name=info.name))
+        elif info.type == "maxpool2d":
+            layers.append(keras.layers.MaxPooling2D(cfg["pool_size"], cfg["strides"], data_format="channels_last",
+                                                    name=info.name))
+        elif info.type == "flatten":
+            layers.append(keras.layers.Flatten(data_format="channels_last", name=info.name))
+        else:
+            layers.append(keras.layers.Dense(cfg["units"], activation=cfg["activation"], name=info.name))
+    with tf.device(resolve_device(device)):
+        return keras.Sequential([keras.Input(shape=spec.input_shape), *layers], name="twincnn")
+
+
+def _variables(model: keras.Model, spec: Spec):
+    """(canonical name, variable) in spec order; Keras's layout is the canonical one."""
+    for info in spec.param_layers:
+        layer = model.get_layer(info.name)
+        for key in info.weight_shapes:
+            yield f"{info.name}/{key}", getattr(layer, key)
+
+
+def get_weights(model: keras.Model, spec: Spec) -> dict[str, np.ndarray]:
+    return {name: np.array(var.numpy()) for name, var in _variables(model, spec)}
+
+
+def set_weights(model: keras.Model, spec: Spec, weights: dict) -> None:
+    check_layout(spec, weights)
+    for name, var in _variables(model, spec):
+        var.assign(np.asarray(weights[name], np.float32))
+
+
+def predict(model: keras.Model, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+    out = [model(x[start:start + batch_size], training=False).numpy() for start in range(0, len(x), batch_size)]
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+_LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def loss_and_grads(model: keras.Model, spec: Spec, x: np.ndarray, y: np.ndarray):
+    """Mean sparse cross-entropy from logits on one batch and its canonical gradients."""
+    names, variables = zip(*_variables(model, spec))
+    with tf.GradientTape() as tape:
+        loss = _LOSS(tf.constant(y), model(tf.constant(x, tf.float32), training=True))
+    grads = tape.gradient(loss, list(variables))
+    return float(loss), {name: np.array(g.numpy()) for name, g in zip(names, grads)}
+
+
+def layer_summary(model: keras.Model, spec: Spec) -> list[tuple[str, tuple, int]]:
+    return [(info.name, tuple(model.get_layer(info.name).output.shape[1:]),
+             int(model.get_layer(info.name).count_params())) for info in spec.info]
+
+
+def make_optimizer(model, lr: float, adam: str = "keras"):
+    """Keras's Adam: 'keras' and 'native' are the same update here (epsilon 1e-7)."""
+    if adam not in ("keras", "native"):
+        raise ValueError(f"unknown adam {adam!r}; use keras or native")
+    return keras.optimizers.Adam(learning_rate=lr)
+
+
+class _StepCallback(keras.callbacks.Callback):
+    def __init__(self, on_step):
+        super().__init__()
+        self.on_step = on_step
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.on_step(batch + 1)
+
+
+class Trainer:
+    """variant 'idiomatic': Keras fit(); 'tuned': a tf.function train step on tensors held in memory."""
+
+    def __init__(self, model, spec, lr=1e-3, adam="keras", variant="idiomatic", device="cpu", seed=0,
+                 metrics=()):
+        self.model, self.variant, self.seed = model, variant, seed
+        self.device = resolve_device(device)
+        self.optimizer = make_optimizer(model, lr, adam)
+        model.compile(optimizer=self.optimizer, loss=_LOSS, metrics=list(metrics))
+        self.x = self.y = None
+        self._step = None
+
+    def set_data(self, x: np.ndarray, y: np.ndarray) -> None:
+        self.x_np, self.y_np = np.asarray(x, np.float32), np.asarray(y, np.int64)
+        if self.variant == "tuned":
+            with tf.device(self.device):
+                self.x, self.y = tf.constant(self.x_np), tf.constant(self.y_np)
+            self._step = self._make_step()
+
+    def _make_step(self):
+        model, optimizer, x, y = self.model, self.optimizer, self.x, self.y
+        variables = model.trainable_variables
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.int64)])
+        def step(idx):
+            xb, yb = tf.gather(x, idx), tf.gather(y, idx)
+            with tf.GradientTape() as tape:
+                loss = _LOSS(yb, model(xb, training=True))
+            optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+            return loss
+
+        return step
+
+    def step(self, idx):
+        return self._step(tf.constant(idx, tf.int64))
+
+    def train_epoch(self, order, batch_size, on_step=None, validation=None) -> float:
+        """One epoch over ``order`` (None: Keras's own shuffle, as fit(shuffle=True) does)."""
+        if self.variant == "tuned" and validation is None:
+            if order is None:
+                order = np.random.default_rng(self.seed).permutation(len(self.x_np))
+                self.seed += 1
+            total, steps = 0.0, 0
+            with tf.device(self.device):
+                for start in range(0, len(order), batch_size):
+                    total += float(self.step(order[start:start + batch_size]))
+                    steps += 1
+                    if on_step is not None:
+                        on_step(steps)
+            return total / steps
+        x, y = (self.x_np, self.y_np) if order is None else (self.x_np[order], self.y_np[order])
+        history = self.model.fit(x, y, batch_size=batch_size, epochs=1, shuffle=order is None, verbose=0,
+                                 validation_data=validation,
+                                 callbacks=[_StepCallback(on_step)] if on_step else [])
+        return float(history.history["loss"][-1])
+
+    def sync(self) -> None:
+        pass  # Keras returns after each step has run
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return predict(self.model, x)
+
+
+def make_trainer(model, spec, **kwargs) -> Trainer:
+    return Trainer(model, spec, **kwargs)
+
+
+def environment() -> dict:
+    return {
+        "framework": "tensorflow", "version": version(),
+        **configure(),
+        "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
+        "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on)"),
+        "python": platform.python_version(),
+    }

@@ -1,0 +1,146 @@
+"""The `twincnn` command. Each subcommand lives in its own module, imported only when run."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import __version__
+from .errors import UserError
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def cmd_summary(args) -> int:
+    from .spec import load_spec
+    from .summary import summarize
+
+    text, agree = summarize(load_spec(args.spec), _frameworks(args.frameworks) if args.frameworks else None)
+    print(text)
+    return 0 if agree else 1
+
+
+def cmd_data(args) -> int:
+    from . import data
+    from .tables import render
+
+    stats = data.load(args.data).stats()
+    print(f"source:   {stats['source']}")
+    print(f"sha256:   {stats['sha256']}" + ("  (verified)" if args.data is None else ""))
+    rows = [[split, f"{s['images']:,}", f"{s['labels']:,}", f"{s['pixel_min']}..{s['pixel_max']}",
+             f"{s['pixel_mean']:.3f} ({s['pixel_mean'] / 255:.4f})"] for split, s in
+            ((k, stats[k]) for k in ("train", "test"))]
+    print(render(["split", "images", "labels", "pixels", "mean pixel (0..1)"], rows))
+    print()
+    print("class balance")
+    print(render(["split"] + [str(c) for c in range(10)],
+                 [[split] + [f"{n:,}" for n in stats[split]["class_counts"]] for split in ("train", "test")]))
+    return 0
+
+
+def cmd_audit(args) -> int:
+    from .audit import audit_table
+
+    print(audit_table(markdown=args.markdown))
+    return 0
+
+
+def cmd_port(args) -> int:
+    from .port import port
+
+    return port(args.source, args.dest, spec_path=args.spec, data_path=args.data, tolerance=args.tolerance)
+
+
+def cmd_compare(args) -> int:
+    from .compare.command import run
+
+    return run(args)
+
+
+def _frameworks(text):
+    from .backends import parse_list
+
+    return parse_list(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="twincnn",
+        description="One CNN spec, a Keras twin and a PyTorch twin: proven equal, timed fairly.")
+    parser.add_argument("--version", action="version", version=f"twincnn {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("summary", help="per-layer output shapes and parameter counts: spec vs built models")
+    p.add_argument("--spec", help="a JSON spec file (default: the notebook's CNN)")
+    p.add_argument("--frameworks", help="comma-separated, default: every installed one")
+    p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("data", help="where the data came from, counts, class balance, pixels, checksum")
+    p.add_argument("--data", help="an MNIST-layout .npz or a directory of MNIST IDX files (default: bundled)")
+    p.set_defaults(func=cmd_data)
+
+    p = sub.add_parser("audit", help="framework defaults that differ and change results or timing")
+    p.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("port", help="MODEL.keras -> OUT.pt, or WEIGHTS.pt -> OUT.keras, verified on MNIST")
+    p.add_argument("source")
+    p.add_argument("dest")
+    p.add_argument("--spec", help="the spec of WEIGHTS.pt (default: the notebook's CNN)")
+    p.add_argument("--data", help="dataset to verify logits on (default: bundled MNIST)")
+    p.add_argument("--tolerance", type=_positive_float, default=1e-4, help="max |Δlogit| allowed (1e-4)")
+    p.set_defaults(func=cmd_port)
+
+    p = sub.add_parser("compare", help="train both twins (fair protocol by default) and report side by side")
+    p.add_argument("--protocol", choices=("fair", "notebook"), default="fair")
+    p.add_argument("--variant", choices=("idiomatic", "tuned"), default="tuned")
+    p.add_argument("--epochs", type=_positive_int, default=5)
+    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--lr", type=_positive_float, default=1e-3)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--repeats", type=_positive_int, default=1, help="independent seeds seed, seed+1, ...")
+    p.add_argument("--frameworks", default="tensorflow,torch")
+    p.add_argument("--threads", type=_positive_int, help="intra-op threads for both (default: all cores)")
+    p.add_argument("--data", help="an MNIST-layout .npz or IDX directory (default: bundled MNIST)")
+    p.add_argument("--spec", help="a JSON spec file (default: the notebook's CNN)")
+    p.add_argument("--out", help="results directory (default: results/<timestamp>/)")
+    p.add_argument("--quick", action="store_true", help="demo: 1 epoch on 6,000/1,000 images")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--no-floor", action="store_true", help="skip measuring the matmul floor")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_compare)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as exc:
+        print(f"twincnn {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"twincnn {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
