@@ -156,10 +156,9 @@ class Trainer:
 
     def set_data(self, x: np.ndarray, y: np.ndarray) -> None:
         self.x_np, self.y_np = np.asarray(x, np.float32), np.asarray(y, np.int64)
-        if self.variant == "tuned":
-            with tf.device(self.device):
-                self.x, self.y = tf.constant(self.x_np), tf.constant(self.y_np)
-            self._step = self._make_step()
+        with tf.device(self.device):
+            self.x, self.y = tf.constant(self.x_np), tf.constant(self.y_np)
+        self._step = self._make_step()
 
     def _make_step(self):
         model, optimizer, x, y = self.model, self.optimizer, self.x, self.y

@@ -119,7 +119,8 @@ def _named(model: nn.Module, spec: Spec, which: str):
 
 
 def get_weights(model: nn.Module, spec: Spec) -> dict[str, np.ndarray]:
-    return {name: np.ascontiguousarray(_from_torch(info, key, t.detach().cpu().numpy()))
+    # np.array copies: .numpy() shares memory with the live parameter, which training would change.
+    return {name: np.array(_from_torch(info, key, t.detach().cpu().numpy()), order="C")
             for name, info, key, t in _named(model, spec, "param")}
 
 
@@ -163,7 +164,7 @@ def loss_and_grads(model: nn.Module, spec: Spec, x: np.ndarray, y: np.ndarray):
     model.zero_grad(set_to_none=True)
     loss = F.cross_entropy(model(to_input(x, device)), torch.as_tensor(y, dtype=torch.long, device=device))
     loss.backward()
-    grads = {name: np.ascontiguousarray(_from_torch(info, key, g.detach().cpu().numpy()))
+    grads = {name: np.array(_from_torch(info, key, g.detach().cpu().numpy()), order="C")
              for name, info, key, g in _named(model, spec, "grad")}
     return float(loss.detach()), grads
 
