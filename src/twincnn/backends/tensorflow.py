@@ -216,3 +216,69 @@ def environment() -> dict:
         "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on)"),
         "python": platform.python_version(),
     }
+
+
+# -- files: a saved Keras model <-> spec + canonical weights ------------------------------------
+SUPPORTED = "Conv2D, MaxPooling2D, Flatten, Dense (relu or linear activations)"
+
+
+def _activation(layer, where):
+    name = keras.activations.serialize(layer.activation)
+    name = name if isinstance(name, str) else name.get("config", name.get("class_name"))
+    if isinstance(name, dict):
+        name = name.get("name")
+    if name not in ("relu", "linear"):
+        raise ValueError(f"{where}: activation {name!r} is not supported (relu or linear only)")
+    return "relu" if name == "relu" else None
+
+
+def spec_from_model(model) -> Spec:
+    """Derive the spec of a Keras Sequential made of supported layers (ValueError names the layer)."""
+    if not isinstance(model, keras.Sequential):
+        raise ValueError(f"a {type(model).__name__} model; twincnn ports Sequential stacks of {SUPPORTED}")
+    layers = []
+    for layer in model.layers:
+        cls, cfg = type(layer).__name__, layer.get_config()
+        where = f"layer {layer.name!r} ({cls})"
+        if cfg.get("data_format", "channels_last") != "channels_last":
+            raise ValueError(f"{where}: data_format {cfg['data_format']!r}; only channels_last is supported")
+        if cls == "Conv2D":
+            if tuple(cfg["dilation_rate"]) != (1, 1) or cfg.get("groups", 1) != 1 or not cfg["use_bias"]:
+                raise ValueError(f"{where}: dilation, groups or use_bias=False are not supported")
+            layers.append({"type": "conv2d", "filters": cfg["filters"], "kernel_size": list(cfg["kernel_size"]),
+                           "strides": list(cfg["strides"]), "padding": cfg["padding"],
+                           "activation": _activation(layer, where)})
+        elif cls == "MaxPooling2D":
+            if cfg["padding"] != "valid":
+                raise ValueError(f"{where}: padding {cfg['padding']!r}; only 'valid' pooling is supported")
+            layers.append({"type": "maxpool2d", "pool_size": list(cfg["pool_size"]),
+                           "strides": list(cfg["strides"] or cfg["pool_size"])})
+        elif cls == "Flatten":
+            layers.append({"type": "flatten"})
+        elif cls == "Dense":
+            if not cfg["use_bias"]:
+                raise ValueError(f"{where}: use_bias=False is not supported")
+            layers.append({"type": "dense", "units": cfg["units"], "activation": _activation(layer, where)})
+        else:
+            raise ValueError(f"unsupported {where}; twincnn supports {SUPPORTED}")
+    return Spec(tuple(model.input_shape[1:]), tuple(layers))
+
+
+def load_file(path, spec: Spec | None = None):
+    """A saved .keras/.h5 model -> (model rebuilt by twincnn with its weights, spec)."""
+    saved = keras.saving.load_model(path, compile=False)
+    derived = spec_from_model(saved)
+    if spec is not None and spec != derived:
+        raise ValueError(f"the model's layers ({derived.describe()}) do not match --spec ({spec.describe()})")
+    params = [layer for layer in saved.layers if layer.weights]
+    weights = {}
+    for info, layer in zip(derived.param_layers, params):
+        kernel, bias = layer.get_weights()
+        weights[f"{info.name}/kernel"], weights[f"{info.name}/bias"] = kernel, bias
+    model = build(derived)
+    set_weights(model, derived, weights)
+    return model, derived
+
+
+def save_file(model, spec: Spec, path) -> None:
+    model.save(str(path))

@@ -300,3 +300,33 @@ def environment() -> dict:
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "mkldnn": torch.backends.mkldnn.is_available(), "python": platform.python_version(),
     }
+
+
+# -- files: a PyTorch state_dict <-> canonical weights -----------------------------------------
+def load_file(path, spec: Spec):
+    """A state_dict saved with torch.save -> (TwinNet with those weights, spec); one-line errors."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle, zip and weights_only errors all mean: not a plain state_dict
+        raise ValueError(f"not a PyTorch state_dict saved with torch.save ({type(exc).__name__})") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ValueError(f"holds a {type(state).__name__}, not a state_dict")
+    model = TwinNet(spec)
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        raise ValueError(f"does not match the spec: missing {missing or 'nothing'}, unexpected "
+                         f"{unexpected or 'nothing'}; pass the right --spec")
+    for key, value in expected.items():
+        if tuple(state[key].shape) != tuple(value.shape):
+            raise ValueError(f"{key} has shape {tuple(state[key].shape)}, the spec needs {tuple(value.shape)}; "
+                             f"pass the right --spec")
+    model.load_state_dict(state)
+    return model, spec
+
+
+def save_file(model, spec: Spec, path) -> None:
+    torch.save(model.state_dict(), path)
