@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="an MNIST-layout .npz or IDX directory (default: bundled MNIST)")
     p.add_argument("--spec", help="a JSON spec file (default: the notebook's CNN)")
     p.add_argument("--out", help="results directory (default: results/<timestamp>/)")
-    p.add_argument("--quick", action="store_true", help="demo: 1 epoch on 6,000/1,000 images")
+    p.add_argument("--quick", action="store_true", help="demo: 2 epochs on the first 12,000/2,000 images (the report says so)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--no-floor", action="store_true", help="skip measuring the matmul floor")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -246,7 +246,8 @@ class Trainer:
     variant 'tuned': channels-last memory format, which oneDNN runs about twice as fast on CPU.
     """
 
-    def __init__(self, model, spec, lr=1e-3, adam="keras", variant="idiomatic", device="cpu", seed=0):
+    def __init__(self, model, spec, lr=1e-3, adam="keras", variant="idiomatic", device="cpu", seed=0, metrics=()):
+        # metrics: accepted for symmetry with Keras's compile(); a plain PyTorch loop computes none.
         self.device = resolve_device(device)
         self.model = model.to(self.device)
         self.channels_last = variant == "tuned"

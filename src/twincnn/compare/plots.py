@@ -1,0 +1,73 @@
+"""PNG figures for a compare run: curves per epoch, epoch times, confusion matrices side by side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+COLORS = {"tensorflow": "#ff6f00", "torch": "#2b59c3"}
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; no display needed
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def draw_all(results: dict, out: Path, title: str) -> list[str]:
+    plt = _plt()
+    written = []
+
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    for name, r in results.items():
+        h = r["history"]
+        epochs = range(1, len(h["train_loss"]) + 1)
+        c = COLORS.get(name)
+        ax_loss.plot(epochs, h["train_loss"], "-o", color=c, label=f"{name} train")
+        ax_loss.plot(epochs, h["test_loss"], "--s", color=c, label=f"{name} test")
+        ax_acc.plot(epochs, [a * 100 for a in h["test_accuracy"]], "-o", color=c, label=name)
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss per epoch")
+    ax_acc.set(xlabel="epoch", ylabel="test accuracy (%)", title="test accuracy per epoch")
+    for ax in (ax_loss, ax_acc):
+        ax.set_xticks(list(epochs))
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(out / "loss_accuracy.png", dpi=110)
+    plt.close(fig)
+    written.append("loss_accuracy.png")
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    names = list(results)
+    width = 0.8 / len(names)
+    for i, name in enumerate(names):
+        times = results[name]["history"]["epoch_seconds"]
+        xs = [e + 1 + (i - (len(names) - 1) / 2) * width for e in range(len(times))]
+        ax.bar(xs, times, width, color=COLORS.get(name), label=name)
+    ax.set(xlabel="epoch (1 includes warm-up)", ylabel="training seconds", title="time per epoch (training only)")
+    ax.legend()
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "epoch_times.png", dpi=110)
+    plt.close(fig)
+    written.append("epoch_times.png")
+
+    fig, axes = plt.subplots(1, len(names), figsize=(5.2 * len(names), 4.6), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        cm = results[name]["confusion_matrix"]
+        ax.imshow(cm, cmap="Blues")
+        for t in range(10):
+            for p in range(10):
+                if cm[t][p]:
+                    ax.text(p, t, cm[t][p], ha="center", va="center", fontsize=6,
+                            color="white" if t == p else "black")
+        ax.set(xticks=range(10), yticks=range(10), xlabel="predicted", ylabel="true",
+               title=f"{name}: {results[name]['test_accuracy']:.2%}")
+    fig.tight_layout()
+    fig.savefig(out / "confusion_matrices.png", dpi=110)
+    plt.close(fig)
+    written.append("confusion_matrices.png")
+    return written
