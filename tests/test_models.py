@@ -51,3 +51,22 @@ def test_torch_state_dict_loads_into_notebook_class(spec):
     x = torch.rand(5, 1, 28, 28)
     with torch.no_grad():
         assert torch.equal(nb(x), twin(x))
+
+
+def test_tuned_torch_is_the_same_function(spec):
+    """The tuned variant (channels-last, pool before ReLU) must not change a single logit or gradient."""
+    from conftest import require
+
+    tb = require("torch")
+    from tests.helpers import GRAD_ATOL, LOGIT_ATOL, assert_close
+
+    plain = tb.build(spec, seed=3)
+    tuned_trainer = tb.make_trainer(tb.build(spec, seed=4), spec, variant="tuned")
+    tb.set_weights(tuned_trainer.model, spec, tb.get_weights(plain, spec))
+    assert tuned_trainer.model.plan != plain.plan  # really reordered
+    x = np.random.default_rng(0).standard_normal((32, 28, 28, 1)).astype(np.float32)
+    y = np.arange(32) % 10
+    assert_close(tb.predict(tuned_trainer.model, x), tb.predict(plain, x), LOGIT_ATOL, "tuned vs plain logits")
+    _, g_tuned = tb.loss_and_grads(tuned_trainer.model, spec, x, y)
+    _, g_plain = tb.loss_and_grads(plain, spec, x, y)
+    assert_close(g_tuned, g_plain, GRAD_ATOL, "tuned vs plain gradients")

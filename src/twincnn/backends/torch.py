@@ -43,9 +43,12 @@ def resolve_device(device: str = "cpu") -> torch.device:
 class TwinNet(nn.Module):
     """The spec as an nn.Module: layers named conv1.., fc1.. in order, flattening in (C, H, W) order."""
 
-    def __init__(self, spec: Spec):
+    def __init__(self, spec: Spec, pool_before_relu: bool = False):
         super().__init__()
         self.plan = []  # (module name, apply relu after it)
+        # max-pool and ReLU commute exactly (ReLU is monotonic), so pooling first gives the same
+        # logits and gradients while running ReLU and its backward on a quarter of the pixels.
+        self.pool_before_relu = pool_before_relu
         channels = spec.input_shape[2]
         for info in spec.info:
             cfg = info.config
@@ -65,7 +68,11 @@ class TwinNet(nn.Module):
             else:
                 module = nn.Linear(info.input_shape[0], cfg["units"])
             self.add_module(info.name, module)
-            self.plan.append((info.name, info.activation == "relu"))
+            if pool_before_relu and info.type == "maxpool2d" and self.plan and self.plan[-1][1]:
+                self.plan[-1] = (self.plan[-1][0], False)
+                self.plan.append((info.name, True))
+            else:
+                self.plan.append((info.name, info.activation == "relu"))
 
     def forward(self, x):
         for name, relu in self.plan:
@@ -243,7 +250,7 @@ class Trainer:
     """Trains on data held as tensors; batches are index lists so both twins see the same ones.
 
     variant 'idiomatic': what a typical user writes (NCHW, eager loop).
-    variant 'tuned': channels-last memory format, which oneDNN runs about twice as fast on CPU.
+    variant 'tuned': channels-last memory format (oneDNN's native layout on CPU) and max-pool before ReLU.
     """
 
     def __init__(self, model, spec, lr=1e-3, adam="keras", variant="idiomatic", device="cpu", seed=0, metrics=()):
@@ -253,6 +260,7 @@ class Trainer:
         self.channels_last = variant == "tuned"
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+            model.plan = TwinNet(spec, pool_before_relu=True).plan  # same modules, cheaper order
         self.optimizer = make_optimizer(self.model, lr, adam)
         self.generator = torch.Generator().manual_seed(seed)
         self.x = self.y = None
