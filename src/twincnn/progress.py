@@ -25,22 +25,22 @@ class Progress:
         if now - self.last < self.interval and done < self.total:
             return
         self.last = now
-        self.stream.write("\r" + self._line(done, now))
+        self.stream.write("\r" + self._line(done, now - self.start))
         self.stream.flush()
 
-    def _line(self, done: int, now: float) -> str:
-        elapsed = now - self.start
+    def _line(self, done: int, elapsed: float) -> str:
         width = 24
         filled = int(width * done / max(1, self.total))
         per_step = elapsed / max(1, done)
-        eta = per_step * (self.total - done)
+        timing = f"ETA {per_step * (self.total - done):5.1f}s" if done < self.total else f"{elapsed:6.1f}s"
         return (f"{self.label:<28} [{'#' * filled}{'.' * (width - filled)}] {done:>5}/{self.total} "
-                f"{per_step * 1e3:6.1f} ms/step  {'ETA' if done < self.total else 'in '} "
-                f"{eta if done < self.total else elapsed:5.1f}s")
+                f"{per_step * 1e3:6.1f} ms/step  {timing}")
 
-    def close(self, note: str = "") -> None:
+    def close(self, elapsed: float | None = None, note: str = "") -> None:
+        """Finish the bar with the timed seconds (the caller's clock, so untimed work after it is excluded)."""
         if not self.enabled:
             return
-        line = self._line(self.total, time.perf_counter()) + (f"  {note}" if note else "")
+        elapsed = time.perf_counter() - self.start if elapsed is None else elapsed
+        line = self._line(self.total, elapsed) + (f"  {note}" if note else "")
         self.stream.write(("\r" if self.tty else "") + line + "\n")
         self.stream.flush()

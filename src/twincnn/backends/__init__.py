@@ -3,7 +3,8 @@
 Every backend module defines:
   NAME, version(), build(spec, seed), get_weights(model, spec), set_weights(model, spec, weights),
   predict(model, x), loss_and_grads(model, spec, x, y), layer_summary(model, spec),
-  make_trainer(model, spec, lr, adam, variant, device), environment().
+  make_trainer(model, spec, lr, adam, variant, device), make_predictor(model, variant),
+  configure(threads), environment(), load_file(path, spec), save_file(model, spec, path).
 Inputs are canonical: float32 (N, H, W, C); weights are canonical NumPy dicts (see spec.py).
 Frameworks are imported only when a backend is loaded, so users of one never pay for the other.
 """

@@ -30,6 +30,7 @@ def _import_quietly():
 
 keras, tf = _import_quietly()
 
+from ..errors import UserError  # noqa: E402
 from ..spec import Spec  # noqa: E402
 from ..weights import check_layout  # noqa: E402
 
@@ -58,9 +59,12 @@ def configure(threads: int | None = None, deterministic: bool = False) -> dict:
 
 def resolve_device(device: str = "cpu") -> str:
     if device not in ("cpu", "cuda"):
-        raise ValueError(f"unknown device {device!r}; use cpu or cuda")
+        raise UserError(f"unknown device {device!r}; use cpu or cuda")
     if device == "cuda" and not tf.config.list_physical_devices("GPU"):
-        raise RuntimeError("--device cuda: this TensorFlow sees no GPU (tensorflow-cpu?); use --device cpu")
+        raise UserError("--device cuda: this TensorFlow sees no GPU (tensorflow-cpu?); use --device cpu "
+                        "or --frameworks torch")
+    if device == "cuda":  # float32 comparisons: no TF32 rounding
+        tf.config.experimental.enable_tensor_float_32_execution(False)
     return "/GPU:0" if device == "cuda" else "/CPU:0"
 
 
@@ -175,6 +179,9 @@ class Trainer:
         return step
 
     def step(self, idx):
+        """One training step on the rows ``idx``; returns the loss."""
+        if self.variant == "idiomatic":  # what a Keras user writes for a custom loop
+            return self.model.train_on_batch(self.x_np[idx], self.y_np[idx])
         return self._step(tf.constant(idx, tf.int64))
 
     def train_epoch(self, order, batch_size, on_step=None, validation=None) -> float:
@@ -202,6 +209,14 @@ class Trainer:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return predict(self.model, x)
+
+
+def make_predictor(model, variant: str = "idiomatic"):
+    """x (N, H, W, C) -> logits. idiomatic: model.predict(); tuned: a tf.function forward pass."""
+    if variant == "idiomatic":
+        return lambda x: model.predict(x, batch_size=len(x), verbose=0)
+    forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    return lambda x: forward(tf.constant(x)).numpy()
 
 
 def make_trainer(model, spec, **kwargs) -> Trainer:

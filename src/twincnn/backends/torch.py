@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import UserError
 from ..spec import Spec
 from ..weights import check_layout
 
@@ -33,10 +34,14 @@ def configure(threads: int | None = None, deterministic: bool = False) -> dict:
 
 
 def resolve_device(device: str = "cpu") -> torch.device:
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda: this PyTorch sees no CUDA GPU; use --device cpu")
     if device not in ("cpu", "cuda"):
-        raise ValueError(f"unknown device {device!r}; use cpu or cuda")
+        raise UserError(f"unknown device {device!r}; use cpu or cuda")
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda: this PyTorch sees no CUDA GPU; use --device cpu")
+        # twincnn compares float32 results: TF32 matmuls/convolutions would round to 10-bit mantissas.
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     return torch.device(device)
 
 
@@ -139,13 +144,6 @@ def set_weights(model: nn.Module, spec: Spec, weights: dict) -> None:
             t.copy_(torch.from_numpy(value))
 
 
-def state_dict_from(spec: Spec, weights: dict) -> dict:
-    """A state_dict (conv1.weight, fc1.bias, ...) straight from canonical weights."""
-    model = TwinNet(spec)
-    set_weights(model, spec, weights)
-    return model.state_dict()
-
-
 def to_input(x: np.ndarray, device="cpu", channels_last=False) -> torch.Tensor:
     """Canonical (N, H, W, C) float32 -> NCHW tensor (channels-last strides on request)."""
     t = torch.from_numpy(np.asarray(x, np.float32)).permute(0, 3, 1, 2)
@@ -206,10 +204,29 @@ class KerasAdam(torch.optim.Optimizer):
         alpha = lr * sqrt(1 - b2^t) / (1 - b1^t);  m += (g - m)(1 - b1);  v += (g^2 - v)(1 - b2)
         w -= m * alpha / (sqrt(v) + eps),  eps = 1e-7
     PyTorch's Adam adds eps to sqrt(v_hat) instead, so no fixed eps makes the two agree.
+    capturable=True keeps the step count on the device, so the whole step can live in a CUDA graph.
     """
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-7):
-        super().__init__(params, dict(lr=lr, betas=betas, eps=eps))
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-7, capturable=False):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, capturable=capturable))
+
+    def _state(self, params):
+        for p in params:
+            if not self.state[p]:
+                self.state[p].update(m=torch.zeros_like(p), v=torch.zeros_like(p))
+        first = self.state[params[0]]
+        if "step" not in first:
+            first["step"] = torch.zeros((), device=params[0].device) if self.defaults["capturable"] else 0
+        return first
+
+    def reset(self) -> None:
+        """Back to step 0 with zero moments, in place (a captured CUDA graph keeps its addresses)."""
+        for state in self.state.values():
+            for key, value in state.items():
+                if torch.is_tensor(value):
+                    value.zero_()
+                else:
+                    state[key] = 0
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -218,15 +235,7 @@ class KerasAdam(torch.optim.Optimizer):
             if not params:
                 continue
             b1, b2 = group["betas"]
-            for p in params:
-                if not self.state[p]:
-                    self.state[p].update(step=0, m=torch.zeros_like(p), v=torch.zeros_like(p))
-            t = self.state[params[0]]["step"] = self.state[params[0]]["step"] + 1
-            for p in params[1:]:
-                self.state[p]["step"] = t
-            # In float32, as Keras computes it.
-            f32 = np.float32
-            alpha = f32(group["lr"]) * np.sqrt(f32(1) - f32(b2) ** f32(t)) / (f32(1) - f32(b1) ** f32(t))
+            first = self._state(params)
             grads = [p.grad for p in params]
             ms = [self.state[p]["m"] for p in params]
             vs = [self.state[p]["v"] for p in params]
@@ -234,15 +243,27 @@ class KerasAdam(torch.optim.Optimizer):
             torch._foreach_lerp_(vs, torch._foreach_mul(grads, grads), 1 - b2)
             denom = torch._foreach_sqrt(vs)
             torch._foreach_add_(denom, group["eps"])
-            torch._foreach_addcdiv_(params, ms, denom, value=-float(alpha))
+            if group["capturable"]:
+                first["step"] += 1
+                t = first["step"]
+                alpha = group["lr"] * torch.sqrt(1 - torch.pow(b2, t)) / (1 - torch.pow(b1, t))
+                update = torch._foreach_div(ms, denom)
+                torch._foreach_mul_(update, alpha)
+                torch._foreach_sub_(params, update)
+            else:
+                first["step"] += 1
+                t = first["step"]
+                f32 = np.float32  # in float32, as Keras computes it
+                alpha = f32(group["lr"]) * np.sqrt(f32(1) - f32(b2) ** f32(t)) / (f32(1) - f32(b1) ** f32(t))
+                torch._foreach_addcdiv_(params, ms, denom, value=-float(alpha))
 
 
-def make_optimizer(model: nn.Module, lr: float, adam: str = "keras"):
+def make_optimizer(model: nn.Module, lr: float, adam: str = "keras", capturable: bool = False):
     """'keras': Keras's Adam formula (the fair protocol); 'native': torch.optim.Adam defaults."""
     if adam == "keras":
-        return KerasAdam(model.parameters(), lr=lr)
+        return KerasAdam(model.parameters(), lr=lr, capturable=capturable)
     if adam == "native":
-        return torch.optim.Adam(model.parameters(), lr=lr)
+        return torch.optim.Adam(model.parameters(), lr=lr, capturable=capturable)
     raise ValueError(f"unknown adam {adam!r}; use keras or native")
 
 
@@ -250,7 +271,8 @@ class Trainer:
     """Trains on data held as tensors; batches are index lists so both twins see the same ones.
 
     variant 'idiomatic': what a typical user writes (NCHW, eager loop).
-    variant 'tuned': channels-last memory format (oneDNN's native layout on CPU) and max-pool before ReLU.
+    variant 'tuned': channels-last memory format (oneDNN's native layout on CPU) and max-pool before ReLU;
+    on CUDA also the whole step (gather, forward, backward, Adam) captured once in a CUDA graph.
     """
 
     def __init__(self, model, spec, lr=1e-3, adam="keras", variant="idiomatic", device="cpu", seed=0, metrics=()):
@@ -261,21 +283,56 @@ class Trainer:
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
             model.plan = TwinNet(spec, pool_before_relu=True).plan  # same modules, cheaper order
-        self.optimizer = make_optimizer(self.model, lr, adam)
+        self.use_graph = variant == "tuned" and self.device.type == "cuda"
+        self.optimizer = make_optimizer(self.model, lr, adam, capturable=self.use_graph)
         self.generator = torch.Generator().manual_seed(seed)
         self.x = self.y = None
+        self.graphs = {}  # batch size -> (graph, static index, static loss)
 
     def set_data(self, x: np.ndarray, y: np.ndarray) -> None:
-        self.x = to_input(x, self.device, self.channels_last)
+        self.x = to_input(x, self.device, self.channels_last)  # resident on the device
         self.y = torch.as_tensor(np.asarray(y), dtype=torch.long, device=self.device)
 
-    def step(self, idx):
-        xb, yb = self.x[idx], self.y[idx]
+    def _eager_step(self, idx):
         self.optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(self.model(xb), yb)
+        loss = F.cross_entropy(self.model(self.x[idx]), self.y[idx])
         loss.backward()
         self.optimizer.step()
         return loss.detach()
+
+    def _capture(self, batch_size):
+        """Warm up on a side stream, capture one step, then restore weights and Adam state exactly."""
+        weights = [p.detach().clone() for p in self.model.parameters()]
+        static_idx = torch.arange(batch_size, device=self.device)
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(3):
+                self._eager_step(static_idx)
+        torch.cuda.current_stream().wait_stream(stream)
+        self.optimizer.zero_grad(set_to_none=True)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_loss = self._eager_step(static_idx)
+        with torch.no_grad():  # warm-up steps must not count: back to the weights we were given
+            for p, w in zip(self.model.parameters(), weights):
+                p.copy_(w)
+        if hasattr(self.optimizer, "reset"):
+            self.optimizer.reset()
+        self.graphs[batch_size] = (graph, static_idx, static_loss)
+
+    def step(self, idx):
+        if not torch.is_tensor(idx):
+            idx = torch.as_tensor(np.asarray(idx), dtype=torch.long)
+        idx = idx.to(self.device, non_blocking=True)
+        if not self.use_graph:
+            return self._eager_step(idx)
+        if len(idx) not in self.graphs:
+            self._capture(len(idx))
+        graph, static_idx, static_loss = self.graphs[len(idx)]
+        static_idx.copy_(idx)
+        graph.replay()
+        return static_loss
 
     def train_epoch(self, order, batch_size, on_step=None, validation=None) -> float:
         """One epoch over ``order`` (None: PyTorch's own shuffle, as a DataLoader does)."""
@@ -284,7 +341,7 @@ class Trainer:
         order = order.to(self.device)
         total, steps = torch.zeros((), device=self.device), 0
         for start in range(0, len(order), batch_size):
-            total += self.step(order[start:start + batch_size])
+            total += self.step(order[start:start + batch_size])  # queued in stream order: no sync here
             steps += 1
             if on_step is not None:
                 on_step(steps)
@@ -296,6 +353,23 @@ class Trainer:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return predict(self.model, x)
+
+
+def make_predictor(model, variant: str = "idiomatic"):
+    """x (N, H, W, C) -> logits. idiomatic: eval() + no_grad; tuned: channels-last + inference_mode."""
+    device = next(model.parameters()).device
+    model.eval()
+    if variant == "idiomatic":
+        def run(x):
+            with torch.no_grad():
+                return model(to_input(x, device)).cpu().numpy()
+        return run
+    model.to(memory_format=torch.channels_last)
+
+    def run_tuned(x):
+        with torch.inference_mode():
+            return model(to_input(x, device, channels_last=True)).cpu().numpy()
+    return run_tuned
 
 
 def make_trainer(model, spec, **kwargs) -> Trainer:

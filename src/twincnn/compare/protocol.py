@@ -86,7 +86,7 @@ def train_one(name: str, spec: Spec, dataset, config: Config, seed: int) -> dict
         history["train_loss"].append(float(train_loss))
         history["test_loss"].append(cross_entropy(logits, y_test))
         history["test_accuracy"].append(accuracy)
-        bar.close(f"{seconds:6.1f}s  loss {train_loss:.4f}  test acc {accuracy:.2%}")
+        bar.close(seconds, f"loss {train_loss:.4f}  test acc {accuracy:.2%}")
 
     total = sum(history["epoch_seconds"])
     epochs = history["epoch_seconds"]

@@ -1,0 +1,95 @@
+"""Device paths. The CUDA tests run where a GPU is present (the lent GPU machine) and skip cleanly elsewhere;
+the capturable optimizer and the error paths are checked on every machine."""
+
+import numpy as np
+import pytest
+
+from tests.helpers import STEP_ATOL, assert_close
+from twincnn.cli import main
+from twincnn.weights import initial_weights
+
+
+def _has_cuda():
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
+cuda = pytest.mark.skipif(not _has_cuda(), reason="no CUDA GPU visible to PyTorch")
+
+
+def test_capturable_keras_adam_matches_plain(spec):
+    """The device-side step count (needed inside a CUDA graph) gives the same update as the host-side one.
+
+    Two steps (so the bias correction changes with t); later steps on one repeated batch can hit a
+    rounding-amplifying event (a weight whose gradient is near eps) that says nothing about the formula."""
+    from conftest import require
+
+    tb = require("torch")
+    import torch
+
+    x = np.random.default_rng(0).random((64, 28, 28, 1), dtype=np.float32)
+    y = np.arange(64) % 10
+    results = []
+    for capturable in (False, True):
+        model = tb.build(spec, seed=0)
+        tb.set_weights(model, spec, initial_weights(spec, 0))
+        opt = tb.make_optimizer(model, 1e-3, "keras", capturable=capturable)
+        for _ in range(2):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(tb.to_input(x)), torch.as_tensor(y)).backward()
+            opt.step()
+        results.append(tb.get_weights(model, spec))
+    assert_close(results[1], results[0], STEP_ATOL, "capturable vs plain Keras-Adam after 2 steps")
+
+
+def test_cuda_without_gpu_is_one_clear_line(tmp_path, capsys):
+    if _has_cuda():
+        pytest.skip("a GPU is present")
+    from conftest import require
+
+    require("torch")
+    rc = main(["compare", "--frameworks", "torch", "--device", "cuda", "--quick", "--no-floor",
+               "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "sees no CUDA GPU" in err and len(err.strip().splitlines()) == 1
+
+
+@cuda
+@pytest.mark.gpu
+def test_cuda_graph_step_matches_eager(spec):
+    """The tuned CUDA path (whole step in a CUDA graph) trains exactly like the eager CPU twin."""
+    from conftest import require
+
+    tb = require("torch")
+    from twincnn import data
+
+    ds = data.load()
+    x, y = ds.images("train")[:3200], ds.labels("train")[:3200]
+    weights = {}
+    for device, variant in (("cpu", "idiomatic"), ("cuda", "tuned")):
+        model = tb.build(spec, seed=0)
+        tb.set_weights(model, spec, initial_weights(spec, 0))
+        trainer = tb.make_trainer(model, spec, variant=variant, device=device)
+        assert trainer.use_graph == (device == "cuda")
+        trainer.set_data(x, y)
+        for i in range(2):
+            trainer.step(np.arange(i * 64, (i + 1) * 64))
+        trainer.sync()
+        weights[device] = tb.get_weights(trainer.model, spec)
+    assert_close(weights["cuda"], weights["cpu"], 10 * STEP_ATOL, "CUDA graph vs CPU eager after 2 steps")
+
+
+@cuda
+@pytest.mark.gpu
+def test_compare_on_cuda(tmp_path):
+    import json
+
+    rc = main(["compare", "--frameworks", "torch", "--device", "cuda", "--quick", "--no-progress",
+               "--out", str(tmp_path / "o")])
+    assert rc == 0
+    doc = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert doc["frameworks"]["torch"]["test_accuracy"] > 0.9
