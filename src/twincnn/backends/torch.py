@@ -48,12 +48,9 @@ def resolve_device(device: str = "cpu") -> torch.device:
 class TwinNet(nn.Module):
     """The spec as an nn.Module: layers named conv1.., fc1.. in order, flattening in (C, H, W) order."""
 
-    def __init__(self, spec: Spec, pool_before_relu: bool = False):
+    def __init__(self, spec: Spec):
         super().__init__()
-        self.plan = []  # (module name, apply relu after it)
-        # max-pool and ReLU commute exactly (ReLU is monotonic), so pooling first gives the same
-        # logits and gradients while running ReLU and its backward on a quarter of the pixels.
-        self.pool_before_relu = pool_before_relu
+        self.spec = spec
         channels = spec.input_shape[2]
         for info in spec.info:
             cfg = info.config
@@ -62,7 +59,6 @@ class TwinNet(nn.Module):
                 symmetric = top == bottom and left == right
                 if not symmetric:  # Keras 'same' puts the odd pixel after: pad explicitly
                     self.add_module(f"{info.name}_pad", nn.ZeroPad2d((left, right, top, bottom)))
-                    self.plan.append((f"{info.name}_pad", False))
                 module = nn.Conv2d(channels, cfg["filters"], cfg["kernel_size"], cfg["strides"],
                                    padding=(top, left) if symmetric else 0)
                 channels = cfg["filters"]
@@ -73,11 +69,24 @@ class TwinNet(nn.Module):
             else:
                 module = nn.Linear(info.input_shape[0], cfg["units"])
             self.add_module(info.name, module)
-            if pool_before_relu and info.type == "maxpool2d" and self.plan and self.plan[-1][1]:
-                self.plan[-1] = (self.plan[-1][0], False)
-                self.plan.append((info.name, True))
+        self.set_plan(pool_before_relu=False)
+
+    def set_plan(self, pool_before_relu: bool) -> None:
+        """The order modules run in: (module name, apply ReLU after it).
+
+        Max-pool and ReLU commute exactly (ReLU is monotonic), so pool_before_relu=True gives the same
+        logits and gradients while running ReLU and its backward on a quarter of the pixels.
+        """
+        plan = []
+        for info in self.spec.info:
+            if hasattr(self, f"{info.name}_pad"):
+                plan.append((f"{info.name}_pad", False))
+            if pool_before_relu and info.type == "maxpool2d" and plan and plan[-1][1]:
+                plan[-1] = (plan[-1][0], False)
+                plan.append((info.name, True))
             else:
-                self.plan.append((info.name, info.activation == "relu"))
+                plan.append((info.name, info.activation == "relu"))
+        self.plan = plan
 
     def forward(self, x):
         for name, relu in self.plan:
@@ -282,7 +291,7 @@ class Trainer:
         self.channels_last = variant == "tuned"
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-            model.plan = TwinNet(spec, pool_before_relu=True).plan  # same modules, cheaper order
+            self.model.set_plan(pool_before_relu=True)  # same function, cheaper order
         self.use_graph = variant == "tuned" and self.device.type == "cuda"
         self.optimizer = make_optimizer(self.model, lr, adam, capturable=self.use_graph)
         self.generator = torch.Generator().manual_seed(seed)
@@ -356,7 +365,8 @@ class Trainer:
 
 
 def make_predictor(model, variant: str = "idiomatic"):
-    """x (N, H, W, C) -> logits. idiomatic: eval() + no_grad; tuned: channels-last + inference_mode."""
+    """x (N, H, W, C) -> logits. idiomatic: eval() + no_grad; tuned: channels-last, pool before ReLU,
+    inference_mode."""
     device = next(model.parameters()).device
     model.eval()
     if variant == "idiomatic":
@@ -365,6 +375,7 @@ def make_predictor(model, variant: str = "idiomatic"):
                 return model(to_input(x, device)).cpu().numpy()
         return run
     model.to(memory_format=torch.channels_last)
+    model.set_plan(pool_before_relu=True)
 
     def run_tuned(x):
         with torch.inference_mode():

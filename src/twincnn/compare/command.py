@@ -41,8 +41,8 @@ def git_commit() -> str | None:
 
 def run(args) -> int:
     frameworks = backends.parse_list(args.frameworks)
-    for name in frameworks:
-        backends.load(name)  # fail now, with the install hint, not after minutes of training
+    for name in frameworks:  # fail now, with the install hint or the device problem, not after minutes
+        backends.load(name).resolve_device(args.device)
     spec = load_spec(args.spec)
     dataset = data.load(args.data)
     epochs = QUICK_EPOCHS if args.quick and args.epochs == 5 else args.epochs
