@@ -292,7 +292,8 @@ class Trainer:
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
             self.model.set_plan(pool_before_relu=True)  # same function, cheaper order
-        self.use_graph = variant == "tuned" and self.device.type == "cuda"
+        # The graph path resets Keras-Adam in place after its warm-up; torch.optim.Adam stays eager.
+        self.use_graph = variant == "tuned" and self.device.type == "cuda" and adam == "keras"
         self.optimizer = make_optimizer(self.model, lr, adam, capturable=self.use_graph)
         self.generator = torch.Generator().manual_seed(seed)
         self.x = self.y = None
@@ -326,8 +327,7 @@ class Trainer:
         with torch.no_grad():  # warm-up steps must not count: back to the weights we were given
             for p, w in zip(self.model.parameters(), weights):
                 p.copy_(w)
-        if hasattr(self.optimizer, "reset"):
-            self.optimizer.reset()
+        self.optimizer.reset()
         self.graphs[batch_size] = (graph, static_idx, static_loss)
 
     def step(self, idx):
