@@ -37,9 +37,10 @@ def port(source, dest, spec_path=None, data_path=None, tolerance=1e-4, log=print
     if dest.suffix.lower() == ".h5":
         raise UserError(f"{dest}: Keras 3 saves .keras files; name the output OUT.keras")
     src, dst = backends.load(src_name), backends.load(dst_name)
-    spec = load_spec(spec_path) if spec_path else None
+    # A Keras file carries its architecture (--spec, if given, must match it); a state_dict does not.
+    spec = load_spec(spec_path) if spec_path or src_name == "torch" else None
     try:
-        src_model, spec = src.load_file(source, spec if src_name == "tensorflow" else spec or load_spec(None))
+        src_model, spec = src.load_file(source, spec)
     except UserError:
         raise
     except Exception as exc:  # an unsupported layer, a mismatch, or not a model file at all
