@@ -17,7 +17,7 @@ NAME = "torch"
 
 
 def version() -> str:
-    return torch.__version__
+    return f"torch {torch.__version__}"
 
 
 def configure(threads: int | None = None, deterministic: bool = False) -> dict:
@@ -389,7 +389,7 @@ def make_trainer(model, spec, **kwargs) -> Trainer:
 
 def environment() -> dict:
     return {
-        "framework": "torch", "version": torch.__version__,
+        "framework": "torch", "version": version(),
         "intra_op_threads": torch.get_num_threads(), "inter_op_threads": torch.get_num_interop_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "mkldnn": torch.backends.mkldnn.is_available(), "python": platform.python_version(),

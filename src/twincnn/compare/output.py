@@ -71,7 +71,7 @@ def report_markdown(doc: dict) -> str:
         f"- epochs {cfg['epochs']}, batch {cfg['batch_size']}, Adam lr {cfg['lr']}, seeds {cfg['seeds']}, "
         f"threads {cfg['threads']}, device {cfg['device']}",
         f"- CPU: {env['cpu_model']} ({env['cpu_count']} cores); " +
-        "; ".join(f"{n} {env['frameworks'][n]['version']}" for n in results),
+        "; ".join(env["frameworks"][n]["version"] for n in results),
     ]
     if doc.get("floor"):
         f = doc["floor"]
