@@ -1,4 +1,4 @@
-"""Equivalence helpers shared by the tests, `port` and the README's numbers."""
+"""Training-trajectory equivalence: how far two twins drift apart on identical batches."""
 
 from __future__ import annotations
 
@@ -8,11 +8,6 @@ import numpy as np
 
 from .spec import Spec
 from .weights import Mismatch, initial_weights, worst_mismatch
-
-
-def transfer(src, src_model, dst, dst_model, spec: Spec) -> None:
-    """Copy weights between any two backends through the canonical layout."""
-    dst.set_weights(dst_model, spec, src.get_weights(src_model, spec))
 
 
 def relative_distance(a: dict, b: dict) -> float:

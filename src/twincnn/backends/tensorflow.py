@@ -43,7 +43,7 @@ def version() -> str:
     return f"tensorflow {tf.__version__}, keras {keras.__version__}"
 
 
-def configure(threads: int | None = None, deterministic: bool = False) -> dict:
+def configure(threads: int | None = None) -> dict:
     """Set intra-op threads (inter-op 1); TF allows this only before its runtime starts."""
     if threads:
         try:
@@ -51,8 +51,6 @@ def configure(threads: int | None = None, deterministic: bool = False) -> dict:
             tf.config.threading.set_inter_op_parallelism_threads(1)
         except RuntimeError:
             pass  # already initialised: the values below say what is in force
-    if deterministic:
-        tf.config.experimental.enable_op_determinism()
     return {"intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count(),
             "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads() or os.cpu_count()}
 

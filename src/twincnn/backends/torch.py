@@ -20,7 +20,7 @@ def version() -> str:
     return f"torch {torch.__version__}"
 
 
-def configure(threads: int | None = None, deterministic: bool = False) -> dict:
+def configure(threads: int | None = None) -> dict:
     """Set intra-op threads (and inter-op to 1 where still allowed); return what is in force."""
     if threads:
         torch.set_num_threads(threads)
@@ -28,8 +28,6 @@ def configure(threads: int | None = None, deterministic: bool = False) -> dict:
             torch.set_num_interop_threads(1)
         except RuntimeError:  # only allowed before the first parallel op
             pass
-    if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
     return {"intra_op_threads": torch.get_num_threads(), "inter_op_threads": torch.get_num_interop_threads()}
 
 

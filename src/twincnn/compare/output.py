@@ -89,10 +89,6 @@ def report_markdown(doc: dict) -> str:
     return "\n".join(lines)
 
 
-def default_out_dir(stamp: str) -> Path:
-    return Path("results") / stamp
-
-
 @contextmanager
 def atomic_directory(final: Path):
     """Yield a hidden sibling to fill; rename it to ``final`` only on success, delete it otherwise.
