@@ -158,9 +158,10 @@ class Trainer:
 
     def set_data(self, x: np.ndarray, y: np.ndarray) -> None:
         self.x_np, self.y_np = np.asarray(x, np.float32), np.asarray(y, np.int64)
-        with tf.device(self.device):
-            self.x, self.y = tf.constant(self.x_np), tf.constant(self.y_np)
-        self._step = self._make_step()
+        if self.variant == "tuned":  # idiomatic code feeds NumPy to fit()/train_on_batch()
+            with tf.device(self.device):
+                self.x, self.y = tf.constant(self.x_np), tf.constant(self.y_np)
+            self._step = self._make_step()
 
     def _make_step(self):
         model, optimizer, x, y = self.model, self.optimizer, self.x, self.y

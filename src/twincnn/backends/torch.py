@@ -250,16 +250,14 @@ class KerasAdam(torch.optim.Optimizer):
             torch._foreach_lerp_(vs, torch._foreach_mul(grads, grads), 1 - b2)
             denom = torch._foreach_sqrt(vs)
             torch._foreach_add_(denom, group["eps"])
+            first["step"] += 1
+            t = first["step"]
             if group["capturable"]:
-                first["step"] += 1
-                t = first["step"]
                 alpha = group["lr"] * torch.sqrt(1 - torch.pow(b2, t)) / (1 - torch.pow(b1, t))
                 update = torch._foreach_div(ms, denom)
                 torch._foreach_mul_(update, alpha)
                 torch._foreach_sub_(params, update)
             else:
-                first["step"] += 1
-                t = first["step"]
                 f32 = np.float32  # in float32, as Keras computes it
                 alpha = f32(group["lr"]) * np.sqrt(f32(1) - f32(b2) ** f32(t)) / (f32(1) - f32(b1) ** f32(t))
                 torch._foreach_addcdiv_(params, ms, denom, value=-float(alpha))

@@ -13,7 +13,7 @@ from .. import __version__, backends, data
 from ..errors import UserError
 from ..floor import measure_floor
 from ..spec import load_spec
-from .output import atomic_directory, report_markdown, side_by_side, write_json
+from .output import atomic_directory, refuse_nonempty, report_markdown, side_by_side, write_json
 from .protocol import Config, train_one
 from .summary import aggregate, difference
 
@@ -56,8 +56,7 @@ def run(args) -> int:
                     lr=args.lr, threads=threads, device=args.device, progress=not args.no_progress)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(args.out) if args.out else Path("results") / stamp
-    if out.exists() and any(out.iterdir()):
-        raise UserError(f"--out {out}: directory exists and is not empty; choose a new one")
+    refuse_nonempty(out)  # now, not after minutes of training
 
     n_train, n_test = len(dataset.y_train), len(dataset.y_test)
     floor = None if args.no_floor else measure_floor(spec, n_train, epochs)

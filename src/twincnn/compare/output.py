@@ -89,6 +89,11 @@ def report_markdown(doc: dict) -> str:
     return "\n".join(lines)
 
 
+def refuse_nonempty(out: Path) -> None:
+    if out.exists() and any(out.iterdir()):
+        raise UserError(f"--out {out}: directory exists and is not empty; choose a new one")
+
+
 @contextmanager
 def atomic_directory(final: Path):
     """Yield a hidden sibling to fill; rename it to ``final`` only on success, delete it otherwise.
@@ -96,8 +101,7 @@ def atomic_directory(final: Path):
     An interrupted run (Ctrl-C) therefore never leaves a directory that looks complete.
     """
     final = Path(final)
-    if final.exists() and any(final.iterdir()):
-        raise UserError(f"--out {final}: directory exists and is not empty; choose a new one")
+    refuse_nonempty(final)  # again: something may have appeared while training ran
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
