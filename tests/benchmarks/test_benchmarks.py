@@ -15,11 +15,13 @@ import numpy as np
 import pytest
 
 from conftest import FRAMEWORKS, require
+from twincnn.allocator import keep_freed_memory
 from twincnn.compare.command import cpu_model
 from twincnn.progress import Progress
 from twincnn.spec import DEFAULT_SPEC
 from twincnn.weights import initial_weights
 
+ALLOCATOR = keep_freed_memory()  # as `twincnn compare` does: timings independent of the heap's history
 VARIANTS = ["idiomatic", "tuned"]
 # TWINCNN_BENCH_DEVICE=cuda runs the same suite on a GPU (frameworks without one are skipped).
 DEVICE = os.environ.get("TWINCNN_BENCH_DEVICE", "cpu")
@@ -56,7 +58,8 @@ def _trainer(name, variant, x, y):
 
 def _info(benchmark, backend, variant, threads):
     benchmark.extra_info.update(framework=backend.NAME, version=backend.version(), variant=variant,
-                                device=DEVICE, cpu=cpu_model(), cores=os.cpu_count(), **threads)
+                                device=DEVICE, cpu=cpu_model(), cores=os.cpu_count(),
+                                allocator=ALLOCATOR, **threads)
 
 
 @pytest.mark.parametrize("name,variant", CASES, ids=IDS)

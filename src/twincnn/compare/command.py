@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from .. import __version__, backends, data
+from ..allocator import keep_freed_memory
 from ..errors import UserError
 from ..floor import measure_floor
 from ..spec import load_spec
@@ -58,6 +59,7 @@ def run(args) -> int:
     out = Path(args.out) if args.out else Path("results") / stamp
     refuse_nonempty(out)  # now, not after minutes of training
 
+    allocator = keep_freed_memory()  # before any training: every run gets the same heap behaviour
     n_train, n_test = len(dataset.y_train), len(dataset.y_test)
     floor = None if args.no_floor else measure_floor(spec, n_train, epochs)
     log = print
@@ -86,7 +88,7 @@ def run(args) -> int:
                    "spec": spec.to_dict(), "parameters": spec.total_params},
         "environment": {
             "python": platform.python_version(), "platform": platform.platform(), "cpu_model": cpu_model(),
-            "cpu_count": os.cpu_count(), "git_commit": git_commit(), "argv": sys.argv[1:],
+            "cpu_count": os.cpu_count(), "allocator": allocator, "git_commit": git_commit(), "argv": sys.argv[1:],
             "frameworks": {name: backends.load(name).environment() for name in frameworks},
         },
         "data": {"source": dataset.source, "sha256": dataset.sha256, "train_images": n_train,

@@ -70,7 +70,7 @@ def report_markdown(doc: dict) -> str:
         f"test images), sha256 `{doc['data']['sha256'][:16]}…`",
         f"- epochs {cfg['epochs']}, batch {cfg['batch_size']}, Adam lr {cfg['lr']}, seeds {cfg['seeds']}, "
         f"threads {cfg['threads']}, device {cfg['device']}",
-        f"- CPU: {env['cpu_model']} ({env['cpu_count']} cores); " +
+        f"- CPU: {env['cpu_model']} ({env['cpu_count']} cores); allocator: {env.get('allocator', 'not recorded')}; " +
         "; ".join(env["frameworks"][n]["version"] for n in results),
     ]
     if doc.get("floor"):
