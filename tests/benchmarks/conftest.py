@@ -1,0 +1,43 @@
+"""The kernel benchmarks' summary: each framework's kernels summed into a lower bound per training step."""
+
+import math
+
+import pytest
+
+from twincnn.floor import measure_floor
+from twincnn.spec import DEFAULT_SPEC
+
+KERNEL_MEDIANS = pytest.StashKey[dict]()
+IMAGES, EPOCHS, BATCH = 60_000, 5, 64
+
+
+def record_kernel(config, benchmark, framework: str, dispatch: bool = False) -> None:
+    """Keep the median of a kernel benchmark that really timed (not under --benchmark-disable)."""
+    stats = getattr(benchmark, "stats", None)
+    if stats is None or getattr(stats, "stats", None) is None:
+        return
+    entry = config.stash.setdefault(KERNEL_MEDIANS, {}).setdefault(framework, {"kernels": [], "dispatch": None})
+    if dispatch:
+        entry["dispatch"] = stats.stats.median
+    else:
+        entry["kernels"].append(stats.stats.median)
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    medians = config.stash.get(KERNEL_MEDIANS, {})
+    if not medians:
+        return
+    floor = measure_floor(DEFAULT_SPEC, IMAGES, EPOCHS)
+    steps = EPOCHS * math.ceil(IMAGES / BATCH)
+    terminalreporter.section("kernel lower bound (convolutions and max-pools only)")
+    terminalreporter.write_line(f"hardware floor for {EPOCHS} epochs: {floor['floor_seconds']:.1f} s "
+                                f"({floor['matmul_gflops']:.0f} GFLOP/s)")
+    for name, entry in sorted(medians.items()):
+        kernels, dispatch = entry["kernels"], entry["dispatch"] or 0.0
+        # each kernel timing paid one call's dispatch; a whole step compiled or queued pays it once
+        per_step = sum(kernels) - dispatch * max(len(kernels) - 1, 0)
+        bound = per_step * steps
+        terminalreporter.write_line(
+            f"{name}: {len(kernels)} layers forward+backward {sum(kernels) * 1e3:.2f} ms, dispatch "
+            f"{dispatch * 1e6:.0f} us -> {per_step * 1e3:.2f} ms per step, {bound:.1f} s for {steps} steps "
+            f"= {bound / floor['floor_seconds']:.2f}x floor")

@@ -1,0 +1,142 @@
+"""Each convolution and max-pool of the spec alone, at batch 64, in each framework's tuned layout.
+
+Per layer: forward, and forward+backward through the framework's own autodiff (gradients for the
+weights and, except the first layer, the input). The terminal summary adds a framework's forward+backward
+medians (less the dispatch of one trivial call for all but one of them) into a lower bound on its
+training step: dense layers, ReLU, the loss, Adam and the rest of the framework's overhead only add to it.
+It prints that bound for five epochs as a multiple of the hardware floor: how close the tuned step can
+get without new kernels.
+
+    pytest tests/benchmarks/test_kernels.py --benchmark-only
+"""
+
+import numpy as np
+import pytest
+
+from conftest import FRAMEWORKS, require
+from twincnn.spec import DEFAULT_SPEC
+
+from .conftest import record_kernel
+
+BATCH = 64
+LAYERS = [info for info in DEFAULT_SPEC.info if info.type in ("conv2d", "maxpool2d")]
+CASES = [(info, direction) for info in LAYERS for direction in ("forward", "forward+backward")]
+IDS = [f"{info.name}-{direction}" for info, direction in CASES]
+
+
+def _padded(info):
+    """Input shape (H, W, C) after the layer's explicit zero padding: the kernels below run unpadded."""
+    h, w, c = info.input_shape
+    (top, bottom), (left, right) = info.padding or ((0, 0), (0, 0))
+    return h + top + bottom, w + left + right, c
+
+
+def _arrays(info, first):
+    """Input, output gradient, kernel (HWIO) for the layer; NHWC, seeded."""
+    rng = np.random.default_rng(0)
+    h, w, c = _padded(info)
+    oh, ow, oc = info.output_shape
+    x = rng.standard_normal((BATCH, h, w, c), dtype=np.float32)
+    g = rng.standard_normal((BATCH, oh, ow, oc), dtype=np.float32)
+    kernel = None
+    if info.type == "conv2d":
+        kernel = rng.standard_normal((*info.config["kernel_size"], c, oc), dtype=np.float32) * 0.1
+    return x, g, kernel
+
+
+def torch_kernel(info, direction, first):
+    import torch
+    import torch.nn.functional as F
+
+    cl = torch.channels_last  # the tuned variant's layout
+    x, g, kernel = _arrays(info, first)
+    x, g = (torch.from_numpy(a).permute(0, 3, 1, 2).contiguous(memory_format=cl) for a in (x, g))
+    x.requires_grad_(not first)  # the image itself needs no gradient
+    if info.type == "conv2d":
+        weight = torch.from_numpy(kernel).permute(3, 2, 0, 1).contiguous(memory_format=cl).requires_grad_()
+        bias = torch.zeros(weight.shape[0], requires_grad=True)
+        inputs = [weight, bias] + ([x] if not first else [])
+        layer = lambda: F.conv2d(x, weight, bias, info.config["strides"])
+    else:
+        inputs = [x]
+        layer = lambda: F.max_pool2d(x, info.config["pool_size"], info.config["strides"])
+    if direction == "forward":
+        def forward():
+            with torch.no_grad():
+                return [layer()]
+        return forward
+
+    def forward_backward():  # autograd's own backward, as in the training step
+        y = layer()
+        return [y.detach(), *torch.autograd.grad(y, inputs, g)]
+
+    return forward_backward
+
+
+def tensorflow_kernel(info, direction, first):
+    import tensorflow as tf
+
+    x, g, kernel = _arrays(info, first)
+    x, g = tf.constant(x), tf.constant(g)
+    if info.type == "conv2d":
+        weight, bias = tf.Variable(kernel), tf.Variable(tf.zeros(kernel.shape[-1]))
+        sources = [weight, bias] + ([x] if not first else [])
+        layer = lambda: tf.nn.bias_add(tf.nn.conv2d(x, weight, info.config["strides"], "VALID"), bias)
+    else:
+        sources = [x]
+        layer = lambda: tf.nn.max_pool2d(x, info.config["pool_size"], info.config["strides"], "VALID")
+    if direction == "forward":
+        return tf.function(lambda: [layer()], autograph=False)
+
+    def forward_backward():  # the tape's gradients, as Keras's train step takes them
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer()
+        return [y, *tape.gradient(y, sources, output_gradients=g)]  # all returned: none is pruned
+
+    return tf.function(forward_backward, autograph=False)
+
+
+def torch_dispatch():
+    import torch
+
+    one = torch.ones(())
+    return lambda: one + 1
+
+
+def tensorflow_dispatch():
+    import tensorflow as tf
+
+    one = tf.constant(1.0)
+    return tf.function(lambda: one + 1, autograph=False)
+
+
+KERNELS = {"torch": torch_kernel, "tensorflow": tensorflow_kernel}
+DISPATCH = {"torch": torch_dispatch, "tensorflow": tensorflow_dispatch}
+
+
+@pytest.mark.parametrize("name", FRAMEWORKS)
+@pytest.mark.parametrize("info,direction", CASES, ids=IDS)
+def test_kernel(benchmark, request, name, info, direction):
+    require(name)
+    run = KERNELS[name](info, direction, first=info is LAYERS[0])
+    for _ in range(5):  # warm-up: tracing, oneDNN primitive creation
+        run()
+    benchmark.group = f"kernel: {info.name} {direction}, batch {BATCH}"
+    benchmark.extra_info.update(framework=name, layer=info.name, direction=direction)
+    outputs = [np.asarray(out) for out in benchmark(run)]
+    assert outputs[0].shape[0] == BATCH and all(np.isfinite(out).all() for out in outputs)
+    if direction != "forward":
+        record_kernel(request.config, benchmark, name)
+
+
+@pytest.mark.parametrize("name", FRAMEWORKS)
+def test_dispatch(benchmark, request, name):
+    """One trivial call: what each kernel timing above pays once and a whole training step pays once."""
+    require(name)
+    run = DISPATCH[name]()
+    run()
+    benchmark.group = "kernel: dispatch of one trivial call"
+    benchmark.extra_info.update(framework=name, layer="-", direction="dispatch")
+    assert float(np.asarray(benchmark(run))) == 2.0
+    record_kernel(request.config, benchmark, name, dispatch=True)
