@@ -25,6 +25,6 @@ for variant in tuned idiomatic; do
 done
 
 echo "== 3. PyTorch benchmarks on cuda"
-TWINCNN_BENCH_DEVICE=cuda timeout 300 $PY -m pytest -q -p no:cacheprovider tests/benchmarks --benchmark-only \
+TWINCNN_BENCH_DEVICE=cuda timeout 300 $PY -m pytest -q -p no:cacheprovider tests/benchmarks/test_benchmarks.py --benchmark-only \
   -k "torch" --benchmark-json="$OUT/bench_cuda.json" --benchmark-columns=median,iqr,rounds \
   --benchmark-group-by=group 2>&1 | tail -60 | tee "$OUT/bench.txt"

@@ -2,10 +2,10 @@
 
 A training step allocates and frees a few activation buffers of ~5 MB. glibc's malloc serves blocks that
 size with mmap and hands them back to the kernel on free (or trims the heap), so the next step page-faults
-them in again. Whether that happens depends on the heap's history: the same PyTorch step measured
-11.5 ms in one process and 7.5 ms in another that had merely loaded the dataset twice (1,250 minor page
-faults per step against none). Raising glibc's mmap and trim thresholds makes every run the cheap case,
-for both frameworks, like pinning the thread count.
+them in again. Whether that happens depends on the heap's history: the same tuned PyTorch step took
+11.5-13.2 ms with 3,100-3,800 minor page faults per step in fresh processes, and 7.8-8.0 ms with none
+once the thresholds below were raised. Raising them makes every run the cheap case, for both
+frameworks, like pinning the thread count.
 """
 
 from __future__ import annotations

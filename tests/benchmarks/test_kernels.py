@@ -1,4 +1,4 @@
-"""Each convolution and max-pool of the spec alone, at batch 64, in each framework's tuned layout.
+"""Each convolution and max-pool of the spec alone, at batch 64, on the CPU, in each framework's tuned layout.
 
 Per layer: forward, and forward+backward through the framework's own autodiff (gradients for the
 weights and, except the first layer, the input). The terminal summary adds a framework's forward+backward
