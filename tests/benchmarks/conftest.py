@@ -1,14 +1,21 @@
-"""The kernel benchmarks' summary: each framework's kernels summed into a lower bound per training step."""
+"""Benchmark fixtures: the allocator setting for every timing here, and the kernel lower-bound summary."""
 
 import math
 
 import pytest
 
+from twincnn.allocator import keep_freed_memory
 from twincnn.floor import measure_floor
 from twincnn.spec import DEFAULT_SPEC
 
 KERNEL_MEDIANS = pytest.StashKey[dict]()
 IMAGES, EPOCHS, BATCH = 60_000, 5, 64
+
+
+@pytest.fixture(scope="session", autouse=True)
+def allocator() -> str:
+    """As `twincnn compare` does, before anything here is timed: timings independent of the heap's history."""
+    return keep_freed_memory()
 
 
 def record_kernel(config, benchmark, framework: str, dispatch: bool = False) -> None:

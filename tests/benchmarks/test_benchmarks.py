@@ -15,13 +15,11 @@ import numpy as np
 import pytest
 
 from conftest import FRAMEWORKS, require
-from twincnn.allocator import keep_freed_memory
 from twincnn.compare.command import cpu_model
 from twincnn.progress import Progress
 from twincnn.spec import DEFAULT_SPEC
 from twincnn.weights import initial_weights
 
-ALLOCATOR = keep_freed_memory()  # as `twincnn compare` does: timings independent of the heap's history
 VARIANTS = ["idiomatic", "tuned"]
 # TWINCNN_BENCH_DEVICE=cuda runs the same suite on a GPU (frameworks without one are skipped).
 DEVICE = os.environ.get("TWINCNN_BENCH_DEVICE", "cpu")
@@ -56,14 +54,14 @@ def _trainer(name, variant, x, y):
     return backend, trainer, threads
 
 
-def _info(benchmark, backend, variant, threads):
+def _info(benchmark, allocator, backend, variant, threads):
     benchmark.extra_info.update(framework=backend.NAME, version=backend.version(), variant=variant,
                                 device=DEVICE, cpu=cpu_model(), cores=os.cpu_count(),
-                                allocator=ALLOCATOR, **threads)
+                                allocator=allocator, **threads)
 
 
 @pytest.mark.parametrize("name,variant", CASES, ids=IDS)
-def test_train_step(benchmark, train_data, name, variant):
+def test_train_step(benchmark, allocator, train_data, name, variant):
     """One training step at batch 64: forward, backward, Adam."""
     x, y, _ = train_data
     backend, trainer, threads = _trainer(name, variant, x, y)
@@ -76,14 +74,14 @@ def test_train_step(benchmark, train_data, name, variant):
         return float(trainer.step(batches[next(counter) % len(batches)]))
 
     benchmark.group = f"train step, batch {BATCH} ({variant})"
-    _info(benchmark, backend, variant, threads)
+    _info(benchmark, allocator, backend, variant, threads)
     loss = benchmark(step)
     assert math.isfinite(loss) and 0 < loss < 10
 
 
 @pytest.mark.parametrize("batch", [64, 1000])
 @pytest.mark.parametrize("name,variant", CASES, ids=IDS)
-def test_inference(benchmark, train_data, name, variant, batch):
+def test_inference(benchmark, allocator, train_data, name, variant, batch):
     _, _, x_test = train_data
     backend, threads = _backend(name)
     predict = backend.make_predictor(backend.build(DEFAULT_SPEC, seed=0, device=DEVICE), variant)
@@ -91,13 +89,13 @@ def test_inference(benchmark, train_data, name, variant, batch):
     for _ in range(3):
         predict(x)
     benchmark.group = f"inference, batch {batch} ({variant})"
-    _info(benchmark, backend, variant, threads)
+    _info(benchmark, allocator, backend, variant, threads)
     logits = benchmark(predict, x)
     assert logits.shape == (batch, 10) and np.isfinite(logits).all()
 
 
 @pytest.mark.parametrize("name,variant", CASES, ids=IDS)
-def test_epoch(benchmark, train_data, name, variant):
+def test_epoch(benchmark, allocator, train_data, name, variant):
     """One full epoch (60,000 images, 938 steps) in pedantic mode: few rounds, warm-up excluded."""
     x, y, _ = train_data
     backend, trainer, threads = _trainer(name, variant, x, y)
@@ -110,14 +108,14 @@ def test_epoch(benchmark, train_data, name, variant):
         return loss
 
     benchmark.group = f"epoch, 60,000 images ({variant})"
-    _info(benchmark, backend, variant, threads)
+    _info(benchmark, allocator, backend, variant, threads)
     loss = benchmark.pedantic(epoch, rounds=2, iterations=1)
     assert math.isfinite(loss) and loss < 1.0  # an epoch of MNIST must have learned something
 
 
 @pytest.mark.parametrize("harness", ["bare", "harness"])
 @pytest.mark.parametrize("name", FRAMEWORKS)
-def test_harness_overhead(benchmark, train_data, name, harness):
+def test_harness_overhead(benchmark, allocator, train_data, name, harness):
     """compare's per-step timing and progress bar vs a bare loop (goal: under 2 %), 200 steps."""
     x, y, _ = train_data
     backend, trainer, threads = _trainer(name, "tuned", x, y)
@@ -135,6 +133,6 @@ def test_harness_overhead(benchmark, train_data, name, harness):
         return trainer.train_epoch(order, BATCH, on_step if harness == "harness" else None)
 
     benchmark.group = f"harness overhead, 200 steps ({name})"
-    _info(benchmark, backend, "tuned", threads)
+    _info(benchmark, allocator, backend, "tuned", threads)
     loss = benchmark.pedantic(run, rounds=5, iterations=1)
     assert math.isfinite(loss)

@@ -31,7 +31,7 @@ def _padded(info):
     return h + top + bottom, w + left + right, c
 
 
-def _arrays(info, first):
+def _arrays(info):
     """Input, output gradient, kernel (HWIO) for the layer; NHWC, seeded."""
     rng = np.random.default_rng(0)
     h, w, c = _padded(info)
@@ -49,7 +49,7 @@ def torch_kernel(info, direction, first):
     import torch.nn.functional as F
 
     cl = torch.channels_last  # the tuned variant's layout
-    x, g, kernel = _arrays(info, first)
+    x, g, kernel = _arrays(info)
     x, g = (torch.from_numpy(a).permute(0, 3, 1, 2).contiguous(memory_format=cl) for a in (x, g))
     x.requires_grad_(not first)  # the image itself needs no gradient
     if info.type == "conv2d":
@@ -76,7 +76,7 @@ def torch_kernel(info, direction, first):
 def tensorflow_kernel(info, direction, first):
     import tensorflow as tf
 
-    x, g, kernel = _arrays(info, first)
+    x, g, kernel = _arrays(info)
     x, g = tf.constant(x), tf.constant(g)
     if info.type == "conv2d":
         weight, bias = tf.Variable(kernel), tf.Variable(tf.zeros(kernel.shape[-1]))
@@ -117,13 +117,13 @@ DISPATCH = {"torch": torch_dispatch, "tensorflow": tensorflow_dispatch}
 
 @pytest.mark.parametrize("name", FRAMEWORKS)
 @pytest.mark.parametrize("info,direction", CASES, ids=IDS)
-def test_kernel(benchmark, request, name, info, direction):
+def test_kernel(benchmark, allocator, request, name, info, direction):
     require(name)
     run = KERNELS[name](info, direction, first=info is LAYERS[0])
     for _ in range(5):  # warm-up: tracing, oneDNN primitive creation
         run()
     benchmark.group = f"kernel: {info.name} {direction}, batch {BATCH}"
-    benchmark.extra_info.update(framework=name, layer=info.name, direction=direction)
+    benchmark.extra_info.update(framework=name, layer=info.name, direction=direction, allocator=allocator)
     outputs = [np.asarray(out) for out in benchmark(run)]
     assert outputs[0].shape[0] == BATCH and all(np.isfinite(out).all() for out in outputs)
     if direction != "forward":
@@ -131,12 +131,12 @@ def test_kernel(benchmark, request, name, info, direction):
 
 
 @pytest.mark.parametrize("name", FRAMEWORKS)
-def test_dispatch(benchmark, request, name):
+def test_dispatch(benchmark, allocator, request, name):
     """One trivial call: what each kernel timing above pays once and a whole training step pays once."""
     require(name)
     run = DISPATCH[name]()
     run()
     benchmark.group = "kernel: dispatch of one trivial call"
-    benchmark.extra_info.update(framework=name, layer="-", direction="dispatch")
+    benchmark.extra_info.update(framework=name, layer="-", direction="dispatch", allocator=allocator)
     assert float(np.asarray(benchmark(run))) == 2.0
     record_kernel(request.config, benchmark, name, dispatch=True)
