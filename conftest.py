@@ -36,7 +36,27 @@ def pytest_addoption(parser):
                      help="run the slow tests (full 5-epoch accuracy gate); CI passes this")
 
 
+def frameworks_of(item) -> set[str]:
+    """The frameworks a test needs, as far as collection can tell: a framework-valued parameter
+    (`framework`, `name`, or a tuple of names such as a pair) or the `both` fixture."""
+    names = set()
+    for value in getattr(getattr(item, "callspec", None), "params", {}).values():
+        for part in value if isinstance(value, tuple) else (value,):  # lists are CLI args, not pairs
+            if isinstance(part, str) and part in FRAMEWORKS:
+                names.add(part)
+    if "both" in item.fixturenames:
+        names.update(FRAMEWORKS)
+    return names
+
+
 def pytest_collection_modifyitems(config, items):
+    # Marked at collection, not in a fixture: `pytest -m torch` selects before any fixture runs.
+    for item in items:
+        names = frameworks_of(item)
+        for name in names:
+            item.add_marker(getattr(pytest.mark, name))
+        if len(names) > 1:
+            item.add_marker(pytest.mark.both)
     if config.getoption("--run-slow"):
         return
     skip = pytest.mark.skip(reason="slow: run with --run-slow (CI does)")

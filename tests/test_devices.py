@@ -8,6 +8,8 @@ from tests.helpers import STEP_ATOL, assert_close
 from twincnn.cli import main
 from twincnn.weights import initial_weights
 
+pytestmark = pytest.mark.torch  # every test here needs PyTorch (collection cannot see require() calls)
+
 
 def _has_cuda():
     try:

@@ -37,6 +37,7 @@ def test_output_shape_and_dtype(framework, model, n):
     assert np.isfinite(logits).all()
 
 
+@pytest.mark.torch
 def test_torch_state_dict_loads_into_notebook_class(spec):
     from conftest import require
 
@@ -53,6 +54,7 @@ def test_torch_state_dict_loads_into_notebook_class(spec):
         assert torch.equal(nb(x), twin(x))
 
 
+@pytest.mark.torch
 def test_tuned_torch_is_the_same_function(spec):
     """The tuned variant (channels-last, pool before ReLU) must not change a single logit or gradient."""
     from conftest import require
