@@ -43,7 +43,7 @@ def port(source, dest, spec_path=None, data_path=None, tolerance=1e-4, log=print
         src_model, spec = src.load_file(source, spec)
     except UserError:
         raise
-    except Exception as exc:  # an unsupported layer, a mismatch, or not a model file at all
+    except ValueError as exc:  # load_file's word for bad input: an unsupported layer, a mismatch, not a model
         raise UserError(f"{source}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     if spec.input_shape != (28, 28, 1) or spec.num_classes != 10:
         raise UserError(f"{source}: input {spec.input_shape} with {spec.num_classes} outputs; twincnn verifies "

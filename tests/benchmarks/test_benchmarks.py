@@ -16,6 +16,7 @@ import pytest
 
 from conftest import FRAMEWORKS, require
 from twincnn.compare.command import cpu_model
+from twincnn.errors import UserError
 from twincnn.progress import Progress
 from twincnn.spec import DEFAULT_SPEC
 from twincnn.weights import initial_weights
@@ -40,7 +41,7 @@ def _backend(name):
     backend = require(name)
     try:
         backend.resolve_device(DEVICE)
-    except Exception as exc:  # e.g. tensorflow-cpu asked for cuda
+    except UserError as exc:  # e.g. tensorflow-cpu asked for cuda; anything else is a failure, not a skip
         pytest.skip(str(exc))
     return backend, backend.configure(os.cpu_count())
 

@@ -5,6 +5,8 @@ Every backend module defines:
   predict(model, x), loss_and_grads(model, spec, x, y), layer_summary(model, spec),
   make_trainer(model, spec, lr, adam, variant, device), make_predictor(model, variant),
   configure(threads), environment(), load_file(path, spec), save_file(model, spec, path).
+load_file raises ValueError (a one-line message) for a file that is not a usable model, and nothing
+broader: `twincnn port` turns exactly that into a user error; anything else is a bug and keeps its traceback.
 Inputs are canonical: float32 (N, H, W, C); weights are canonical NumPy dicts (see spec.py).
 Frameworks are imported only when a backend is loaded, so users of one never pay for the other.
 """

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import zipfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's start-up chatter out of reports
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -12,19 +13,29 @@ import numpy as np  # noqa: E402
 
 
 def _import_quietly():
-    """TF 2.21 logs oneDNN/CPU notices from C++ at import, past TF_CPP_MIN_LOG_LEVEL: silence fd 2 then."""
+    """TF 2.21 logs oneDNN/CPU notices from C++ at import, past TF_CPP_MIN_LOG_LEVEL: fd 2 goes to a
+    temporary file meanwhile. Dropped on success; on a failed import it is what says why, so it is shown."""
     import sys
+    import tempfile
 
     sys.stderr.flush()
     saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
+    with tempfile.TemporaryFile() as captured:
+        try:
+            os.dup2(captured.fileno(), 2)
             import keras
             import tensorflow
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+        except BaseException:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            captured.seek(0)
+            text = captured.read().decode(errors="replace").strip()
+            if text:
+                print(f"TensorFlow/Keras wrote this while failing to import:\n{text}", file=sys.stderr)
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
     return keras, tensorflow
 
 
@@ -278,9 +289,20 @@ def spec_from_model(model) -> Spec:
     return Spec(tuple(model.input_shape[1:]), tuple(layers))
 
 
+# What keras.saving.load_model raises for a file that is not a model it can load (Keras 3.15):
+# not a zip / empty / truncated .keras -> ValueError; a zip without config.json -> KeyError; a bad
+# config.json -> JSONDecodeError (a ValueError); a layer class it does not know -> TypeError;
+# a damaged .h5 -> OSError. Only the load_model call is guarded, so bugs in twincnn keep their traceback.
+NOT_A_MODEL = (ValueError, KeyError, TypeError, OSError, zipfile.BadZipFile)
+
+
 def load_file(path, spec: Spec | None = None):
-    """A saved .keras/.h5 model -> (model rebuilt by twincnn with its weights, spec)."""
-    saved = keras.saving.load_model(path, compile=False)
+    """A saved .keras/.h5 model -> (model rebuilt by twincnn with its weights, spec); ValueError for bad input."""
+    try:
+        saved = keras.saving.load_model(path, compile=False)
+    except NOT_A_MODEL as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ValueError(f"not a Keras model file Keras can load ({type(exc).__name__}: {first})") from None
     derived = spec_from_model(saved)
     if spec is not None and spec != derived:
         raise ValueError(f"the model's layers ({derived.describe()}) do not match --spec ({spec.describe()})")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import platform
 
 import numpy as np
@@ -393,11 +394,20 @@ def environment() -> dict:
 
 
 # -- files: a PyTorch state_dict <-> canonical weights -----------------------------------------
+# What torch.load(weights_only=True) raises for a file that is not a plain state_dict (torch 2.13):
+# text, a plain pickle or a pickled nn.Module -> UnpicklingError; an empty file -> EOFError;
+# a truncated, corrupted or foreign zip -> RuntimeError ("... zip archive ...", "... in archive ...");
+# unreadable -> OSError. Anything else is a bug and keeps its traceback.
+NOT_A_STATE_DICT = (pickle.UnpicklingError, EOFError, RuntimeError, OSError)
+
+
 def load_file(path, spec: Spec):
     """A state_dict saved with torch.save -> (TwinNet with those weights, spec); one-line errors."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle, zip and weights_only errors all mean: not a plain state_dict
+    except NOT_A_STATE_DICT as exc:
+        if isinstance(exc, RuntimeError) and "archive" not in str(exc):
+            raise  # a RuntimeError about something other than the file's zip container is not bad input
         raise ValueError(f"not a PyTorch state_dict saved with torch.save ({type(exc).__name__})") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
@@ -411,6 +421,8 @@ def load_file(path, spec: Spec):
         raise ValueError(f"does not match the spec: missing {missing or 'nothing'}, unexpected "
                          f"{unexpected or 'nothing'}; pass the right --spec")
     for key, value in expected.items():
+        if not torch.is_tensor(state[key]):
+            raise ValueError(f"{key} holds a {type(state[key]).__name__}, not a tensor")
         if tuple(state[key].shape) != tuple(value.shape):
             raise ValueError(f"{key} has shape {tuple(state[key].shape)}, the spec needs {tuple(value.shape)}; "
                              f"pass the right --spec")
