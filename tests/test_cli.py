@@ -36,7 +36,7 @@ def test_summary_shows_totals(capsys):
 @pytest.mark.parametrize("args,message", [
     (["data", "--data", "/nonexistent/x.npz"], "no such file or directory"),
     (["summary", "--spec", "/nonexistent/spec.json"], "no such spec file"),
-    (["summary", "--frameworks", "jax"], "unknown framework 'jax'"),
+    (["summary", "--frameworks", "mxnet"], "unknown framework 'mxnet'"),
 ])
 def test_bad_input_is_one_line(args, message):
     result = run_cli(*args)

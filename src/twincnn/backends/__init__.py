@@ -1,10 +1,7 @@
 """One module per framework, each with the same functions.
 
-Every backend module defines:
-  NAME, version(), build(spec, seed), get_weights(model, spec), set_weights(model, spec, weights),
-  predict(model, x), loss_and_grads(model, spec, x, y), layer_summary(model, spec),
-  make_trainer(model, spec, lr, adam, variant, device), make_predictor(model, variant),
-  configure(threads), environment(), load_file(path, spec), save_file(model, spec, path).
+Every backend module satisfies interface.Backend (names, signatures, what each returns) and its
+make_trainer() returns an interface.Trainer; tests/test_interface.py checks every installed one.
 load_file raises ValueError (a one-line message) for a file that is not a usable model, and nothing
 broader: `twincnn port` turns exactly that into a user error; anything else is a bug and keeps its traceback.
 Inputs are canonical: float32 (N, H, W, C); weights are canonical NumPy dicts (see spec.py).
@@ -22,8 +19,10 @@ from ..errors import UserError
 BACKENDS = {
     "tensorflow": ("twincnn.backends.tensorflow", "tensorflow", "tf"),
     "torch": ("twincnn.backends.torch", "torch", "torch"),
+    # flax, not jax: a bare jax install (common) lacks the module library this twin is written in
+    "jax": ("twincnn.backends.jax", "flax", "jax"),
 }
-ALIASES = {"tf": "tensorflow", "keras": "tensorflow", "pytorch": "torch"}
+ALIASES = {"tf": "tensorflow", "keras": "tensorflow", "pytorch": "torch", "flax": "jax"}
 
 
 class FrameworkMissing(UserError, ImportError):

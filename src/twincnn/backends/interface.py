@@ -1,0 +1,111 @@
+"""What a backend module must provide: every module-level name the rest of twincnn calls.
+
+A backend is a module, not a class, so ``Backend`` describes a module's attributes. ``conformance()``
+reports every missing or wrong name, so a new twin can be checked before anything runs it.
+Conventions shared by all backends: inputs are float32 NumPy (N, H, W, C); weights are canonical NumPy
+dicts (spec.py); load_file raises ValueError, with a one-line message, for a file that is not a usable model.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Protocol, runtime_checkable
+
+import numpy as np
+
+from ..spec import Spec
+
+
+@runtime_checkable
+class Trainer(Protocol):
+    """Trains one twin on data it holds; batches are row indices, so every twin sees the same ones."""
+
+    def set_data(self, x: np.ndarray, y: np.ndarray) -> None:
+        """Hold the training set (where the variant keeps it: host or device)."""
+
+    def step(self, idx) -> Any:
+        """One optimiser step on rows ``idx``; returns the loss (possibly not yet computed on the device)."""
+
+    def train_epoch(self, order, batch_size: int, on_step: Callable[[int], None] | None = None,
+                    validation=None) -> float:
+        """One epoch over ``order`` (None: the framework shuffles itself); the mean training loss."""
+
+    def sync(self) -> None:
+        """Wait until every queued step has finished (timings are taken after it)."""
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Logits for ``x`` from the current weights."""
+
+    def run(self, epochs: int, batch_size: int, order_for_epoch: Callable[[int], Any], hooks,
+            validation=None) -> None:
+        """Train ``epochs`` epochs, calling hooks.epoch_start(epoch), hooks.step(done), hooks.epoch_end(epoch, loss)."""
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A backend module (twincnn.backends.<name>)."""
+
+    NAME: str  # the registry name
+    NOTEBOOK_VALIDATION: bool  # the notebook protocol validates on the test set inside the timed epoch
+    Trainer: type  # the class make_trainer() returns
+
+    def version(self) -> str: ...
+
+    def configure(self, threads: int | None = None) -> dict:
+        """Set intra-op threads where still possible; return what is in force (intra_op_threads, ...)."""
+
+    def resolve_device(self, device: str = "cpu") -> Any:
+        """The framework's device for 'cpu' or 'cuda'; UserError if it has none such."""
+
+    def build(self, spec: Spec, seed: int | None = None, device: str = "cpu") -> Any:
+        """The twin with the framework's own initialisers."""
+
+    def get_weights(self, model, spec: Spec) -> dict[str, np.ndarray]: ...
+
+    def set_weights(self, model, spec: Spec, weights: dict) -> None: ...
+
+    def predict(self, model, x: np.ndarray, batch_size: int = 1000) -> np.ndarray: ...
+
+    def loss_and_grads(self, model, spec: Spec, x: np.ndarray, y: np.ndarray) -> tuple[float, dict]: ...
+
+    def layer_summary(self, model, spec: Spec) -> list[tuple[str, tuple, int]]: ...
+
+    def make_trainer(self, model, spec: Spec, **kwargs) -> Trainer:
+        """kwargs: lr, adam ('keras' or 'native'), variant ('idiomatic' or 'tuned'), device, seed, metrics."""
+
+    def make_predictor(self, model, variant: str = "idiomatic") -> Callable[[np.ndarray], np.ndarray]: ...
+
+    def environment(self) -> dict: ...
+
+    def load_file(self, path, spec: Spec | None) -> tuple[Any, Spec]: ...
+
+    def save_file(self, model, spec: Spec, path) -> None: ...
+
+
+def _members(protocol) -> tuple[list[str], list[str]]:
+    """(callable names, data names) a protocol declares, in declaration order."""
+    callables = [name for name, value in vars(protocol).items()
+                 if callable(value) and not name.startswith("_")]
+    data = [name for name in getattr(protocol, "__annotations__", {}) if name not in callables]
+    return callables, data
+
+
+BACKEND_FUNCTIONS, BACKEND_CONSTANTS = _members(Backend)
+TRAINER_METHODS, _ = _members(Trainer)
+_TYPES = {"NAME": str, "NOTEBOOK_VALIDATION": bool, "Trainer": type}
+
+
+def conformance(module) -> list[str]:
+    """Every way ``module`` falls short of Backend (and its Trainer class of Trainer); empty if none."""
+    problems = []
+    for name in BACKEND_CONSTANTS:
+        if not hasattr(module, name):
+            problems.append(f"missing {name}")
+        elif not isinstance(getattr(module, name), _TYPES[name]):
+            problems.append(f"{name} is a {type(getattr(module, name)).__name__}, not a {_TYPES[name].__name__}")
+    for name in BACKEND_FUNCTIONS:
+        if not callable(getattr(module, name, None)):
+            problems.append(f"missing function {name}()" if not hasattr(module, name) else f"{name} is not callable")
+    trainer = getattr(module, "Trainer", None)
+    if isinstance(trainer, type):
+        problems += [f"Trainer lacks {name}()" for name in TRAINER_METHODS if not callable(getattr(trainer, name, None))]
+    return problems

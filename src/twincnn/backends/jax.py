@@ -1,0 +1,365 @@
+"""JAX twin: a Flax NNX module with layers named conv1.., fc1.. in NHWC, Flax's layouts being the canonical ones."""
+
+from __future__ import annotations
+
+import os
+import platform
+from typing import NamedTuple
+
+import numpy as np
+
+import jax  # noqa: I001 -- the framework itself, not this module
+import jax.numpy as jnp
+import optax
+from flax import nnx
+from jax._src import xla_bridge  # the public API has no "is the runtime started?" query
+
+from ..errors import UserError
+from ..spec import Spec
+from ..weights import check_layout
+from .loop import run_epochs
+
+NAME = "jax"
+# The notebook validated inside Keras fit's timing; a JAX loop does only what it says.
+NOTEBOOK_VALIDATION = False
+
+# What configure() put in force: XLA's CPU client cannot be resized once created.
+_THREADS = {"intra_op_threads": None, "how": "all cores (default)"}
+
+
+def version() -> str:
+    import flax
+
+    return f"jax {jax.__version__}, flax {flax.__version__}, optax {optax.__version__}"
+
+
+def configure(threads: int | None = None) -> dict:
+    """Set the CPU threads XLA uses; only possible before the first JAX operation starts the runtime.
+
+    jax has no thread-count setting: XLA's CPU client sizes its thread pools from the CPUs the creating
+    thread may run on. So the client is created while this thread is pinned to ``threads`` CPUs (the pool
+    threads keep that set), then the pin is lifted. One thread also turns Eigen's multi-threading off.
+    """
+    if threads and not xla_bridge.backends_are_initialized():
+        allowed = sorted(os.sched_getaffinity(0))
+        chosen = set(allowed[:threads])
+        if threads == 1:
+            os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
+        os.sched_setaffinity(0, chosen)  # 0: this thread only; threads it starts inherit the set
+        try:
+            jax.devices()
+        finally:
+            os.sched_setaffinity(0, allowed)
+        _THREADS.update(intra_op_threads=len(chosen),
+                        how=f"XLA CPU client created on {len(chosen)} of {len(allowed)} CPUs")
+    if _THREADS["intra_op_threads"] is None:
+        _THREADS["intra_op_threads"] = len(os.sched_getaffinity(0))
+    return {"intra_op_threads": _THREADS["intra_op_threads"], "inter_op_threads": 1}
+
+
+def resolve_device(device: str = "cpu") -> str:
+    """The JAX platform for ``device``. 'cpu' leaves the runtime unstarted, so configure() may still follow."""
+    if device not in ("cpu", "cuda"):
+        raise UserError(f"unknown device {device!r}; use cpu or cuda")
+    if device == "cuda":
+        try:
+            gpus = jax.devices("gpu")
+        except RuntimeError:  # no GPU backend at all
+            gpus = []
+        if not gpus:
+            raise UserError("--device cuda: this JAX sees no GPU (CPU-only jaxlib?); use --device cpu "
+                            "or install jax[cuda12]")
+        # float32 comparisons: XLA on GPUs would otherwise round matmul/conv inputs to TF32 or bf16.
+        jax.config.update("jax_default_matmul_precision", "highest")
+        return "gpu"
+    return "cpu"
+
+
+def _device(platform_name: str):
+    return jax.devices(platform_name)[0]
+
+
+class TwinNet(nnx.Module):
+    """The spec as an NNX module. ``plan`` holds only hashable static data, so jit caches key on it."""
+
+    def __init__(self, spec: Spec, rngs: nnx.Rngs):
+        channels = spec.input_shape[2]
+        plan = []
+        for info in spec.info:
+            cfg = info.config
+            if info.type == "conv2d":
+                # Explicit padding: nnx.Conv pads 'SAME' unless told, and Keras's 'same' puts the odd pixel after.
+                setattr(self, info.name, nnx.Conv(channels, cfg["filters"], tuple(cfg["kernel_size"]),
+                                                  tuple(cfg["strides"]), padding=tuple(info.padding), rngs=rngs))
+                channels = cfg["filters"]
+                plan.append((info.name, "layer", (), cfg["activation"] == "relu"))
+            elif info.type == "dense":
+                setattr(self, info.name, nnx.Linear(info.input_shape[0], cfg["units"], rngs=rngs))
+                plan.append((info.name, "layer", (), cfg["activation"] == "relu"))
+            elif info.type == "maxpool2d":  # max_pool's strides default to 1: always pass the spec's
+                plan.append((info.name, "pool", (tuple(cfg["pool_size"]), tuple(cfg["strides"])), False))
+            else:  # NHWC reshaped: rows in (H, W, C) order, the canonical one
+                plan.append((info.name, "flatten", (), False))
+        self.plan = tuple(plan)
+
+    def __call__(self, x, shapes=None):
+        for name, kind, args, relu in self.plan:
+            if kind == "layer":
+                x = getattr(self, name)(x)
+            elif kind == "pool":
+                x = nnx.max_pool(x, args[0], strides=args[1], padding="VALID")
+            else:
+                x = x.reshape(x.shape[0], -1)
+            if relu:
+                x = nnx.relu(x)
+            if shapes is not None:
+                shapes[name] = tuple(x.shape[1:])
+        return x
+
+
+def build(spec: Spec, seed: int | None = None, device: str = "cpu") -> TwinNet:
+    """The twin with Flax's own initialisers (LeCun-normal kernels, zero biases); set_weights() for shared ones."""
+    with jax.default_device(_device(resolve_device(device))):
+        return TwinNet(spec, nnx.Rngs(0 if seed is None else seed))
+
+
+def _variables(model: TwinNet, spec: Spec):
+    """(canonical name, nnx.Param) in spec order; the names are the only mapping needed."""
+    for info in spec.param_layers:
+        layer = getattr(model, info.name)
+        for key in info.weight_shapes:
+            yield f"{info.name}/{key}", getattr(layer, key)
+
+
+def get_weights(model: TwinNet, spec: Spec) -> dict[str, np.ndarray]:
+    return {name: np.array(var.get_value()) for name, var in _variables(model, spec)}
+
+
+def set_weights(model: TwinNet, spec: Spec, weights: dict) -> None:
+    check_layout(spec, weights)
+    for name, var in _variables(model, spec):
+        old = var.get_value()
+        var.set_value(jax.device_put(np.asarray(weights[name], np.float32), next(iter(old.devices()))))
+
+
+@nnx.jit
+def _forward(model, x):
+    return model(x)
+
+
+def predict(model: TwinNet, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+    out = [np.asarray(_forward(model, jnp.asarray(x[start:start + batch_size], jnp.float32)))
+           for start in range(0, len(x), batch_size)]
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def _loss(model, x, y):
+    return optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()
+
+
+def loss_and_grads(model: TwinNet, spec: Spec, x: np.ndarray, y: np.ndarray):
+    """Mean sparse cross-entropy from logits on one batch and its canonical gradients."""
+    loss, grads = nnx.value_and_grad(_loss)(model, jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.int32))
+    return float(loss), {f"{info.name}/{key}": np.array(grads[info.name][key].get_value())
+                         for info in spec.param_layers for key in info.weight_shapes}
+
+
+def layer_summary(model: TwinNet, spec: Spec) -> list[tuple[str, tuple, int]]:
+    """(name, output shape, parameters) measured on the built model."""
+    shapes = {}
+    model(jnp.zeros((1, *spec.input_shape), jnp.float32), shapes=shapes)
+    rows = []
+    for info in spec.info:
+        layer = getattr(model, info.name, None)
+        params = 0 if layer is None else sum(int(np.prod(v.shape)) for v in jax.tree.leaves(nnx.state(layer, nnx.Param)))
+        rows.append((info.name, shapes[info.name], params))
+    return rows
+
+
+# -- Adam -----------------------------------------------------------------------------------------
+class _KerasAdamState(NamedTuple):
+    count: jax.Array  # steps taken, on the device
+    mu: optax.Updates
+    nu: optax.Updates
+
+
+def keras_adam(learning_rate: float, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-7):
+    """Keras 3's Adam as an optax transformation, in Keras's order of operations and in float32:
+
+        m += (g - m)(1 - b1);  v += (g^2 - v)(1 - b2);  alpha = lr * sqrt(1 - b2^t) / (1 - b1^t)
+        w -= (m * alpha) / (sqrt(v) + eps)
+
+    optax.adam adds eps to sqrt(v_hat) after bias correction instead, so no eps makes the two agree.
+    """
+    f32 = jnp.float32
+
+    def init(params):
+        return _KerasAdamState(jnp.zeros((), jnp.int32), jax.tree.map(jnp.zeros_like, params),
+                               jax.tree.map(jnp.zeros_like, params))
+
+    def update(grads, state, params=None):
+        count = state.count + 1
+        t = count.astype(f32)
+        mu = jax.tree.map(lambda m, g: m + (g - m) * f32(1 - b1), state.mu, grads)
+        nu = jax.tree.map(lambda v, g: v + (jnp.square(g) - v) * f32(1 - b2), state.nu, grads)
+        alpha = f32(learning_rate) * jnp.sqrt(f32(1) - jnp.power(f32(b2), t)) / (f32(1) - jnp.power(f32(b1), t))
+        updates = jax.tree.map(lambda m, v: -(m * alpha) / (jnp.sqrt(v) + f32(eps)), mu, nu)
+        return updates, _KerasAdamState(count, mu, nu)
+
+    return optax.GradientTransformation(init, update)
+
+
+def make_optimizer(lr: float, adam: str = "keras") -> optax.GradientTransformation:
+    """'keras': Keras's Adam formula (the fair protocol); 'native': optax.adam's defaults."""
+    if adam == "keras":
+        return keras_adam(lr)
+    if adam == "native":
+        return optax.adam(lr)
+    raise ValueError(f"unknown adam {adam!r}; use keras or native")
+
+
+# -- training ---------------------------------------------------------------------------------------
+@nnx.jit
+def _idiomatic_step(model, optimizer, x, y):
+    """The Flax tutorial's train step: nnx.value_and_grad on the module, Optimizer.update in place."""
+    loss, grads = nnx.value_and_grad(_loss)(model, x, y)
+    optimizer.update(model, grads)
+    return loss
+
+
+def _tuned_step(graphdef, tx):
+    """One jitted step on (parameters, Adam state): a pure function, its input buffers donated to its output."""
+
+    def step(params, opt_state, rest, x, y, idx):
+        xb, yb = x[idx], y[idx]
+        loss, grads = jax.value_and_grad(lambda p: _loss(nnx.merge(graphdef, p, rest), xb, yb))(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    return jax.jit(step, donate_argnums=(0, 1))
+
+
+class Trainer:
+    """Batches are index lists so every twin sees the same ones.
+
+    variant 'idiomatic': the Flax MNIST tutorial's loop: nnx.Optimizer and an nnx.jit step fed NumPy batches.
+    variant 'tuned': a pure jax.jit step on the parameter pytree with donated buffers and the training data
+    resident on the device; the model's variables are brought up to date after step() and after an epoch.
+    """
+
+    def __init__(self, model, spec, lr=1e-3, adam="keras", variant="idiomatic", device="cpu", seed=0, metrics=()):
+        # metrics: accepted for symmetry with Keras's compile(); a plain JAX loop computes none.
+        if variant not in ("idiomatic", "tuned"):
+            raise ValueError(f"unknown variant {variant!r}; use idiomatic or tuned")
+        self.device = _device(resolve_device(device))
+        self.model, self.variant = model, variant
+        self.tx = make_optimizer(lr, adam)
+        self.key = jax.random.key(seed)  # the notebook protocol's own shuffle
+        if variant == "idiomatic":
+            self.optimizer = nnx.Optimizer(model, self.tx, wrt=nnx.Param)
+        else:
+            graphdef, self.params, self.rest = nnx.split(model, nnx.Param, ...)
+            self.opt_state = self.tx.init(self.params)
+            self._step = _tuned_step(graphdef, self.tx)
+        self.x = self.y = None
+
+    def set_data(self, x: np.ndarray, y: np.ndarray) -> None:
+        self.x_np, self.y_np = np.asarray(x, np.float32), np.asarray(y, np.int32)
+        if self.variant == "tuned":  # idiomatic code feeds NumPy batches to the jitted step
+            self.x, self.y = jax.device_put(self.x_np, self.device), jax.device_put(self.y_np, self.device)
+
+    def _train_step(self, idx):
+        if self.variant == "idiomatic":
+            return _idiomatic_step(self.model, self.optimizer, self.x_np[idx], self.y_np[idx])
+        self.params, self.opt_state, loss = self._step(self.params, self.opt_state, self.rest, self.x, self.y,
+                                                       np.asarray(idx, np.int32))
+        return loss
+
+    def _write_back(self) -> None:
+        if self.variant == "tuned":  # the model held the buffers the last step donated
+            nnx.update(self.model, self.params)
+
+    def step(self, idx):
+        """One training step on the rows ``idx``; returns the loss (a device scalar, not yet waited for)."""
+        loss = self._train_step(idx)
+        self._write_back()
+        return loss
+
+    def train_epoch(self, order, batch_size, on_step=None, validation=None) -> float:
+        """One epoch over ``order`` (None: jax.random's own shuffle). The model is stale until it ends."""
+        if order is None:
+            self.key, key = jax.random.split(self.key)
+            order = np.asarray(jax.random.permutation(key, len(self.x_np)))
+        losses = []
+        for steps, start in enumerate(range(0, len(order), batch_size), 1):
+            losses.append(self._train_step(order[start:start + batch_size]))  # dispatched, not waited for
+            if on_step is not None:
+                on_step(steps)
+        self._write_back()
+        return float(np.mean(jax.device_get(losses)))
+
+    def run(self, epochs, batch_size, order_for_epoch, hooks, validation=None) -> None:
+        run_epochs(self, epochs, batch_size, order_for_epoch, hooks, validation)
+
+    def sync(self) -> None:
+        jax.block_until_ready(self.params if self.variant == "tuned" else nnx.state(self.model))
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return predict(self.model, x)
+
+
+def make_trainer(model, spec, **kwargs) -> Trainer:
+    return Trainer(model, spec, **kwargs)
+
+
+def make_predictor(model, variant: str = "idiomatic"):
+    """x (N, H, W, C) -> logits. idiomatic: an nnx.jit forward; tuned: jax.jit on the split state, with
+    the weights the model has now resident on its device (no graph traversal per call)."""
+    if variant == "idiomatic":
+        return lambda x: np.asarray(_forward(model, jnp.asarray(x)))
+    graphdef, state = nnx.split(model)
+    forward = jax.jit(lambda state, x: nnx.merge(graphdef, state)(x))
+    return lambda x: np.asarray(forward(state, x))
+
+
+def environment() -> dict:
+    return {
+        "framework": "jax", "version": version(),
+        **configure(), "threads_set_by": _THREADS["how"],
+        "xla_flags": os.environ.get("XLA_FLAGS", "unset"),
+        "devices": [str(d) for d in jax.devices()],
+        "matmul_precision": str(jax.config.jax_default_matmul_precision or "default"),
+        "python": platform.python_version(),
+    }
+
+
+# -- files: Flax's msgpack serialisation of the parameters <-> canonical weights ------------------
+def load_file(path, spec: Spec):
+    """Parameters saved by save_file (flax.serialization msgpack) -> (TwinNet with them, spec)."""
+    from flax import serialization
+
+    try:
+        with open(path, "rb") as f:
+            state = serialization.msgpack_restore(f.read())
+    except (ValueError, OSError) as exc:  # msgpack's errors for truncated or foreign bytes are ValueErrors
+        raise ValueError(f"not Flax parameters saved as msgpack ({type(exc).__name__})") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"holds a {type(state).__name__}, not a dict of layers")
+    flat = {f"{layer}/{key}": value for layer, keys in state.items() if isinstance(keys, dict)
+            for key, value in keys.items()}
+    try:
+        check_layout(spec, flat)
+    except ValueError as exc:
+        raise ValueError(f"does not match the spec: {exc}; pass the right --spec") from None
+    model = build(spec)
+    set_weights(model, spec, flat)
+    return model, spec
+
+
+def save_file(model, spec: Spec, path) -> None:
+    from flax import serialization
+
+    tree = {info.name: {key: np.array(getattr(getattr(model, info.name), key).get_value())
+                        for key in info.weight_shapes} for info in spec.param_layers}
+    with open(path, "wb") as f:
+        f.write(serialization.msgpack_serialize(tree))

@@ -1,0 +1,66 @@
+"""Every installed backend module provides the whole interface the rest of twincnn calls."""
+
+import types
+
+import pytest
+
+from twincnn.backends import interface
+
+
+def test_interface_names_what_the_code_calls():
+    """The protocol lists the names src/ calls through `backend.` and `trainer.`: a shrunken protocol fails here."""
+    assert {"NAME", "NOTEBOOK_VALIDATION", "Trainer"} <= set(interface.BACKEND_CONSTANTS)
+    assert {"version", "configure", "resolve_device", "build", "get_weights", "set_weights", "predict",
+            "loss_and_grads", "layer_summary", "make_trainer", "make_predictor", "environment", "load_file",
+            "save_file"} <= set(interface.BACKEND_FUNCTIONS)
+    assert {"set_data", "step", "train_epoch", "sync", "predict", "run"} <= set(interface.TRAINER_METHODS)
+
+
+def test_backend_conforms(framework):
+    problems = interface.conformance(framework)
+    assert problems == [], f"{framework.NAME}: {'; '.join(problems)}"
+    assert isinstance(framework, interface.Backend)
+
+
+def test_made_trainer_is_a_trainer(framework, model, spec):
+    trainer = framework.make_trainer(model, spec, variant="tuned")
+    assert isinstance(trainer, framework.Trainer) and isinstance(trainer, interface.Trainer)
+
+
+def test_notebook_validation_is_keras_only(framework):
+    """Only Keras's fit() validated inside the notebook's timing; the other loops evaluate afterwards."""
+    assert framework.NOTEBOOK_VALIDATION is (framework.NAME == "tensorflow")
+
+
+def _fake_backend(framework, drop=None, **replace):
+    fake = types.ModuleType("fake_backend")
+    for name in interface.BACKEND_CONSTANTS + interface.BACKEND_FUNCTIONS:
+        if name != drop:
+            setattr(fake, name, getattr(framework, name))
+    for name, value in replace.items():
+        setattr(fake, name, value)
+    return fake
+
+
+@pytest.mark.parametrize("drop", ["loss_and_grads", "NOTEBOOK_VALIDATION", "save_file"])
+def test_a_missing_name_is_reported(framework, drop):
+    assert interface.conformance(_fake_backend(framework)) == []  # the copy itself conforms
+    problems = interface.conformance(_fake_backend(framework, drop=drop))
+    assert len(problems) == 1 and drop in problems[0], problems
+    assert not isinstance(_fake_backend(framework, drop=drop), interface.Backend)
+
+
+def test_wrong_kinds_are_reported(framework):
+    class HalfTrainer:  # no run(), no sync()
+        def set_data(self, x, y): ...
+
+        def step(self, idx): ...
+
+        def train_epoch(self, order, batch_size, on_step=None, validation=None): ...
+
+        def predict(self, x): ...
+
+    fake = _fake_backend(framework, NOTEBOOK_VALIDATION="yes", predict=None, Trainer=HalfTrainer)
+    problems = interface.conformance(fake)
+    assert problems == ["NOTEBOOK_VALIDATION is a str, not a bool", "predict is not callable",
+                        "Trainer lacks sync()", "Trainer lacks run()"], problems
