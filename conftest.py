@@ -1,10 +1,11 @@
-"""Shared fixtures: one `framework` parameter over both twins, seeding, markers, hypothesis profiles.
+"""Shared fixtures: `framework` over every twin, `pair` over every two of them, seeding, markers, hypothesis profiles.
 
 A framework that is not installed shows up as a *skip* with the install hint, never as a crash.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 
@@ -29,6 +30,8 @@ except ImportError:  # pragma: no cover
 
 SEED = 42
 FRAMEWORKS = list(backends.BACKENDS)
+# Every unordered pair, registry order: the first is the reference the second is compared against.
+PAIRS = list(itertools.combinations(FRAMEWORKS, 2))
 
 
 def pytest_addoption(parser):
@@ -45,7 +48,7 @@ def frameworks_of(item) -> set[str]:
             if isinstance(part, str) and part in FRAMEWORKS:
                 names.add(part)
     if "both" in item.fixturenames:
-        names.update(FRAMEWORKS)
+        names.update(PAIRS[0])
     return names
 
 
@@ -73,10 +76,6 @@ def require(name: str):
         pytest.skip(str(exc))
 
 
-def require_all():
-    return [require(name) for name in FRAMEWORKS]
-
-
 @pytest.fixture(autouse=True)
 def seeded():
     """Every test starts from the same NumPy/Python random state."""
@@ -88,7 +87,6 @@ def seeded():
 @pytest.fixture(params=FRAMEWORKS, ids=FRAMEWORKS)
 def framework(request):
     """Each installed framework's backend module; a missing one is skipped with the install hint."""
-    request.node.add_marker(getattr(pytest.mark, request.param))
     return require(request.param)
 
 
@@ -103,10 +101,16 @@ def model(framework, spec):
     return framework.build(spec, seed=SEED)
 
 
+@pytest.fixture(scope="session", params=PAIRS, ids=[f"{a}-{b}" for a, b in PAIRS])
+def pair(request):
+    """(backend a, backend b) for every pair of frameworks; skipped with the install hint if either is missing."""
+    return tuple(require(name) for name in request.param)
+
+
 @pytest.fixture(scope="session")
 def both():
-    """(tensorflow backend, torch backend); skipped unless both are installed."""
-    return tuple(require_all())
+    """The first pair's backends (tensorflow, torch), for tests written for two fixed twins."""
+    return tuple(require(name) for name in PAIRS[0])
 
 
 @pytest.fixture(scope="session")
