@@ -1,90 +1,164 @@
-"""`twincnn compare` on small data: protocols, options, outputs, errors, and atomic results."""
+"""`twincnn compare` on small data: worker processes, the interleaved schedule, verdicts, outputs, errors.
+
+Each compare here starts real worker processes (one per framework and repeat), so the runs are few
+and small; the statistics behind the verdict are tested on synthetic times in test_stats.py.
+"""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.mnist_files import tiny_arrays, write_idx_dir
+from twincnn import backends, machine
 from twincnn.cli import main
+from twincnn.compare.command import default_out, worker_labels
 from twincnn.compare.output import atomic_directory
-from twincnn.compare.protocol import cross_entropy
-
+from twincnn.compare.schedule import interleaved
+from twincnn.compare.worker import cross_entropy
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
     return write_idx_dir(tmp_path_factory.mktemp("tiny") / "idx", tiny_arrays(640, 200, seed=5), gz=True)
 
 
-def compare(tmp_path, *args):
-    out = tmp_path / "out"
+def compare(tmp_path, *args, name="out"):
+    out = tmp_path / name
     rc = main(["compare", "--no-progress", "--no-floor", "--out", str(out), *args])
     return rc, out
 
 
-def one_framework():
-    """Error-path tests need only one installed framework (tox -e tf / -e torch have one)."""
-    from twincnn import backends
-
-    names = backends.available()
+def frameworks(count):
+    """`count` installed frameworks, the quickest to start first; one framework twice (A/A) if only one."""
+    names = sorted(backends.available(), key=lambda n: n != "torch")
     if not names:
-        pytest.skip("no framework installed: pip install 'twincnn[tf]' or 'twincnn[torch]'")
-    return ["--frameworks", names[0]]
+        pytest.skip("no framework installed: pip install 'twincnn[all]'")
+    return (names * count)[:count] if len(names) < count else names[:count]
 
 
-def test_quick_on_another_dataset_reports_that_dataset(both, tmp_path, tiny_dir):
-    rc, out = compare(tmp_path, "--quick", "--data", str(tiny_dir))
+@pytest.fixture(scope="module")
+def two_run(tmp_path_factory, tiny_dir):
+    """One fair compare of two workers: 3 epochs x 2 repeats on tiny data."""
+    names = frameworks(2)
+    out = tmp_path_factory.mktemp("two") / "out"
+    rc = main(["compare", "--no-progress", "--out", str(out), "--frameworks", ",".join(names),
+               "--data", str(tiny_dir), "--epochs", "3", "--repeats", "2"])
     assert rc == 0
-    doc = json.loads((out / "results.json").read_text())
-    assert doc["data"]["train_images"] == 640 and doc["data"]["test_images"] == 200
-    assert str(tiny_dir) in doc["data"]["source"]
-    for fig in doc["frameworks"].values():
-        cm = np.array(fig["confusion_matrix"])
-        assert cm.sum() == 200  # this dataset's test set, not MNIST's
-        assert fig["test_accuracy"] == pytest.approx(np.trace(cm) / 200)
-    assert "Quick demo" in (out / "report.md").read_text()
+    return names, out, json.loads((out / "results.json").read_text())
 
 
-def test_notebook_protocol_and_repeats(both, tmp_path, tiny_dir):
-    rc, out = compare(tmp_path, "--protocol", "notebook", "--data", str(tiny_dir), "--epochs", "2",
+def test_results_hold_verdicts_with_a_ci(two_run):
+    names, out, doc = two_run
+    labels = worker_labels(names)
+    assert doc["schema"] == 2 and doc["config"]["labels"] == labels
+    (verdict,) = doc["verdicts"]
+    assert verdict["frameworks"] == labels
+    low, high = verdict["ci95"]
+    assert low <= verdict["ratio"] <= high and isinstance(verdict["significant"], bool)
+    assert verdict["text"] and verdict["epochs"] == "2..3" and verdict["units"] == 2
+    # the ratio is time(first) / time(second) over the steady-state epochs
+    runs = [doc["frameworks"][label]["runs"] for label in labels]
+    logs = [np.mean(np.log(a["history"]["epoch_seconds"][1:]) - np.log(b["history"]["epoch_seconds"][1:]))
+            for a, b in zip(*runs)]
+    assert verdict["ratio"] == pytest.approx(np.exp(np.mean(logs)))
+    assert doc["floor"]["matmul_gflops"] > 0 and doc["floor"]["threads"] == doc["config"]["threads"]
+    for name in ("results.json", "report.md", "schedule.png", "loss_accuracy.png", "confusion_matrices.png"):
+        assert (out / name).is_file()
+    assert verdict["text"] in (out / "report.md").read_text()
+
+
+def test_epochs_ran_interleaved_and_never_together(two_run):
+    names, _, doc = two_run
+    labels = worker_labels(names)
+    for repeat in range(2):
+        epochs = [(e["position"], e["epoch"], slot, e["start"], e["end"])
+                  for slot, label in enumerate(labels)
+                  for e in doc["frameworks"][label]["runs"][repeat]["schedule"]]
+        epochs.sort()
+        assert [(epoch, slot) for _, epoch, slot, _, _ in epochs] == interleaved(2, 3, repeat)
+        for before, after in zip(epochs, epochs[1:]):  # one worker trains at a time, in schedule order
+            assert before[4] <= after[3], f"epochs overlap: {before} and {after}"
+
+
+def test_each_repeat_is_a_fresh_process_per_framework(two_run):
+    names, _, doc = two_run
+    runs = [doc["frameworks"][label]["runs"] for label in worker_labels(names)]
+    assert [r["seed"] for r in runs[0]] == [42, 43]
+    pids = [r["pid"] for label_runs in runs for r in label_runs]
+    assert len(set(pids)) == 4 and os.getpid() not in pids
+
+
+def test_fair_twins_predict_alike(two_run):
+    """Same weights, batches and Adam: different frameworks make the same predictions on almost every image."""
+    _, _, doc = two_run
+    assert doc["verdicts"][0]["prediction_agreement"] >= 0.99
+
+
+def test_same_framework_twice_is_the_a_a_self_test(tmp_path, tiny_dir):
+    name = frameworks(1)[0]
+    rc, out = compare(tmp_path, "--frameworks", f"{name},{name}", "--data", str(tiny_dir), "--epochs", "2",
                       "--repeats", "2")
     assert rc == 0
     doc = json.loads((out / "results.json").read_text())
-    assert doc["config"]["protocol"] == "notebook" and doc["config"]["seeds"] == [42, 43]
-    for fig in doc["frameworks"].values():
-        assert len(fig["runs"]) == 2 and len(fig["history"]["epoch_seconds"]) == 2
-        lo, hi = fig["spread"]["train_seconds"]
-        assert lo <= fig["train_seconds"] <= hi
+    (verdict,) = doc["verdicts"]
+    assert verdict["frameworks"] == [name, f"{name}#2"]
+    # two processes, the same seed: the same computation, so identical models
+    assert verdict["prediction_agreement"] == 1.0 and verdict["accuracy_gap"] == 0.0
+    a, b = (doc["frameworks"][label]["runs"] for label in verdict["frameworks"])
+    assert [r["history"]["train_loss"] for r in a] == [r["history"]["train_loss"] for r in b]
 
 
-@pytest.mark.parametrize("framework", ["tensorflow", "torch"])
-def test_single_framework(framework, tmp_path, tiny_dir):
-    from conftest import require
-
-    require(framework)
-    rc, out = compare(tmp_path, "--frameworks", framework, "--data", str(tiny_dir), "--epochs", "1",
+def test_single_framework_has_no_verdict(tmp_path, tiny_dir):
+    name = frameworks(1)[0]
+    rc, out = compare(tmp_path, "--frameworks", name, "--data", str(tiny_dir), "--epochs", "1", "--repeats", "1",
                       "--variant", "idiomatic")
     assert rc == 0
     doc = json.loads((out / "results.json").read_text())
-    assert list(doc["frameworks"]) == [framework] and doc["difference"] is None
+    assert list(doc["frameworks"]) == [name] and doc["verdicts"] == []
+    assert doc["frameworks"][name]["variant"] == "idiomatic"
 
 
-def test_fair_protocol_twins_agree_after_one_epoch(both, tmp_path, tiny_dir):
-    """Same weights, batches and Adam: the two twins make (nearly) the same predictions."""
-    rc, out = compare(tmp_path, "--data", str(tiny_dir), "--epochs", "1")
+def test_notebook_protocol_runs_each_framework_its_own_way(tmp_path, tiny_dir):
+    names = frameworks(2)
+    rc, out = compare(tmp_path, "--protocol", "notebook", "--frameworks", ",".join(names), "--data",
+                      str(tiny_dir), "--epochs", "2", "--repeats", "1")
+    assert rc == 0
     doc = json.loads((out / "results.json").read_text())
-    assert doc["difference"]["prediction_agreement"] >= 0.99
+    assert doc["config"]["protocol"] == "notebook" and doc["config"]["variant"] == "idiomatic"
+    for fig in doc["frameworks"].values():
+        assert len(fig["history"]["epoch_seconds"]) == 2 and fig["variant"] == "idiomatic"
+    if names[0] != names[1]:  # own initialisers and Adam: the twins no longer compute the same thing
+        assert doc["verdicts"][0]["prediction_agreement"] < 1.0
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--frameworks", "jax"], "unknown framework 'jax'"),
+    (["--frameworks", "mxnet"], "unknown framework 'mxnet'"),
     (["--data", "/nonexistent"], "no such file or directory"),
     (["--spec", "/nonexistent.json"], "no such spec file"),
+    (["--device", "cuda", "--protocol", "notebook"], "--protocol notebook reproduces a CPU run"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, message):
-    rc, out = compare(tmp_path, *(args if "--frameworks" in args else one_framework() + args))
+    rc, out = compare(tmp_path, *(args if "--frameworks" in args else ["--frameworks", frameworks(1)[0]] + args))
     err = capsys.readouterr().err
     assert rc == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_a_worker_refusing_its_job_is_one_line(tmp_path, capfd, tiny_dir):
+    """No GPU here: the worker says so before anything trains, and the parent writes nothing."""
+    name = frameworks(1)[0]
+    if backends.load(name).environment().get("cuda") or backends.load(name).environment().get("gpus"):
+        pytest.skip("a GPU is present")
+    rc, out = compare(tmp_path, "--frameworks", name, "--device", "cuda", "--data", str(tiny_dir), "--epochs", "1",
+                      "--repeats", "1")
+    err = capfd.readouterr().err.strip().splitlines()
+    assert rc == 2 and "cuda" in err[-1] and err[-1].startswith("twincnn compare: error:")
     assert not out.exists()
 
 
@@ -92,15 +166,50 @@ def test_bad_number_is_refused_by_the_parser(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         compare(tmp_path, "--epochs", "0")
     assert exc.value.code == 2 and "expected a positive integer" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        compare(tmp_path, "--noise-threshold", "1.5")
+    assert "between 0 and 1" in capsys.readouterr().err
 
 
 def test_out_dir_not_empty_is_refused(tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    rc, _ = compare(tmp_path, "--quick", *one_framework())
+    rc, _ = compare(tmp_path, "--quick", "--frameworks", frameworks(1)[0])
     assert rc == 2 and "not empty" in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def _session_processes(sid: int) -> list[int]:
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":  # field 6 of /proc/PID/stat: the session id
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_ctrl_c_stops_every_worker_and_leaves_nothing(tmp_path, tiny_dir):
+    name = frameworks(1)[0]
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "twincnn", "compare", "--frameworks", f"{name},{name}", "--data", str(tiny_dir),
+           "--epochs", "50", "--repeats", "1", "--no-floor", "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 120
+    while len(_session_processes(proc.pid)) < 3 and time.time() < deadline:  # parent and both workers
+        time.sleep(0.2)
+    time.sleep(3)  # let them import and start training
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err.strip().splitlines()[-1]
+    time.sleep(0.5)
+    assert _session_processes(proc.pid) == [], "a worker outlived the parent"
+    assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
 def test_interrupted_run_leaves_nothing(tmp_path):
@@ -110,6 +219,24 @@ def test_interrupted_run_leaves_nothing(tmp_path):
             (tmp / "results.json").write_text("{}")
             raise KeyboardInterrupt
     assert not final.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_default_results_folder_names_machine_time_and_commit(tmp_path):
+    out = default_out(tmp_path)
+    assert out.parent.name == machine.machine_id() and out.parent.parent == tmp_path
+    stamp, commit = out.name.split("-", 1)
+    assert stamp.endswith("Z") and len(stamp) == 16 and commit
+
+
+def test_machine_id_is_readable_and_ignores_the_host_name():
+    assert machine.machine_id("Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz", 2, "Linux") == \
+        "intel-xeon-platinum-8481c-2c-linux"
+    assert machine.machine_id("", 8, "Darwin") == "unknown-cpu-8c-darwin"
+    assert set(machine.describe()) >= {"machine_id", "cpu_model", "cpu_count", "os"}
+
+
+def test_worker_labels_number_repeated_frameworks():
+    assert worker_labels(["torch", "torch", "jax", "torch"]) == ["torch", "torch#2", "jax", "torch#3"]
 
 
 def test_cross_entropy_matches_definition():

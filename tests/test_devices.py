@@ -48,6 +48,44 @@ def test_capturable_keras_adam_matches_plain(spec):
     assert_close(results[1], results[0], STEP_ATOL, "capturable vs plain Keras-Adam after 2 steps")
 
 
+@pytest.mark.parametrize("steps_before", [0, 3], ids=["first capture", "capture mid-training"])
+def test_steps_inside_training_state_kept_leave_no_trace(spec, steps_before):
+    """What a CUDA graph capture does to training, checked on the CPU: the warm-up steps around a capture
+    (for the last, partial batch, in the middle of the first epoch) must not restart or advance Adam."""
+    from conftest import require
+
+    tb = require("torch")
+    import torch
+
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 28, 28, 1), dtype=np.float32)
+    y = np.arange(64) % 10
+
+    def step(model, opt, rows):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(tb.to_input(x[rows])), torch.as_tensor(y[rows])).backward()
+        opt.step()
+
+    weights = []
+    for warm_up in (False, True):
+        model = tb.build(spec, seed=0)
+        tb.set_weights(model, spec, initial_weights(spec, 0))
+        opt = tb.make_optimizer(model, 1e-3, "keras")
+        for _ in range(steps_before):
+            step(model, opt, slice(0, 64))
+        if warm_up:
+            tensors = {id(v) for state in opt.state.values() for v in state.values() if torch.is_tensor(v)}
+            with tb.training_state_kept(model, opt):
+                for _ in range(3):
+                    step(model, opt, slice(0, 32))
+            kept = {id(v) for state in opt.state.values() for v in state.values() if torch.is_tensor(v)}
+            assert tensors <= kept  # restored in place: a captured graph still points at them
+        for _ in range(2):
+            step(model, opt, slice(32, 64))
+        weights.append(tb.get_weights(model, spec))
+    assert_close(weights[1], weights[0], 0.0, f"{steps_before} steps, warm-up kept out, 2 more steps")
+
+
 def test_cuda_without_gpu_is_one_clear_line(tmp_path, capsys):
     if _has_cuda():
         pytest.skip("a GPU is present")

@@ -29,6 +29,16 @@ def _positive_float(text):
     return value
 
 
+def _fraction(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}")
+    return value
+
+
 def cmd_summary(args) -> int:
     from .spec import load_spec
     from .summary import summarize
@@ -69,6 +79,12 @@ def cmd_port(args) -> int:
     return port(args.source, args.dest, spec_path=args.spec, data_path=args.data, tolerance=args.tolerance)
 
 
+def cmd_report(args) -> int:
+    from .report import merge
+
+    return merge(args.dirs, args.out)
+
+
 def cmd_compare(args) -> int:
     from .compare.command import run
 
@@ -84,7 +100,7 @@ def _frameworks(text):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="twincnn",
-        description="One CNN spec, a Keras twin and a PyTorch twin: proven equal, timed fairly.")
+        description="One CNN spec, a twin in each framework: proven equal, timed fairly.")
     parser.add_argument("--version", action="version", version=f"twincnn {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -109,24 +125,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tolerance", type=_positive_float, default=1e-4, help="max |Δlogit| allowed (1e-4)")
     p.set_defaults(func=cmd_port)
 
-    p = sub.add_parser("compare", help="train both twins (fair protocol by default) and report side by side")
+    p = sub.add_parser("compare", help="train the twins, one process each, epochs interleaved; a verdict with a CI")
     p.add_argument("--protocol", choices=("fair", "notebook"), default="fair")
     p.add_argument("--variant", choices=("idiomatic", "tuned"), default="tuned")
-    p.add_argument("--epochs", type=_positive_int, default=5)
+    p.add_argument("--epochs", type=_positive_int, help="epochs per run (default 3; 2 with --quick)")
     p.add_argument("--batch-size", type=_positive_int, default=64)
     p.add_argument("--lr", type=_positive_float, default=1e-3)
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--repeats", type=_positive_int, default=1, help="independent seeds seed, seed+1, ...")
-    p.add_argument("--frameworks", default="tensorflow,torch")
-    p.add_argument("--threads", type=_positive_int, help="intra-op threads for both (default: all cores)")
+    p.add_argument("--repeats", type=_positive_int,
+                   help="fresh worker processes per framework, seeds seed, seed+1, ... (default 3)")
+    p.add_argument("--frameworks", help="comma-separated, default: every installed one; the same one twice "
+                                        "(torch,torch) is the A/A self-test")
+    p.add_argument("--threads", type=_positive_int, help="intra-op threads for every framework (default: all cores)")
+    p.add_argument("--noise-threshold", type=_fraction, default=0.03,
+                   help="a time ratio within 1 ± this is 'within noise' (default 0.03)")
     p.add_argument("--data", help="an MNIST-layout .npz or IDX directory (default: bundled MNIST)")
     p.add_argument("--spec", help="a JSON spec file (default: the notebook's CNN)")
-    p.add_argument("--out", help="results directory (default: results/<timestamp>/)")
+    p.add_argument("--out", help="results directory (default: results/<machine-id>/<UTC time>-<commit>/)")
     p.add_argument("--quick", action="store_true", help="demo: 2 epochs on the first 12,000/2,000 images (the report says so)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--no-floor", action="store_true", help="skip measuring the matmul floor")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("report", help="merge results directories (from one or many machines) into one page and figure")
+    p.add_argument("dirs", nargs="+", metavar="DIR", help="results directories, or folders holding them")
+    p.add_argument("--out", default="report", help="where report.md and report.png go (default: report/)")
+    p.set_defaults(func=cmd_report)
     return parser
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import FRAMEWORKS, require
-from twincnn.compare.command import cpu_model
+from twincnn.machine import cpu_model
 from twincnn.errors import UserError
 from twincnn.progress import Progress
 from twincnn.spec import DEFAULT_SPEC

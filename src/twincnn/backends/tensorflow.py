@@ -44,8 +44,10 @@ keras, tf = _import_quietly()
 from ..errors import UserError  # noqa: E402
 from ..spec import Spec  # noqa: E402
 from ..weights import check_layout  # noqa: E402
+from .loop import run_epochs  # noqa: E402
 
 NAME = "tensorflow"
+NOTEBOOK_VALIDATION = True  # the notebook's fit() validated every epoch inside the timed call
 if keras.backend.backend() != "tensorflow":
     raise ImportError(f"twincnn's Keras twin needs KERAS_BACKEND=tensorflow, not {keras.backend.backend()!r}")
 
@@ -146,6 +148,23 @@ def make_optimizer(model, lr: float, adam: str = "keras"):
     return keras.optimizers.Adam(learning_rate=lr)
 
 
+class _EpochHooks(keras.callbacks.Callback):
+    """fit()'s callbacks -> the scheduler's hooks: wait before each epoch, count steps, stop the clock."""
+
+    def __init__(self, hooks):
+        super().__init__()
+        self.hooks = hooks
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.hooks.epoch_start(epoch + 1)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.hooks.step(batch + 1)
+
+    def on_epoch_end(self, epoch, logs=None):  # after fit's validation pass, which the notebook timed
+        self.hooks.epoch_end(epoch + 1, float(logs["loss"]))
+
+
 class _StepCallback(keras.callbacks.Callback):
     def __init__(self, on_step):
         super().__init__()
@@ -213,6 +232,27 @@ class Trainer:
                                  validation_data=validation,
                                  callbacks=[_StepCallback(on_step)] if on_step else [])
         return float(history.history["loss"][-1])
+
+    def run(self, epochs, batch_size, order_for_epoch, hooks, validation=None) -> None:
+        """All epochs. idiomatic: one fit() call, as Keras users write it (the fair protocol's batches
+        come from a tf.data pipeline over the shared orders); tuned: the tf.function step in a loop."""
+        if self.variant == "tuned" and validation is None:
+            return run_epochs(self, epochs, batch_size, order_for_epoch, hooks)
+        steps = -(-len(self.x_np) // batch_size)
+        orders = [order_for_epoch(epoch) for epoch in range(1, epochs + 1)]
+        if orders[0] is None:  # Keras shuffles, as fit(shuffle=True) does
+            keras.utils.set_random_seed(self.seed)
+            self.model.fit(self.x_np, self.y_np, batch_size=batch_size, epochs=epochs, shuffle=True, verbose=0,
+                           validation_data=validation, callbacks=[_EpochHooks(hooks)])
+            return
+        x, y = tf.constant(self.x_np), tf.constant(self.y_np)
+        batches = (tf.data.Dataset.from_tensor_slices(np.stack(orders))
+                   .flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(batch_size))
+                   .map(lambda idx: (tf.gather(x, idx), tf.gather(y, idx)))
+                   .prefetch(tf.data.AUTOTUNE))
+        # steps_per_epoch keeps one iterator across epochs, so epoch e gets the e-th shared order.
+        self.model.fit(batches, epochs=epochs, steps_per_epoch=steps, verbose=0, validation_data=validation,
+                       callbacks=[_EpochHooks(hooks)])
 
     def sync(self) -> None:
         pass  # Keras returns after each step has run

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import platform
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -13,8 +14,10 @@ from torch import nn
 from ..errors import UserError
 from ..spec import Spec
 from ..weights import check_layout
+from .loop import run_epochs
 
 NAME = "torch"
+NOTEBOOK_VALIDATION = False  # the notebook's PyTorch loop evaluated after the timed loop
 
 
 def version() -> str:
@@ -227,15 +230,6 @@ class KerasAdam(torch.optim.Optimizer):
             first["step"] = torch.zeros((), device=params[0].device) if self.defaults["capturable"] else 0
         return first
 
-    def reset(self) -> None:
-        """Back to step 0 with zero moments, in place (a captured CUDA graph keeps its addresses)."""
-        for state in self.state.values():
-            for key, value in state.items():
-                if torch.is_tensor(value):
-                    value.zero_()
-                else:
-                    state[key] = 0
-
     @torch.no_grad()
     def step(self, closure=None):
         for group in self.param_groups:
@@ -264,6 +258,29 @@ class KerasAdam(torch.optim.Optimizer):
                 torch._foreach_addcdiv_(params, ms, denom, value=-float(alpha))
 
 
+@contextmanager
+def training_state_kept(model: nn.Module, optimizer: torch.optim.Optimizer):
+    """Steps taken inside leave no trace: weights and optimizer state come back, in place.
+
+    In place, because a CUDA graph captured inside keeps the addresses of the tensors it uses. State
+    the optimizer creates inside (its first step) goes back to zero, which is what a fresh state means.
+    """
+    weights = [p.detach().clone() for p in model.parameters()]
+    saved = {p: {k: v.clone() if torch.is_tensor(v) else v for k, v in state.items()}
+             for p, state in optimizer.state.items()}
+    yield
+    with torch.no_grad():
+        for p, w in zip(model.parameters(), weights):
+            p.copy_(w)
+        for p, state in optimizer.state.items():
+            before = saved.get(p, {})
+            for key, value in state.items():
+                if torch.is_tensor(value):
+                    value.copy_(before[key]) if key in before else value.zero_()
+                else:
+                    state[key] = before.get(key, 0)
+
+
 def make_optimizer(model: nn.Module, lr: float, adam: str = "keras", capturable: bool = False):
     """'keras': Keras's Adam formula (the fair protocol); 'native': torch.optim.Adam defaults."""
     if adam == "keras":
@@ -285,11 +302,12 @@ class Trainer:
         # metrics: accepted for symmetry with Keras's compile(); a plain PyTorch loop computes none.
         self.device = resolve_device(device)
         self.model = model.to(self.device)
+        self.variant = variant
         self.channels_last = variant == "tuned"
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
             self.model.set_plan(pool_before_relu=True)  # same function, cheaper order
-        # The graph path resets Keras-Adam in place after its warm-up; torch.optim.Adam stays eager.
+        # The graph path needs Keras-Adam's capturable step count; torch.optim.Adam stays eager.
         self.use_graph = variant == "tuned" and self.device.type == "cuda" and adam == "keras"
         self.optimizer = make_optimizer(self.model, lr, adam, capturable=self.use_graph)
         self.generator = torch.Generator().manual_seed(seed)
@@ -299,6 +317,28 @@ class Trainer:
     def set_data(self, x: np.ndarray, y: np.ndarray) -> None:
         self.x = to_input(x, self.device, self.channels_last)  # resident on the device
         self.y = torch.as_tensor(np.asarray(y), dtype=torch.long, device=self.device)
+        # idiomatic code iterates a DataLoader over host tensors and moves each batch, as users write it
+        host = (self.x, self.y) if self.device.type == "cpu" else (to_input(x), torch.as_tensor(np.asarray(y)))
+        self.dataset = torch.utils.data.TensorDataset(*host)
+
+    def _loader_epoch(self, order, batch_size, on_step=None) -> float:
+        """The plain PyTorch loop: DataLoader (the shared order as its sampler, or its own shuffle)."""
+        if order is None:
+            loader = torch.utils.data.DataLoader(self.dataset, batch_size, shuffle=True, generator=self.generator)
+        else:
+            loader = torch.utils.data.DataLoader(self.dataset, batch_size, sampler=order.tolist())
+        total, steps = 0.0, 0
+        for xb, yb in loader:
+            xb, yb = xb.to(self.device), yb.to(self.device)
+            self.optimizer.zero_grad()
+            loss = F.cross_entropy(self.model(xb), yb)
+            loss.backward()
+            self.optimizer.step()
+            total += loss.item()
+            steps += 1
+            if on_step is not None:
+                on_step(steps)
+        return total / steps
 
     def _eager_step(self, idx):
         self.optimizer.zero_grad(set_to_none=True)
@@ -308,23 +348,20 @@ class Trainer:
         return loss.detach()
 
     def _capture(self, batch_size):
-        """Warm up on a side stream, capture one step, then restore weights and Adam state exactly."""
-        weights = [p.detach().clone() for p in self.model.parameters()]
+        """Warm up on a side stream and capture one step; the weights and Adam state stay as they were
+        (a capture can happen mid-training, for the last, partial batch of the first epoch)."""
         static_idx = torch.arange(batch_size, device=self.device)
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
-            for _ in range(3):
-                self._eager_step(static_idx)
-        torch.cuda.current_stream().wait_stream(stream)
-        self.optimizer.zero_grad(set_to_none=True)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            static_loss = self._eager_step(static_idx)
-        with torch.no_grad():  # warm-up steps must not count: back to the weights we were given
-            for p, w in zip(self.model.parameters(), weights):
-                p.copy_(w)
-        self.optimizer.reset()
+        with training_state_kept(self.model, self.optimizer):
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                for _ in range(3):
+                    self._eager_step(static_idx)
+            torch.cuda.current_stream().wait_stream(stream)
+            self.optimizer.zero_grad(set_to_none=True)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                static_loss = self._eager_step(static_idx)
         self.graphs[batch_size] = (graph, static_idx, static_loss)
 
     def step(self, idx):
@@ -343,6 +380,8 @@ class Trainer:
     def train_epoch(self, order, batch_size, on_step=None, validation=None) -> float:
         """One epoch over ``order`` (None: PyTorch's own shuffle, as a DataLoader does)."""
         self.model.train()
+        if self.variant == "idiomatic":
+            return self._loader_epoch(order, batch_size, on_step)
         order = torch.randperm(len(self.x), generator=self.generator) if order is None else torch.from_numpy(order)
         order = order.to(self.device)
         total, steps = torch.zeros((), device=self.device), 0
@@ -352,6 +391,9 @@ class Trainer:
             if on_step is not None:
                 on_step(steps)
         return float(total) / steps
+
+    def run(self, epochs, batch_size, order_for_epoch, hooks, validation=None) -> None:
+        run_epochs(self, epochs, batch_size, order_for_epoch, hooks, validation)
 
     def sync(self) -> None:
         if self.device.type == "cuda":

@@ -1,104 +1,148 @@
-"""`twincnn compare`: options -> runs -> table, results.json, report.md, figures."""
+"""`twincnn compare`: options -> interleaved worker runs -> verdicts, table, results directory."""
 
 from __future__ import annotations
 
 import datetime as dt
 import os
 import platform
-import subprocess
 import sys
 from pathlib import Path
 
-from .. import __version__, backends, data
+from .. import __version__, backends, data, machine, stats
 from ..allocator import keep_freed_memory
 from ..errors import UserError
-from ..floor import measure_floor
+from ..floor import matmul_gflops, training_flops
 from ..spec import load_spec
-from .output import atomic_directory, refuse_nonempty, report_markdown, side_by_side, write_json
-from .protocol import Config, train_one
-from .summary import aggregate, difference
+from .output import atomic_directory, refuse_nonempty, report_markdown, side_by_side, verdict_lines, write_json
+from .scheduler import run_repeat
+from .summary import aggregate, build_run, steady_epochs, verdicts
 
 QUICK_TRAIN, QUICK_TEST, QUICK_EPOCHS = 12_000, 2_000, 2
+DEFAULT_EPOCHS, DEFAULT_REPEATS = 3, 3
+SCHEMA = 2  # results.json layout; bump when a field changes meaning
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+def worker_labels(names: list[str]) -> list[str]:
+    """'torch,torch' -> ['torch', 'torch#2']: the same framework twice is the A/A self-test."""
+    seen: dict[str, int] = {}
+    labels = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        labels.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
+    return labels
 
 
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip() or None if out.returncode == 0 else None
-    except (OSError, subprocess.TimeoutExpired):
-        return None
+def parse_frameworks(text: str | None) -> list[str]:
+    if text is None:
+        names = backends.available()
+        if not names:
+            raise backends.FrameworkMissing("no framework is installed: pip install 'twincnn[all]'")
+        return names
+    names = [backends.canonical_name(part) for part in text.split(",") if part.strip()]
+    if not names:
+        raise UserError("no framework named; use e.g. --frameworks tensorflow,torch")
+    for name in names:  # the parent imports no framework: ask only whether it is there
+        if not backends.is_available(name):
+            raise backends.FrameworkMissing(backends.install_hint(name))
+    return names
+
+
+def default_out(root: Path = Path("results")) -> Path:
+    """results/<machine-id>/<UTC time>-<commit>/: results from many machines copy together without clashes."""
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    commit = (machine.git_commit() or "nogit")[:8]
+    return root / machine.machine_id() / f"{stamp}-{commit}"
 
 
 def run(args) -> int:
-    frameworks = backends.parse_list(args.frameworks)
-    for name in frameworks:  # fail now, with the install hint or the device problem, not after minutes
-        backends.load(name).resolve_device(args.device)
+    names = parse_frameworks(args.frameworks)
+    labels = worker_labels(names)
     spec = load_spec(args.spec)
     dataset = data.load(args.data)
-    epochs = QUICK_EPOCHS if args.quick and args.epochs == 5 else args.epochs
-    if args.quick:
-        dataset = dataset.subset(QUICK_TRAIN, QUICK_TEST)
+    subset = (QUICK_TRAIN, QUICK_TEST) if args.quick else None
+    if subset:
+        dataset = dataset.subset(*subset)
+    epochs = args.epochs or (QUICK_EPOCHS if args.quick else DEFAULT_EPOCHS)
+    repeats = args.repeats or DEFAULT_REPEATS
     if args.protocol == "notebook" and args.device == "cuda":
         raise UserError("--protocol notebook reproduces a CPU run; use --device cpu")
     threads = args.threads or os.cpu_count()
-    seeds = [args.seed + i for i in range(args.repeats)]
-    config = Config(protocol=args.protocol, variant=args.variant, epochs=epochs, batch_size=args.batch_size,
-                    lr=args.lr, threads=threads, device=args.device, progress=not args.no_progress)
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    out = Path(args.out) if args.out else Path("results") / stamp
+    variant = args.variant if args.protocol == "fair" else "idiomatic"
+    seeds = [args.seed + i for i in range(repeats)]
+    out = Path(args.out) if args.out else default_out()
     refuse_nonempty(out)  # now, not after minutes of training
-
-    allocator = keep_freed_memory()  # before any training: every run gets the same heap behaviour
     n_train, n_test = len(dataset.y_train), len(dataset.y_test)
-    floor = None if args.no_floor else measure_floor(spec, n_train, epochs)
+    y_test = dataset.labels("test")
+
     log = print
-    log(f"twincnn compare: {args.protocol} protocol, {config.variant if args.protocol == 'fair' else 'notebook'} "
-        f"code, {epochs} epoch(s), batch {args.batch_size}, {n_train:,}/{n_test:,} images, seeds {seeds}, "
-        f"{threads} threads" + (" [QUICK DEMO]" if args.quick else ""))
-    if floor:
-        log(f"hardware floor: {floor['train_flops'] / 1e12:.2f} TFLOP / {floor['matmul_gflops']:.0f} GFLOP/s "
-            f"= {floor['floor_seconds']:.1f} s")
+    log(f"twincnn compare: {', '.join(labels)}; {args.protocol} protocol, {variant} code, {epochs} epoch(s) x "
+        f"{repeats} repeat(s) (seeds {seeds}), batch {args.batch_size}, {n_train:,}/{n_test:,} images, "
+        f"{threads} threads, one process per framework and repeat, epochs interleaved"
+        + (" [QUICK DEMO]" if args.quick else ""))
+    allocator = keep_freed_memory()
+    before = machine.load_reading()
+    matmul_before = None if args.no_floor else matmul_gflops(threads)
 
-    runs = {name: [] for name in frameworks}
-    for i, seed in enumerate(seeds):
-        order = frameworks if i % 2 == 0 else frameworks[::-1]  # alternate who goes first across repeats
-        for name in order:
-            runs[name].append(train_one(name, spec, dataset, config, seed))
+    runs = {label: [] for label in labels}
+    environments = {}
+    for repeat, seed in enumerate(seeds):
+        log(f"repeat {repeat + 1}/{repeats} (seed {seed})")
+        jobs = [{"framework": name, "label": label, "seed": seed, "protocol": args.protocol, "variant": variant,
+                 "epochs": epochs, "batch_size": args.batch_size, "lr": args.lr, "threads": threads,
+                 "device": args.device, "progress": not args.no_progress, "data": args.data, "subset": subset,
+                 "spec": spec.to_dict()} for name, label in zip(names, labels)]
+        for job, messages in zip(jobs, run_repeat(jobs, repeat)):
+            runs[job["label"]].append(build_run(job, messages, n_train))
+            environments.setdefault(job["label"], messages["ready"]["environment"])
 
-    results = {name: aggregate(runs[name], dataset.y_test, floor and floor["floor_seconds"])
-               for name in frameworks}
-    diff = difference(results, runs)
+    matmul_after = None if args.no_floor else matmul_gflops(threads)
+    after = machine.load_reading()
+    floor = None
+    if matmul_before:
+        flops = training_flops(spec, n_train, epochs)
+        floor = {"matmul_gflops": matmul_before, "matmul_gflops_after": matmul_after, "threads": threads,
+                 "method": f"numpy float32 matmul 2048x2048, best of 5, {threads} BLAS thread(s)",
+                 "train_flops": flops, "floor_seconds": flops / (matmul_before * 1e9)}
+    results = {label: aggregate(runs[label], y_test, floor and floor["floor_seconds"]) for label in labels}
+    judged = verdicts(runs, args.noise_threshold) if len(labels) > 1 else []
+    # Steady-state epochs of every repeat together: a slow repeat is noise as much as a slow epoch.
+    epoch_times = {label: [t for r in runs[label] for t in steady_epochs(r["history"]["epoch_seconds"])]
+                   for label in labels}
+    flags = stats.noise_flags(epoch_times, matmul_before, matmul_after, before, after)
+    advice = [f"{v['frameworks'][0]} vs {v['frameworks'][1]}: a CI within ±{args.noise_threshold:.0%} needs "
+              f"about --repeats {stats.repeats_for(_interval(v), repeats, args.noise_threshold)}"
+              for v in judged if stats.repeats_for(_interval(v), repeats, args.noise_threshold) > repeats]
+    if repeats == 1 and judged:
+        advice.insert(0, "1 repeat: the CI covers epoch-to-epoch noise only, not differences between "
+                         "processes; use --repeats 3 or more")
+
     doc = {
+        "schema": SCHEMA,
         "twincnn": __version__,
-        "created": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "config": {"protocol": args.protocol, "variant": config.variant if args.protocol == "fair" else "notebook",
-                   "epochs": epochs, "batch_size": args.batch_size, "lr": args.lr, "seeds": seeds,
-                   "repeats": args.repeats, "threads": threads, "device": args.device, "quick": args.quick,
-                   "spec": spec.to_dict(), "parameters": spec.total_params},
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "config": {"protocol": args.protocol, "variant": variant, "epochs": epochs, "batch_size": args.batch_size,
+                   "lr": args.lr, "seeds": seeds, "repeats": repeats, "threads": threads, "device": args.device,
+                   "quick": args.quick, "frameworks": names, "labels": labels,
+                   "noise_threshold": args.noise_threshold, "spec": spec.to_dict(),
+                   "parameters": spec.total_params},
+        "machine": machine.describe(),
         "environment": {
-            "python": platform.python_version(), "platform": platform.platform(), "cpu_model": cpu_model(),
-            "cpu_count": os.cpu_count(), "allocator": allocator, "git_commit": git_commit(), "argv": sys.argv[1:],
-            "frameworks": {name: backends.load(name).environment() for name in frameworks},
+            "python": platform.python_version(), "platform": platform.platform(), "allocator": allocator,
+            "git_commit": machine.git_commit(), "argv": sys.argv[1:],
+            "frameworks": environments,
+            "load_before": before, "load_after": after,
         },
         "data": {"source": dataset.source, "sha256": dataset.sha256, "train_images": n_train,
                  "test_images": n_test},
         "floor": floor,
+        "verdicts": judged,
+        "noise": {"flags": flags, "advice": advice},
         "frameworks": results,
-        "difference": diff,
     }
     log("")
-    log(side_by_side(results, diff))
+    log(side_by_side(results))
+    log("")
+    log("\n".join(verdict_lines(doc)))
     with atomic_directory(out) as tmp:
         from .plots import draw_all
 
@@ -106,5 +150,11 @@ def run(args) -> int:
         doc["figures"] = draw_all(results, tmp, title)
         (tmp / "report.md").write_text(report_markdown(doc))
         write_json(tmp / "results.json", doc)  # last: its presence marks a complete run
+    if not args.out:  # beside the runs of this machine, as asv keeps it
+        write_json(out.parent / "machine.json", doc["machine"])
     log(f"\nwrote {out}/results.json, report.md, {', '.join(doc['figures'])}")
     return 0
+
+
+def _interval(verdict: dict) -> stats.Interval:
+    return stats.Interval(verdict["ratio"], *verdict["ci95"], verdict["units"], verdict["unit"])

@@ -26,7 +26,7 @@ def _fmt(fig: dict, key: str, spec: str, scale: float = 1.0, suffix: str = "") -
 ROWS = [  # label, key, format, scale, suffix
     ("training time, total", "train_seconds", ".1f", 1, " s"),
     ("  first epoch (warm-up incl.)", "first_epoch_seconds", ".1f", 1, " s"),
-    ("  later epochs, mean", "later_epoch_seconds", ".1f", 1, " s"),
+    ("  later epochs, mean (verdict)", "later_epoch_seconds", ".2f", 1, " s"),
     ("median step", "median_step_ms", ".2f", 1, " ms"),
     ("images / second", "images_per_second", ",.0f", 1, ""),
     ("× hardware floor", "floor_multiple", ".2f", 1, "×"),
@@ -35,29 +35,31 @@ ROWS = [  # label, key, format, scale, suffix
 ]
 
 
-def side_by_side(results: dict, diff: dict | None, markdown: bool = False) -> str:
+def side_by_side(results: dict, markdown: bool = False) -> str:
+    """One column per framework: medians over repeats, (min–max) where there are several."""
     names = list(results)
-    headers = ["", *names] + (["difference"] if diff else [])
-    rows = []
-    for label, key, spec, scale, suffix in ROWS:
-        row = [label] + [_fmt(results[n], key, spec, scale, suffix) for n in names]
-        if diff:
-            a, b = diff["frameworks"]
-            va, vb = results[a].get(key), results[b].get(key)
-            if key == "test_accuracy":
-                row.append(f"{diff['accuracy_gap'] * 100:+.2f} pp ({a} − {b})")
-            elif key == "train_seconds":
-                row.append(f"{diff['faster']} {diff['speedup_percent']:.0f} % less time")
-            elif va is not None and vb:
-                row.append(f"{va / vb:.2f}× ({a} / {b})")
-            else:
-                row.append("")
-        rows.append(row)
-    rows.append(["steps"] + [f"{results[n]['steps']:,}" for n in names] + ([""] if diff else []))
-    if diff:
-        rows.append(["same prediction on test images"] + [""] * len(names)
-                    + [f"{diff['prediction_agreement']:.2%}"])
-    return render(headers, rows, markdown=markdown)
+    rows = [[label] + [_fmt(results[n], key, spec, scale, suffix) for n in names]
+            for label, key, spec, scale, suffix in ROWS]
+    rows.append(["steps per run"] + [f"{results[n]['steps']:,}" for n in names])
+    return render(["", *names], rows, markdown=markdown)
+
+
+def verdict_lines(doc: dict) -> list[str]:
+    """The verdicts (steady state, with CI), the labelled extras, and the noise report."""
+    lines = []
+    for v in doc["verdicts"]:
+        a, b = v["frameworks"]
+        lines.append(f"verdict, epochs {v['epochs']}: {v['text']}")
+        lines.append(f"  time ratio {a}/{b}: steady state {v['ratio']:.3f} (95 % CI {v['ci95'][0]:.3f}–"
+                     f"{v['ci95'][1]:.3f}, {v['units']} {v['unit']}); first epoch {v['first_epoch_ratio']:.2f}; "
+                     f"total {v['total_ratio']:.2f}")
+        lines.append(f"  accuracy {a} − {b}: {v['accuracy_gap'] * 100:+.2f} pp; same prediction on "
+                     f"{v['prediction_agreement']:.2%} of test images")
+    noise = doc["noise"]
+    if noise["flags"]:
+        lines.append("the machine was noisy: " + "; ".join(noise["flags"]))
+    lines += noise["advice"]
+    return lines
 
 
 def report_markdown(doc: dict) -> str:
@@ -65,19 +67,22 @@ def report_markdown(doc: dict) -> str:
     lines = [f"# twincnn compare: {cfg['protocol']} protocol, {cfg['variant']} variant", ""]
     if cfg.get("quick"):
         lines += ["**Quick demo**: fewer epochs on a subset (see data below); not the notebook's experiment.", ""]
+    lines += ["## Verdict", ""] + [f"- {line.strip()}" for line in verdict_lines(doc)] + [""]
     lines += [
         f"- data: {doc['data']['source']} ({doc['data']['train_images']:,} train / {doc['data']['test_images']:,} "
         f"test images), sha256 `{doc['data']['sha256'][:16]}…`",
-        f"- epochs {cfg['epochs']}, batch {cfg['batch_size']}, Adam lr {cfg['lr']}, seeds {cfg['seeds']}, "
-        f"threads {cfg['threads']}, device {cfg['device']}",
-        f"- CPU: {env['cpu_model']} ({env['cpu_count']} cores); allocator: {env.get('allocator', 'not recorded')}; " +
-        "; ".join(env["frameworks"][n]["version"] for n in results),
+        f"- epochs {cfg['epochs']} x repeats {cfg['repeats']}, batch {cfg['batch_size']}, Adam lr {cfg['lr']}, "
+        f"seeds {cfg['seeds']}, threads {cfg['threads']}, device {cfg['device']}; one process per framework "
+        f"and repeat, epochs interleaved",
+        f"- machine `{doc['machine']['machine_id']}`: {doc['machine']['cpu_model']} "
+        f"({doc['machine']['cpu_count']} cores); allocator: {env.get('allocator', 'not recorded')}",
+        "- " + "; ".join(e["version"] for e in env["frameworks"].values()),
     ]
     if doc.get("floor"):
         f = doc["floor"]
         lines.append(f"- hardware floor: {f['train_flops'] / 1e12:.2f} TFLOP at {f['matmul_gflops']:.0f} GFLOP/s "
                      f"({f['method']}) = {f['floor_seconds']:.1f} s")
-    lines += ["", side_by_side(results, doc.get("difference"), markdown=True), ""]
+    lines += ["", side_by_side(results, markdown=True), ""]
     for name, fig in results.items():
         lines += [f"## {name}: classification report (seed {cfg['seeds'][0]})", "", "```",
                   fig["classification_report_text"].rstrip(), "```", "",

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-COLORS = {"tensorflow": "#ff6f00", "torch": "#2b59c3"}
+PALETTE = ["#ff6f00", "#2b59c3", "#2ca02c", "#9467bd", "#8c564b", "#e377c2"]
+
+
+def colors(names) -> dict:
+    """One colour per framework, by its place in the run (the first named is always orange)."""
+    return {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(names)}
 
 
 def _plt():
@@ -19,12 +24,13 @@ def _plt():
 def draw_all(results: dict, out: Path, title: str) -> list[str]:
     plt = _plt()
     written = []
+    palette = colors(results)
 
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
     for name, r in results.items():
         h = r["history"]
         epochs = range(1, len(h["train_loss"]) + 1)
-        c = COLORS.get(name)
+        c = palette.get(name)
         ax_loss.plot(epochs, h["train_loss"], "-o", color=c, label=f"{name} train")
         ax_loss.plot(epochs, h["test_loss"], "--s", color=c, label=f"{name} test")
         ax_acc.plot(epochs, [a * 100 for a in h["test_accuracy"]], "-o", color=c, label=name)
@@ -46,7 +52,7 @@ def draw_all(results: dict, out: Path, title: str) -> list[str]:
     for i, name in enumerate(names):
         times = results[name]["history"]["epoch_seconds"]
         xs = [e + 1 + (i - (len(names) - 1) / 2) * width for e in range(len(times))]
-        ax.bar(xs, times, width, color=COLORS.get(name), label=name)
+        ax.bar(xs, times, width, color=palette.get(name), label=name)
     ax.set(xlabel="epoch (1 includes warm-up)", ylabel="training seconds", title="time per epoch (training only)")
     ax.legend()
     ax.grid(axis="y", alpha=0.3)
@@ -54,6 +60,24 @@ def draw_all(results: dict, out: Path, title: str) -> list[str]:
     fig.savefig(out / "epoch_times.png", dpi=110)
     plt.close(fig)
     written.append("epoch_times.png")
+
+    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.5 * len(results[names[0]]["runs"])))
+    for name in names:
+        for repeat, run in enumerate(results[name]["runs"]):
+            origin = min(e["start"] for n in names for e in results[n]["runs"][repeat]["schedule"])
+            for e in run["schedule"]:
+                ax.barh(repeat + 1, e["end"] - e["start"], left=e["start"] - origin, color=palette[name],
+                        edgecolor="white", label=name if repeat == 0 and e["epoch"] == 1 else None)
+                ax.text(e["start"] - origin + (e["end"] - e["start"]) / 2, repeat + 1, str(e["epoch"]),
+                        ha="center", va="center", fontsize=7, color="white")
+    ax.set(xlabel="seconds since the repeat started (gaps: evaluation and the other workers' set-up)",
+           ylabel="repeat", title="the interleaved schedule: each bar one timed epoch")
+    ax.invert_yaxis()
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "schedule.png", dpi=110)
+    plt.close(fig)
+    written.append("schedule.png")
 
     fig, axes = plt.subplots(1, len(names), figsize=(5.2 * len(names), 4.6), squeeze=False)
     for ax, name in zip(axes[0], names):

@@ -1,12 +1,39 @@
-"""Aggregate repeated runs (median, min-max) and compute the difference between frameworks."""
+"""From worker messages to figures: one run per (framework, repeat), medians over repeats, and verdicts."""
 
 from __future__ import annotations
 
 import numpy as np
 from sklearn.metrics import classification_report, confusion_matrix
 
+from .. import stats
+
 SCALARS = ("train_seconds", "first_epoch_seconds", "later_epoch_seconds", "median_step_ms",
            "images_per_second", "test_accuracy", "test_loss")
+
+
+def build_run(job: dict, messages: dict, images: int) -> dict:
+    """One worker's run: its epochs (times, order in the schedule, curves) and final predictions."""
+    epochs = messages["epochs"]
+    seconds = [e["seconds"] for e in epochs]
+    step_medians = [e["median_step_seconds"] for e in epochs if e["median_step_seconds"] is not None]
+    return {
+        "framework": job["framework"], "label": job["label"], "seed": job["seed"], "variant": job["variant"],
+        "threads": messages["ready"]["threads"], "pid": messages["ready"]["pid"],
+        "train_seconds": sum(seconds),
+        "first_epoch_seconds": seconds[0],
+        "later_epoch_seconds": float(np.mean(seconds[1:])) if len(seconds) > 1 else None,
+        "median_step_ms": float(np.median(step_medians) * 1e3) if step_medians else None,
+        "images_per_second": images * len(seconds) / sum(seconds),
+        "steps": sum(e["steps"] for e in epochs),
+        "test_accuracy": epochs[-1]["test_accuracy"],
+        "test_loss": epochs[-1]["test_loss"],
+        "history": {"epoch_seconds": seconds, "train_loss": [e["train_loss"] for e in epochs],
+                    "test_loss": [e["test_loss"] for e in epochs],
+                    "test_accuracy": [e["test_accuracy"] for e in epochs]},
+        "schedule": [{"epoch": e["epoch"], "position": e["position"], "start": e["start"], "end": e["end"]}
+                     for e in epochs],
+        "predictions": np.asarray(messages["done"]["predictions"]),
+    }
 
 
 def _median(values):
@@ -15,8 +42,9 @@ def _median(values):
 
 
 def aggregate(runs: list[dict], y_test: np.ndarray, floor_seconds: float | None) -> dict:
-    """One framework's figures: medians over runs, their min-max spread, and the per-run details."""
+    """One framework's figures: medians over repeats, their min-max spread, and the per-run details."""
     out = {name: _median([r[name] for r in runs]) for name in SCALARS}
+    out["framework"] = runs[0]["framework"]
     out["steps"] = runs[0]["steps"]
     out["variant"] = runs[0]["variant"]
     out["threads"] = runs[0]["threads"]
@@ -35,20 +63,29 @@ def aggregate(runs: list[dict], y_test: np.ndarray, floor_seconds: float | None)
     return out
 
 
-def difference(results: dict, runs: dict) -> dict | None:
-    """A vs B for the first two frameworks: time ratio, accuracy gap, and how often they predict alike."""
-    names = list(results)
-    if len(names) < 2:
-        return None
-    a, b = names[:2]
-    ra, rb = results[a], results[b]
-    agree = float(np.mean([np.mean(x["predictions"] == y["predictions"]) for x, y in zip(runs[a], runs[b])]))
-    return {
-        "frameworks": [a, b],
-        "train_seconds_ratio": ra["train_seconds"] / rb["train_seconds"],
-        "faster": a if ra["train_seconds"] < rb["train_seconds"] else b,
-        "speedup_percent": 100 * (1 - min(ra["train_seconds"], rb["train_seconds"])
-                                  / max(ra["train_seconds"], rb["train_seconds"])),
-        "accuracy_gap": ra["test_accuracy"] - rb["test_accuracy"],
-        "prediction_agreement": agree,
-    }
+def steady_epochs(seconds: list[float]) -> list[float]:
+    """Epochs 2..E: the first carries tracing, compilation and warm-up. A one-epoch run has only that."""
+    return seconds[1:] or seconds
+
+
+def verdicts(runs: dict, noise_threshold: float = stats.NOISE_THRESHOLD) -> list[dict]:
+    """Each framework against the first one named: the steady-state verdict, plus labelled extras."""
+    labels = list(runs)
+    first, out = labels[0], []
+    for other in labels[1:]:
+        groups = [stats.log_ratios(steady_epochs(a["history"]["epoch_seconds"]),
+                                   steady_epochs(b["history"]["epoch_seconds"]))
+                  for a, b in zip(runs[first], runs[other])]
+        verdict = stats.judge(first, other, stats.ratio_interval(groups), noise_threshold).to_dict()
+        pairs = list(zip(runs[first], runs[other]))
+        n_epochs = len(runs[first][0]["history"]["epoch_seconds"])
+        verdict.update(
+            epochs=f"2..{n_epochs}" if n_epochs > 1 else "1 (warm-up incl.)",
+            first_epoch_ratio=float(np.median([a["first_epoch_seconds"] / b["first_epoch_seconds"]
+                                               for a, b in pairs])),
+            total_ratio=float(np.median([a["train_seconds"] / b["train_seconds"] for a, b in pairs])),
+            accuracy_gap=float(np.median([a["test_accuracy"] - b["test_accuracy"] for a, b in pairs])),
+            prediction_agreement=float(np.mean([np.mean(a["predictions"] == b["predictions"])
+                                                for a, b in pairs])))
+        out.append(verdict)
+    return out

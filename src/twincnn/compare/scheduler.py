@@ -1,0 +1,78 @@
+"""The parent side of a compare: start one worker process per framework, let them train one epoch at a
+time in the interleaved order, and collect what they report. The parent imports no framework."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from ..errors import UserError
+from .schedule import interleaved
+
+
+class WorkerFailed(RuntimeError):
+    """A worker died without a message: a bug, whose traceback the worker printed on stderr."""
+
+
+class Worker:
+    def __init__(self, job: dict):
+        self.job, self.label = job, job["label"]
+        # stderr is shared with the parent, so progress bars and any traceback reach the user directly.
+        self.process = subprocess.Popen([sys.executable, "-m", "twincnn.compare.worker"], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, text=True, bufsize=1)
+        self._send(json.dumps(job))
+
+    def _send(self, line: str) -> None:
+        try:
+            self.process.stdin.write(line + "\n")
+            self.process.stdin.flush()
+        except BrokenPipeError:
+            self.expect("any")  # the worker is gone: say why
+
+    def expect(self, event: str) -> dict:
+        line = self.process.stdout.readline()
+        if not line:
+            code = self.process.wait()
+            raise WorkerFailed(f"the {self.label} worker exited with code {code} before sending '{event}' "
+                               f"(its traceback, if any, is above)")
+        message = json.loads(line)
+        if message["event"] == "error":
+            raise UserError(message["message"])
+        if event != "any" and message["event"] != event:
+            raise WorkerFailed(f"the {self.label} worker sent '{message['event']}' where '{event}' was due")
+        return message
+
+    def train_epoch(self) -> dict:
+        self._send("go")
+        return self.expect("epoch")
+
+    def finish(self) -> dict:
+        done = self.expect("done")
+        self.process.stdin.close()
+        self.process.wait()
+        return done
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+
+
+def run_repeat(jobs: list[dict], repeat: int, log=print) -> list[dict]:
+    """Train every job's epochs interleaved; return, per job, its ready/epoch/done messages."""
+    workers = []
+    try:
+        for job in jobs:  # start them all; their imports and set-up overlap, their training never does
+            workers.append(Worker(job))
+        ready = [w.expect("ready") for w in workers]
+        epochs = {w.label: [] for w in workers}
+        for position, (epoch, slot) in enumerate(interleaved(len(workers), jobs[0]["epochs"], repeat)):
+            message = workers[slot].train_epoch()
+            message["position"] = position
+            epochs[workers[slot].label].append(message)
+        done = [w.finish() for w in workers]
+    finally:
+        for w in workers:  # on any failure or Ctrl-C, no worker survives the parent
+            w.stop()
+    return [{"ready": r, "epochs": epochs[w.label], "done": d} for w, r, d in zip(workers, ready, done)]

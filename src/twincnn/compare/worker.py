@@ -1,0 +1,147 @@
+"""One framework, one training run, in its own process: `python -m twincnn.compare.worker`.
+
+The parent (compare/scheduler.py) sends one JSON job on stdin, then a line "go" before each epoch; the
+worker imports only its own framework, prepares everything untimed, and answers with JSON lines:
+  {"event": "ready", ...}         set up, waiting for the first "go"
+  {"event": "epoch", ...}         one epoch's timestamps, seconds and untimed evaluation
+  {"event": "done", ...}          final predictions
+  {"event": "error", "message"}   bad input (a missing framework, no GPU): one line for the user
+Anything a framework prints goes to stderr, so stdout carries only these messages.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+
+from .. import backends, data
+from ..allocator import keep_freed_memory
+from ..errors import UserError
+from ..progress import Progress
+from ..spec import Spec
+from ..weights import initial_weights
+
+
+def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Mean sparse categorical cross-entropy from logits, computed stably in float64."""
+    z = logits.astype(np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    log_probs = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return float(-log_probs[np.arange(len(labels)), labels].mean())
+
+
+class Channel:
+    """JSON lines to the parent on a private copy of stdout; "go" lines from the parent on stdin."""
+
+    def __init__(self):
+        self.out = os.fdopen(os.dup(1), "w", buffering=1)
+        os.dup2(2, 1)  # whatever else writes to stdout (a framework, a library) lands on stderr
+
+    def send(self, event: str, **fields) -> None:
+        self.out.write(json.dumps({"event": event, **fields}, default=_jsonable) + "\n")
+
+    @staticmethod
+    def wait_for_go() -> None:
+        line = sys.stdin.readline()
+        if line.strip() != "go":  # the parent closed the pipe or was interrupted: stop quietly
+            raise SystemExit(0)
+
+
+def _jsonable(value):
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+class EpochClock:
+    """The trainer's hooks: wait for the scheduler, time each epoch, evaluate untimed, report."""
+
+    def __init__(self, channel, trainer, job, x_test, y_test, steps_per_epoch):
+        self.channel, self.trainer, self.job = channel, trainer, job
+        self.x_test, self.y_test = x_test, y_test
+        self.steps_per_epoch = steps_per_epoch
+        self.logits = None
+
+    def epoch_start(self, epoch: int) -> None:
+        self.channel.wait_for_go()
+        self.bar = Progress(f"{self.job['label']} epoch {epoch}/{self.job['epochs']}", self.steps_per_epoch,
+                            enabled=self.job["progress"])
+        self.step_seconds = []
+        self.wall_start = time.time()
+        self.start = self.last = time.perf_counter()
+
+    def step(self, done: int) -> None:
+        now = time.perf_counter()
+        self.step_seconds.append(now - self.last)
+        self.last = now
+        self.bar.update(done)
+
+    def epoch_end(self, epoch: int, train_loss: float) -> None:
+        seconds = time.perf_counter() - self.start  # the trainer has synchronised the device already
+        wall_end = time.time()
+        # -- untimed from here: evaluation for the per-epoch curves
+        self.logits = self.trainer.predict(self.x_test)
+        accuracy = float((self.logits.argmax(1) == self.y_test).mean())
+        test_loss = cross_entropy(self.logits, self.y_test)
+        self.bar.close(seconds, f"loss {train_loss:.4f}  test acc {accuracy:.2%}")
+        # Per-step times are read after a host-side return; on an asynchronous device they measure
+        # queueing, not work, so only the epoch time (taken after a synchronisation) is reported there.
+        median_step = float(np.median(self.step_seconds)) if self.step_seconds and self.job["device"] == "cpu" \
+            else None
+        self.channel.send("epoch", epoch=epoch, seconds=seconds, start=self.wall_start, end=wall_end,
+                          steps=len(self.step_seconds), median_step_seconds=median_step,
+                          train_loss=float(train_loss), test_loss=test_loss, test_accuracy=accuracy)
+
+
+def run_job(job: dict, channel: Channel) -> None:
+    backend = backends.load(job["framework"])
+    backend.resolve_device(job["device"])
+    threads = backend.configure(job["threads"])  # before the framework's first operation
+    dataset = data.load(job["data"])
+    if job.get("subset"):
+        dataset = dataset.subset(*job["subset"])
+    spec = Spec.from_dict(job["spec"])
+    x_train, y_train = dataset.images("train"), dataset.labels("train")
+    x_test, y_test = dataset.images("test"), dataset.labels("test")
+    fair = job["protocol"] == "fair"
+    seed = job["seed"]
+    model = backend.build(spec, seed=seed, device=job["device"])
+    if fair:
+        backend.set_weights(model, spec, initial_weights(spec, seed))
+    validates = not fair and backend.NOTEBOOK_VALIDATION  # the notebook validated inside Keras's timing
+    trainer = backend.make_trainer(model, spec, lr=job["lr"], adam="keras" if fair else "native",
+                                   variant=job["variant"], device=job["device"], seed=seed,
+                                   metrics=["accuracy"] if validates else ())
+    trainer.set_data(x_train, y_train)
+    n = len(x_train)
+    rng = np.random.default_rng(seed)
+    # Fair: one shared permutation per epoch, drawn before the clock starts. Notebook: the framework's own.
+    orders = [rng.permutation(n) for _ in range(job["epochs"])] if fair else None
+
+    channel.send("ready", threads=threads, environment=backend.environment(), pid=os.getpid())
+    clock = EpochClock(channel, trainer, job, x_test, y_test, math.ceil(n / job["batch_size"]))
+    trainer.run(job["epochs"], job["batch_size"], lambda epoch: orders[epoch - 1] if orders else None, clock,
+                validation=(x_test, y_test) if validates else None)
+    channel.send("done", predictions=clock.logits.argmax(1))
+
+
+def main() -> int:
+    keep_freed_memory()  # first: every run gets the same heap behaviour
+    channel = Channel()
+    try:
+        run_job(json.loads(sys.stdin.readline()), channel)
+    except UserError as exc:
+        channel.send("error", message=str(exc))
+        return 2
+    except KeyboardInterrupt:  # Ctrl-C reaches the whole process group; the parent reports it
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

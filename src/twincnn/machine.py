@@ -1,0 +1,76 @@
+"""Which machine a result came from, and how busy it was: identity for merging, /proc for noise flags.
+
+The machine id is built from the CPU model, the core count and the OS, never the host name, so results
+from two machines of the same kind land in the same folder and results from different kinds do not.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import subprocess
+from pathlib import Path
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def describe() -> dict:
+    """What machine.json records."""
+    return {"machine_id": machine_id(), "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
+            "os": platform.system(), "os_release": platform.release(), "arch": platform.machine(),
+            "memory_gib": _memory_gib(), "python": platform.python_version()}
+
+
+def machine_id(cpu: str | None = None, cores: int | None = None, system: str | None = None) -> str:
+    """e.g. 'intel-xeon-platinum-8481c-2c-linux': readable, stable, safe as a folder name."""
+    cpu = cpu_model() if cpu is None else cpu
+    cpu = re.sub(r"\((r|tm)\)|\bcpu\b|@.*$", " ", cpu.lower())  # trademarks and the clock say nothing new
+    slug = re.sub(r"[^a-z0-9]+", "-", cpu).strip("-") or "unknown-cpu"
+    return f"{slug}-{cores or os.cpu_count()}c-{(system or platform.system()).lower()}"
+
+
+def _memory_gib() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 2 ** 20, 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def load_reading() -> dict:
+    """CPU jiffies (total and stolen) from /proc/stat and the load averages; {} where /proc is absent."""
+    reading = {}
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+        values = [int(v) for v in fields[1:]]
+        reading["cpu_jiffies"] = sum(values[:8])  # user..steal; guest time is already inside user
+        reading["steal_jiffies"] = values[7] if len(values) > 7 else 0
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        one, five, fifteen = Path("/proc/loadavg").read_text().split()[:3]
+        reading.update(loadavg_1min=float(one), loadavg_5min=float(five), loadavg_15min=float(fifteen))
+    except (OSError, ValueError):
+        pass
+    return reading
+
+
+def git_commit() -> str | None:
+    """The checked-out commit of the source tree twincnn runs from, if it is a git checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return (out.stdout.strip() or None) if out.returncode == 0 else None

@@ -1,0 +1,136 @@
+"""`twincnn report DIR ...`: many compare results (from one machine or several) on one page and one figure.
+
+Machines are compared only through dimensionless numbers measured within one run (each verdict's time
+ratio and its CI, accuracies), never through absolute seconds pooled across runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from .errors import UserError
+from .tables import render
+
+SCHEMA = 2
+
+
+def find_results(paths) -> list[Path]:
+    """Every results.json under the given directories (a run directory, or a folder of them)."""
+    found = []
+    for path in map(Path, paths):
+        if not path.is_dir():
+            raise UserError(f"{path}: not a directory; pass results directories written by twincnn compare")
+        hits = [path / "results.json"] if (path / "results.json").is_file() else sorted(
+            p for p in path.rglob("results.json") if not any(part.startswith(".") for part in p.parts[-2:-1]))
+        if not hits:
+            raise UserError(f"{path}: no results.json inside; pass directories written by twincnn compare")
+        found += hits
+    return list(dict.fromkeys(p.resolve() for p in found))
+
+
+def load_result(path: Path) -> dict:
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: not a readable results.json ({type(exc).__name__})") from None
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+        raise UserError(f"{path}: results schema {doc.get('schema') if isinstance(doc, dict) else None!r}, "
+                        f"this twincnn reads schema {SCHEMA}; re-run twincnn compare")
+    doc["_path"] = path
+    return doc
+
+
+def rows_of(docs: list[dict]) -> list[dict]:
+    """One row per verdict (or per single-framework run), tagged with its machine and run."""
+    rows = []
+    for doc in docs:
+        cfg = doc["config"]
+        common = {"machine": doc["machine"]["machine_id"], "run": doc["_path"].parent.name,
+                  "setup": f"{cfg['protocol']}/{cfg['variant']}, {cfg['epochs']} ep x {cfg['repeats']}"
+                           + (" quick" if cfg.get("quick") else ""),
+                  "accuracy": {k: v["test_accuracy"] for k, v in doc["frameworks"].items()}}
+        for v in doc["verdicts"] or [None]:
+            rows.append({**common, "verdict": v})
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    table = []
+    for r in rows:
+        v = r["verdict"]
+        acc = ", ".join(f"{k} {a:.2%}" for k, a in r["accuracy"].items())
+        if v is None:
+            table.append([r["machine"], r["run"], r["setup"], "-", "-", "one framework", acc])
+        else:
+            table.append([r["machine"], r["run"], r["setup"], " / ".join(v["frameworks"]),
+                          f"{v['ratio']:.3f} ({v['ci95'][0]:.3f}–{v['ci95'][1]:.3f})", v["text"], acc])
+    machines = sorted({r["machine"] for r in rows})
+    head = [f"# twincnn report: {len(rows)} result(s) from {len(machines)} machine(s)", "",
+            "Time ratio = time of the first framework / time of the second, steady-state epochs, 95 % CI. "
+            "Machines are compared by these ratios only, never by absolute times.", ""]
+    return "\n".join(head + [render(["machine", "run", "setup", "pair", "time ratio (95 % CI)", "verdict",
+                                     "test accuracy"], table, markdown=True), ""])
+
+
+def figure(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    judged = [r for r in rows if r["verdict"]]
+    fig, (ax_ratio, ax_acc) = plt.subplots(1, 2, figsize=(12, 1.5 + 0.45 * max(len(judged), len(rows))))
+    for y, r in enumerate(judged):
+        v = r["verdict"]
+        ax_ratio.errorbar(v["ratio"], y, xerr=[[v["ratio"] - v["ci95"][0]], [v["ci95"][1] - v["ratio"]]],
+                          fmt="o", color="#2b59c3" if v["significant"] else "#888888", capsize=3)
+    threshold = judged[0]["verdict"].get("noise_threshold", 0.03) if judged else 0.03
+    ax_ratio.axvline(1, color="black", lw=0.8)
+    ax_ratio.axvspan(1 - threshold, 1 + threshold, color="#dddddd", label=f"noise ±{threshold:.0%}")
+    ax_ratio.set_yticks(range(len(judged)),
+                        [f"{r['machine'][:28]}\n{' / '.join(r['verdict']['frameworks'])}" for r in judged],
+                        fontsize=7)
+    ax_ratio.set(xlabel="time ratio, first / second (95 % CI); > 1: the second is faster",
+                 title="speed ratio per machine")
+    ax_ratio.legend(fontsize=7)
+    names = sorted({k for r in rows for k in r["accuracy"]})
+    for i, name in enumerate(names):
+        ys = [y for y, r in enumerate(rows) if name in r["accuracy"]]
+        ax_acc.plot([rows[y]["accuracy"][name] * 100 for y in ys], ys, "o", label=name,
+                    color=plt.cm.tab10(i))
+    ax_acc.set_yticks(range(len(rows)), [f"{r['machine'][:28]}\n{r['run'][:24]}" for r in rows], fontsize=7)
+    ax_acc.set(xlabel="test accuracy (%)", title="accuracy per framework")
+    ax_acc.legend(fontsize=7)
+    for ax in (ax_ratio, ax_acc):
+        ax.invert_yaxis()
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, format="png")
+    plt.close(fig)
+
+
+def _replace(final: Path, write) -> None:
+    """Write through a temporary sibling, so an interrupted report never leaves a half-written file."""
+    tmp = final.with_name(f".{final.name}.partial-{os.getpid()}")
+    try:
+        write(tmp)
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def merge(paths, out, log=print) -> int:
+    docs = [load_result(p) for p in find_results(paths)]
+    rows = rows_of(docs)
+    text = markdown(rows)
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    _replace(out / "report.png", lambda p: figure(rows, p))
+    _replace(out / "report.md", lambda p: p.write_text(text + "\n![report](report.png)\n"))
+    log(text)
+    log(f"wrote {out}/report.md, {out}/report.png")
+    return 0
