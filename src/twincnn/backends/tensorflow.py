@@ -251,7 +251,8 @@ class Trainer:
                    .map(lambda idx: (tf.gather(x, idx), tf.gather(y, idx)))
                    .prefetch(tf.data.AUTOTUNE))
         # steps_per_epoch keeps one iterator across epochs, so epoch e gets the e-th shared order.
-        self.model.fit(batches, epochs=epochs, steps_per_epoch=steps, verbose=0, validation_data=validation,
+        self.model.fit(batches, epochs=epochs, steps_per_epoch=steps, shuffle=False, verbose=0,
+                       validation_data=validation,
                        callbacks=[_EpochHooks(hooks)])
 
     def sync(self) -> None:
