@@ -1,4 +1,4 @@
-"""Property: for any valid spec, batch size and input, transferred weights give equal logits.
+"""Property: for any valid spec, batch size and input, transferred weights give equal logits in every pair.
 
 Default run: the derandomized 'ci' profile (60 examples, well under a minute).
 Longer local search: HYPOTHESIS_PROFILE=thorough pytest tests/test_properties.py
@@ -36,16 +36,17 @@ def specs(draw):
 
 @given(spec=specs(), batch=st.integers(1, 32), seed=st.integers(0, 2**31 - 1),
        scale=st.sampled_from([0.5, 1.0, 3.0]), shift=st.sampled_from([0.0, -0.5, 1.0]))
-def test_transferred_logits_are_equal(both, spec, batch, seed, scale, shift):
-    tfb, tb = both
+def test_transferred_logits_are_equal(pair, spec, batch, seed, scale, shift):
+    a, b = pair
     weights = random_weights(spec, seed)
-    keras_model, torch_model = tfb.build(spec), tb.build(spec)
-    tfb.set_weights(keras_model, spec, weights)
-    tb.set_weights(torch_model, spec, weights)
+    model_a, model_b = a.build(spec), b.build(spec)
+    a.set_weights(model_a, spec, weights)
+    b.set_weights(model_b, spec, weights)
     # values outside [0, 1] on purpose: negative pixels and large ones
     x = (np.random.default_rng(seed).random((batch, 28, 28, 1)) * scale + shift).astype(np.float32)
-    a, b = tfb.predict(keras_model, x), tb.predict(torch_model, x)
-    assert a.shape == b.shape == (batch, 10)
-    tolerance = LOGIT_ATOL * max(1.0, float(np.abs(a).max()))  # float32 error grows with the logits' size
-    m = worst_mismatch(b, a)
-    assert m.max_abs <= tolerance, f"spec {spec.describe()}\nbatch {batch}: {m} exceeds {tolerance:.3g}"
+    logits_a, logits_b = a.predict(model_a, x), b.predict(model_b, x)
+    assert logits_a.shape == logits_b.shape == (batch, 10)
+    tolerance = LOGIT_ATOL * max(1.0, float(np.abs(logits_a).max()))  # float32 error grows with the logits' size
+    m = worst_mismatch(logits_b, logits_a)
+    assert m.max_abs <= tolerance, (f"{b.NAME} vs {a.NAME}, spec {spec.describe()}\n"
+                                    f"batch {batch}: {m} exceeds {tolerance:.3g}")

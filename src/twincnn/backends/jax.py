@@ -119,8 +119,13 @@ class TwinNet(nnx.Module):
 
 def build(spec: Spec, seed: int | None = None, device: str = "cpu") -> TwinNet:
     """The twin with Flax's own initialisers (LeCun-normal kernels, zero biases); set_weights() for shared ones."""
+    make = lambda: TwinNet(spec, nnx.Rngs(0 if seed is None else seed))  # noqa: E731
+    graphdef = nnx.graphdef(nnx.eval_shape(make))
+    # The initialisers as one program that runs once: XLA's optimisations cost seconds per new set of shapes
+    # (random-bit generation compiles slowly) and save nothing in a program run once.
+    init = jax.jit(lambda: nnx.state(make()), compiler_options={"xla_backend_optimization_level": 0})
     with jax.default_device(_device(resolve_device(device))):
-        return TwinNet(spec, nnx.Rngs(0 if seed is None else seed))
+        return nnx.merge(graphdef, init())
 
 
 def _variables(model: TwinNet, spec: Spec):
