@@ -24,7 +24,7 @@ NAME = "jax"
 NOTEBOOK_VALIDATION = False
 
 # What configure() put in force: XLA's CPU client cannot be resized once created.
-_THREADS = {"intra_op_threads": None, "how": "all cores (default)"}
+_THREADS = {"intra_op_threads": None, "how": "default: every CPU the process may use"}
 
 
 def version() -> str:

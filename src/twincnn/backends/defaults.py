@@ -1,0 +1,184 @@
+"""What each framework does by default where that changes results or timing, read from the installed
+framework itself (signatures, initialisers, settings), never typed in. `twincnn audit` shows it.
+
+One reader per registered framework, each importing its framework only when called.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+
+from .. import backends  # the registry: load() raises FrameworkMissing with the install hint
+
+
+def _tf_determinism(tf) -> str:
+    from tensorflow.python.framework import config as tf_config  # the public API does not export the getter
+
+    getter = getattr(tf_config, "is_op_determinism_enabled", None)
+    return str(getter()) if getter else "unknown"
+
+
+def _keras_defaults() -> dict:
+    backend = backends.load("tensorflow")  # sets up Keras on TensorFlow quietly
+    keras, tf = backend.keras, backend.tf
+    conv, dense = keras.layers.Conv2D(1, 1), keras.layers.Dense(1)
+    adam = keras.optimizers.Adam()
+    fit = inspect.signature(keras.Model.fit).parameters
+    compile_ = inspect.signature(keras.Model.compile).parameters
+    loss = keras.losses.SparseCategoricalCrossentropy()
+    threads = tf.config.threading
+    return {
+        "conv_init": type(conv.kernel_initializer).__name__,
+        "dense_init": type(dense.kernel_initializer).__name__,
+        "bias_init": type(conv.bias_initializer).__name__,
+        "adam_eps": f"{adam.epsilon:g}",
+        "adam_betas": f"{adam.beta_1:g}, {adam.beta_2:g}",
+        "adam_formula": "w -= lr·√(1-β2ᵗ)/(1-β1ᵗ) · m/(√v + ε)",
+        "shuffle": f"fit(shuffle={fit['shuffle'].default})",
+        "partial_batch": "kept (fit)",
+        "intra": f"{threads.get_intra_op_parallelism_threads()} (0 = all {os.cpu_count()} cores)",
+        "inter": f"{threads.get_inter_op_parallelism_threads()} (0 = automatic)",
+        "tf32": f"on: tensor_float_32_execution_enabled()={tf.config.experimental.tensor_float_32_execution_enabled()}",
+        "determinism": f"op determinism={_tf_determinism(tf)}",
+        "fit_epoch": (f"validation pass if validation_data is given; progress bar verbose={fit['verbose'].default!r};"
+                      f" compile() metrics computed every step"),
+        "graph": f"fit() runs a tf.function; jit_compile={compile_['jit_compile'].default!r}",
+        "layout": f"{keras.config.image_data_format()} (NHWC), Flatten in (H, W, C) order",
+        "precision": keras.config.floatx(),
+        "conv_padding": f"Conv2D(padding={inspect.signature(keras.layers.Conv2D).parameters['padding'].default!r})",
+        "pool_strides": (f"MaxPooling2D(strides={inspect.signature(keras.layers.MaxPooling2D).parameters['strides'].default})"
+                         " = pool_size"),
+        "loss": f"reduction={loss.reduction!r}",
+        "onednn": f"TF_ENABLE_ONEDNN_OPTS={os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset (on)')}",
+    }
+
+
+def _torch_defaults() -> dict:
+    backends.load("torch")
+    import torch
+    from torch.utils.data import DataLoader
+
+    conv_src = inspect.getsource(torch.nn.Conv2d.reset_parameters) if hasattr(torch.nn.Conv2d, "reset_parameters") \
+        else inspect.getsource(torch.nn.modules.conv._ConvNd.reset_parameters)
+    dense_src = inspect.getsource(torch.nn.Linear.reset_parameters)
+
+    def init_name(src):
+        if "kaiming_uniform_" in src:
+            return "kaiming_uniform_(a=√5)" if "math.sqrt(5)" in src else "kaiming_uniform_"
+        return "see reset_parameters()"
+
+    adam = inspect.signature(torch.optim.Adam).parameters
+    loader = inspect.signature(DataLoader).parameters
+    return {
+        "conv_init": init_name(conv_src),
+        "dense_init": init_name(dense_src),
+        "bias_init": "uniform(±1/√fan_in)" if "uniform_(self.bias" in dense_src else "see reset_parameters()",
+        "adam_eps": f"{adam['eps'].default:g}",
+        "adam_betas": ", ".join(f"{b:g}" for b in adam["betas"].default),
+        "adam_formula": "w -= lr · m̂/(√v̂ + ε), m̂ = m/(1-β1ᵗ), v̂ = v/(1-β2ᵗ)",
+        "shuffle": f"DataLoader(shuffle={loader['shuffle'].default})" + (" = no shuffling" if not loader["shuffle"].default else ""),
+        "partial_batch": f"kept: DataLoader(drop_last={loader['drop_last'].default})",
+        "intra": f"{torch.get_num_threads()} (get_num_threads)",
+        "inter": f"{torch.get_num_interop_threads()} (get_num_interop_threads)",
+        "tf32": (f"matmul allow_tf32={torch.backends.cuda.matmul.allow_tf32}, "
+                 f"cudnn allow_tf32={torch.backends.cudnn.allow_tf32}"),
+        "determinism": f"are_deterministic_algorithms_enabled()={torch.are_deterministic_algorithms_enabled()}",
+        "fit_epoch": "nothing: the user's loop does only what it says",
+        "graph": "eager (torch.compile is opt-in)",
+        "layout": "NCHW (contiguous), flatten in (C, H, W) order",
+        "precision": str(torch.get_default_dtype()).replace("torch.", ""),
+        "conv_padding": f"Conv2d(padding={inspect.signature(torch.nn.Conv2d).parameters['padding'].default!r})",
+        "pool_strides": f"MaxPool2d(stride={inspect.signature(torch.nn.MaxPool2d).parameters['stride'].default}) = kernel_size",
+        "loss": f"reduction={inspect.signature(torch.nn.CrossEntropyLoss).parameters['reduction'].default!r}",
+        "onednn": f"mkldnn enabled={torch.backends.mkldnn.enabled}",
+    }
+
+
+def _init_name(init) -> str:
+    """Flax initialisers are closures: variance_scaling's settings are its free variables."""
+    free = inspect.getclosurevars(init).nonlocals
+    if {"scale", "mode", "distribution"} <= set(free):
+        known = {(1.0, "fan_in", "truncated_normal"): "lecun_normal", (2.0, "fan_in", "truncated_normal"): "he_normal",
+                 (1.0, "fan_avg", "uniform"): "glorot_uniform"}
+        key = (free["scale"], free["mode"], free["distribution"])
+        return f"{known.get(key, 'variance_scaling')} ({free['scale']:g}, {free['mode']}, {free['distribution']})"
+    return getattr(init, "__name__", repr(init))
+
+
+def _jax_defaults() -> dict:
+    backend = backends.load("jax")
+    import jax
+    import optax
+    from flax import nnx
+
+    conv = inspect.signature(nnx.Conv.__init__).parameters
+    adam = inspect.signature(optax.adam).parameters
+    pool = inspect.signature(nnx.max_pool).parameters
+    pool_doc = nnx.max_pool.__doc__ or ""
+    threads = backend.configure()
+    flags = os.environ.get("XLA_FLAGS", "unset")
+    precision = jax.config.jax_default_matmul_precision
+    return {
+        "conv_init": _init_name(conv["kernel_init"].default),
+        "dense_init": _init_name(inspect.signature(nnx.Linear.__init__).parameters["kernel_init"].default),
+        "bias_init": _init_name(conv["bias_init"].default),
+        "adam_eps": f"{adam['eps'].default:g}",
+        "adam_betas": f"{adam['b1'].default:g}, {adam['b2'].default:g}",
+        "adam_formula": (f"w -= lr · m̂/(√(v̂ + ε_root) + ε), ε_root={adam['eps_root'].default:g}"
+                         if "eps_root" in adam else "w -= lr · m̂/(√v̂ + ε)"),
+        "shuffle": "none built in: the loop permutes (jax.random.permutation)",
+        "partial_batch": "the loop decides (kept here: a second compiled shape)",
+        "intra": f"{threads['intra_op_threads']} ({backend.environment()['threads_set_by']})",
+        "inter": "no setting (one XLA program at a time per device)",
+        "tf32": f"jax_default_matmul_precision={precision!r}" + (" (GPU: TF32 allowed)" if precision is None else ""),
+        "determinism": ("XLA on CPU: deterministic; GPU: xla_gpu_deterministic_ops "
+                        + ("on" if "xla_gpu_deterministic_ops=true" in flags else "off")),
+        "fit_epoch": "nothing: the user's loop does only what it says",
+        "graph": "eager until jit (jax.jit / nnx.jit); the Flax tutorial jits the train step",
+        "layout": "NHWC, HWIO kernels; reshape flattens in (H, W, C) order",
+        "precision": str(jax.numpy.zeros(()).dtype) + (" (jax_enable_x64 off)" if not jax.config.jax_enable_x64 else ""),
+        "loss": "per example (optax); the loop takes .mean()",
+        "onednn": f"XLA_FLAGS={flags}",
+        "conv_padding": f"nnx.Conv(padding={conv['padding'].default!r})",
+        "pool_strides": (f"max_pool(strides={pool['strides'].default}) = "
+                         + ("1 (overlapping windows)" if "(1, ..., 1)" in pool_doc else "see max_pool's docstring")),
+    }
+
+
+# key, setting, what the notebook used, what twincnn's fair protocol uses
+ROWS = [
+    ("conv_init", "conv kernel initialiser", "each framework's own", "Glorot-uniform from NumPy (seed), shared"),
+    ("dense_init", "dense kernel initialiser", "each framework's own", "Glorot-uniform from NumPy (seed), shared"),
+    ("bias_init", "bias initialiser", "each framework's own", "zeros, shared"),
+    ("adam_eps", "Adam epsilon", "1e-7 (Keras) vs 1e-8 (PyTorch)", "1e-7 in every twin"),
+    ("adam_formula", "Adam update formula", "each framework's own",
+     "Keras's, in every twin (KerasAdam in PyTorch, keras_adam in optax)"),
+    ("adam_betas", "Adam betas", "defaults", "0.9, 0.999"),
+    ("shuffle", "data order / shuffling", "fit(shuffle=True) vs DataLoader(shuffle=True)",
+     "one NumPy permutation per epoch, same batches in every twin"),
+    ("partial_batch", "last partial batch", "kept in both", "kept in every twin (938 steps/epoch)"),
+    ("intra", "intra-op threads", "defaults", "equal, set by --threads, recorded"),
+    ("inter", "inter-op threads", "defaults", "1 where settable, recorded"),
+    ("tf32", "float precision on GPUs (TF32)", "defaults", "TF32 off for equivalence runs"),
+    ("determinism", "deterministic ops", "defaults", "off: on CPU seed 42 reproduces to the digit"),
+    ("fit_epoch", "per-epoch extras", "TF timed with validation each epoch + Keras bar + accuracy metric",
+     "no validation or metrics in timed training; one progress bar for every twin"),
+    ("graph", "graph compilation", "fit() graph vs eager loop", "--variant: idiomatic or tuned, same for all"),
+    ("layout", "tensor layout", "NHWC vs NCHW", "canonical weights convert; inputs stay NHWC in NumPy"),
+    ("precision", "float precision", "float32", "float32"),
+    ("loss", "loss reduction", "mean over batch", "mean over batch"),
+    ("onednn", "oneDNN (CPU kernels)", "defaults", "defaults, recorded"),
+    ("conv_padding", "default conv padding", "'valid' (Keras default) and padding=0", "from the spec, explicit in every twin"),
+    ("pool_strides", "default max-pool strides", "pool size (both)", "from the spec, explicit in every twin"),
+]
+
+
+
+READERS = {"tensorflow": _keras_defaults, "torch": _torch_defaults, "jax": _jax_defaults}
+LABELS = {"tensorflow": "Keras", "torch": "PyTorch", "jax": "JAX/Flax"}
+
+
+def read(name: str) -> dict:
+    """{row key: the framework's default, as text}; FrameworkMissing if it is not installed."""
+    return READERS[name]()
