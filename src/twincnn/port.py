@@ -1,7 +1,9 @@
-"""`twincnn port`: a saved Keras model -> PyTorch state_dict, or the reverse, verified on MNIST logits.
+"""`twincnn port`: a saved model of one framework -> another's, or to and from the framework-neutral
+.safetensors file, verified on MNIST logits.
 
-Any direction is: load with the source backend -> canonical weights -> build the destination twin ->
-compare logits on the test set -> write atomically. Nothing is written unless the logits agree.
+Any direction is: read the source -> canonical weights -> the destination (a twin, or the neutral file read
+back) -> compare logits on the test set -> write atomically. Nothing is written unless the weights arrive
+bit for bit and the logits agree. The neutral file's logits come from a plain NumPy forward pass.
 """
 
 from __future__ import annotations
@@ -11,20 +13,60 @@ from pathlib import Path
 
 import numpy as np
 
-from . import backends, data
+from . import backends, data, reference, weightsfile
 from .errors import UserError
 from .spec import load_spec
 from .weights import worst_mismatch
 
-FORMATS = {".keras": "tensorflow", ".h5": "tensorflow", ".pt": "torch", ".pth": "torch"}
+NEUTRAL = "safetensors"  # the framework-neutral file (weightsfile.py): any twin, or plain NumPy, reads it
 
 
 def _format(path: Path, role: str) -> str:
+    suffix = path.suffix.lower()
+    if suffix == weightsfile.SUFFIX:
+        return NEUTRAL
     try:
-        return FORMATS[path.suffix.lower()]
+        return backends.FILE_FORMATS[suffix][0]
     except KeyError:
+        known = {}
+        for name, (framework, _) in backends.FILE_FORMATS.items():
+            known.setdefault(framework, []).append(name)
+        choices = ", ".join(f"{'/'.join(suffixes)} ({framework})" for framework, suffixes in known.items())
         raise UserError(f"{path}: unknown {role} format {path.suffix or '(no suffix)'!r}; "
-                        f"use .keras/.h5 (Keras) or .pt/.pth (PyTorch)") from None
+                        f"use {choices} or {weightsfile.SUFFIX} (any framework)") from None
+
+
+def _read(source: Path, src_name: str, spec_path):
+    """(spec, canonical weights, the source's logits function); ValueError for a file that is not usable."""
+    given = load_spec(spec_path) if spec_path else None
+    if src_name == NEUTRAL:  # weights only: plain NumPy computes what they compute
+        weights, spec = weightsfile.load(source, given)
+        return spec, weights, lambda x: reference.forward(spec, weights, x)
+    src = backends.load(src_name)
+    carries_spec = backends.FILE_FORMATS[source.suffix.lower()][1]
+    model, spec = src.load_file(source, given if given or carries_spec else load_spec(None))
+    return spec, src.get_weights(model, spec), lambda x: src.predict(model, x)
+
+
+def _prepare(dst_name: str, spec, weights):
+    """(the destination's logits function, write(path)); the transfer itself is checked bit for bit."""
+    if dst_name == NEUTRAL:
+        blob = weightsfile.to_bytes(spec, weights)
+        back, _ = weightsfile.from_bytes(blob)
+        got = back
+        logits = lambda x: reference.forward(spec, back, x)  # noqa: E731
+        write = lambda path: path.write_bytes(blob)  # noqa: E731
+    else:
+        dst = backends.load(dst_name)
+        model = dst.build(spec)
+        dst.set_weights(model, spec, weights)
+        got = dst.get_weights(model, spec)
+        logits = lambda x: dst.predict(model, x)  # noqa: E731
+        write = lambda path: dst.save_file(model, spec, path)  # noqa: E731
+    changed = [name for name in weights if not np.array_equal(got[name], weights[name])]
+    if changed:
+        raise UserError(f"the transfer changed {', '.join(changed)} ({worst_mismatch(got, weights)}); nothing written")
+    return logits, write
 
 
 def port(source, dest, spec_path=None, data_path=None, tolerance=1e-4, log=print) -> int:
@@ -36,11 +78,8 @@ def port(source, dest, spec_path=None, data_path=None, tolerance=1e-4, log=print
         raise UserError(f"{source}: no such file")
     if dest.suffix.lower() == ".h5":
         raise UserError(f"{dest}: Keras 3 saves .keras files; name the output OUT.keras")
-    src, dst = backends.load(src_name), backends.load(dst_name)
-    # A Keras file carries its architecture (--spec, if given, must match it); a state_dict does not.
-    spec = load_spec(spec_path) if spec_path or src_name == "torch" else None
     try:
-        src_model, spec = src.load_file(source, spec)
+        spec, weights, source_logits = _read(source, src_name, spec_path)
     except UserError:
         raise
     except ValueError as exc:  # load_file's word for bad input: an unsupported layer, a mismatch, not a model
@@ -48,25 +87,24 @@ def port(source, dest, spec_path=None, data_path=None, tolerance=1e-4, log=print
     if spec.input_shape != (28, 28, 1) or spec.num_classes != 10:
         raise UserError(f"{source}: input {spec.input_shape} with {spec.num_classes} outputs; twincnn verifies "
                         f"ports on 28x28x1, 10-class MNIST-format data")
-    dst_model = dst.build(spec)
-    dst.set_weights(dst_model, spec, src.get_weights(src_model, spec))
+    dest_logits, write = _prepare(dst_name, spec, weights)
 
     x = data.load(data_path).images("test")
-    a, b = src.predict(src_model, x), dst.predict(dst_model, x)
+    a, b = source_logits(x), dest_logits(x)
     worst = worst_mismatch(b, a, "logits")
     agree = float(np.mean(a.argmax(1) == b.argmax(1)))
     log(f"spec: {spec.describe()} ({spec.total_params:,} parameters)")
-    log(f"verified on {len(x):,} test images: max |Δlogit| = {worst.max_abs:.3g}, argmax agreement {agree:.2%}")
+    log(f"verified on {len(x):,} test images: max |Δlogit| = {worst.max_abs:.3g}, argmax agreement {agree:.2%}"
+        + (" (against a plain NumPy forward pass)" if NEUTRAL in (src_name, dst_name) else ""))
     if worst.max_abs > tolerance or agree < 1.0:
         raise UserError(f"logits differ beyond {tolerance:g} ({worst}); {dest} not written")
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.stem}.partial-{os.getpid()}{dest.suffix}")
     try:
-        dst.save_file(dst_model, spec, tmp)
+        write(tmp)
         os.replace(tmp, dest)  # atomic: no half-written output, even on Ctrl-C
     finally:
         tmp.unlink(missing_ok=True)
-    log(f"wrote {dest}" + (" (a state_dict with keys " + ", ".join(dst_model.state_dict())[:80] + "...)"
-                           if dst_name == "torch" else ""))
+    log(f"wrote {dest}")
     return 0

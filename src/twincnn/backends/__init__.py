@@ -23,6 +23,10 @@ BACKENDS = {
     "jax": ("twincnn.backends.jax", "flax", "jax"),
 }
 ALIASES = {"tf": "tensorflow", "keras": "tensorflow", "pytorch": "torch", "flax": "jax"}
+# A saved model's suffix -> (the framework whose load_file/save_file read and write it, whether the file
+# carries its own architecture; without it the spec comes from --spec or is the notebook's CNN).
+FILE_FORMATS = {".keras": ("tensorflow", True), ".h5": ("tensorflow", True), ".pt": ("torch", False),
+                ".pth": ("torch", False), ".msgpack": ("jax", False)}
 
 
 class FrameworkMissing(UserError, ImportError):
