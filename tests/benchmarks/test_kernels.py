@@ -97,6 +97,36 @@ def tensorflow_kernel(info, direction, first):
     return tf.function(forward_backward, autograph=False)
 
 
+def jax_kernel(info, direction, first):
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+
+    x, g, kernel = _arrays(info)
+    x, g = jnp.asarray(x), jnp.asarray(g)
+    if info.type == "conv2d":  # NHWC input, HWIO kernel: Flax's layouts, as the JAX twin runs them
+        params = [jnp.asarray(kernel), jnp.zeros(kernel.shape[-1], jnp.float32)]
+        layer = lambda w, b, x: lax.conv_general_dilated(  # noqa: E731
+            x, w, info.config["strides"], "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")) + b
+    else:
+        params = []
+        window, strides = (1, *info.config["pool_size"], 1), (1, *info.config["strides"], 1)
+        layer = lambda x: lax.reduce_window(x, -jnp.inf, lax.max, window, strides, "VALID")  # noqa: E731
+    if direction == "forward":
+        forward = jax.jit(lambda *args: [layer(*args)])
+        return lambda: jax.block_until_ready(forward(*params, x))  # timed until the result exists
+
+    def forward_backward(*args):  # jax.vjp, as jax.grad does inside the training step
+        if first:  # the image itself needs no gradient
+            y, pullback = jax.vjp(lambda *p: layer(*p, args[-1]), *args[:-1])
+        else:
+            y, pullback = jax.vjp(layer, *args)
+        return [y, *pullback(g)]
+
+    compiled = jax.jit(forward_backward)
+    return lambda: jax.block_until_ready(compiled(*params, x))
+
+
 def torch_dispatch():
     import torch
 
@@ -111,8 +141,17 @@ def tensorflow_dispatch():
     return tf.function(lambda: one + 1, autograph=False)
 
 
-KERNELS = {"torch": torch_kernel, "tensorflow": tensorflow_kernel}
-DISPATCH = {"torch": torch_dispatch, "tensorflow": tensorflow_dispatch}
+def jax_dispatch():
+    import jax
+    import jax.numpy as jnp
+
+    one = jnp.ones(())
+    add = jax.jit(lambda one: one + 1)
+    return lambda: jax.block_until_ready(add(one))
+
+
+KERNELS = {"torch": torch_kernel, "tensorflow": tensorflow_kernel, "jax": jax_kernel}
+DISPATCH = {"torch": torch_dispatch, "tensorflow": tensorflow_dispatch, "jax": jax_dispatch}
 
 
 @pytest.mark.parametrize("name", FRAMEWORKS)
