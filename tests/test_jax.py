@@ -159,3 +159,21 @@ def test_msgpack_of_another_spec_is_refused(jb, spec, tmp_path):
         jb.load_file(path, spec)
     model, _ = jb.load_file(path, small)
     assert jb.layer_summary(model, small)[0][1] == (26, 26, 4)
+
+
+def test_cuda_without_a_gpu_is_one_clear_line(jb):
+    import jax
+
+    from twincnn.errors import UserError
+
+    try:
+        has_gpu = bool(jax.devices("gpu"))
+    except RuntimeError:
+        has_gpu = False
+    if has_gpu:
+        assert jb.resolve_device("cuda") == "gpu"
+        assert jax.config.jax_default_matmul_precision == "highest"  # float32 comparisons: no TF32 passes
+        return
+    with pytest.raises(UserError, match="this JAX sees no GPU") as info:
+        jb.resolve_device("cuda")
+    assert len(str(info.value).splitlines()) == 1
