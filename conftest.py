@@ -52,6 +52,15 @@ def frameworks_of(item) -> set[str]:
     return names
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-benchmark reads its options
+def pytest_configure(config):
+    """Plain `pytest` times nothing: benchmarks are skipped unless asked for. `--benchmark-disable` runs each
+    benchmarked function once, untimed, as a check (CI does); `--benchmark-only` times them."""
+    asked = [config.getoption(name, False) for name in ("benchmark_only", "benchmark_disable", "benchmark_enable")]
+    if hasattr(config.option, "benchmark_skip") and not any(asked):
+        config.option.benchmark_skip = True
+
+
 def pytest_collection_modifyitems(config, items):
     # Marked at collection, not in a fixture: `pytest -m torch` selects before any fixture runs.
     for item in items:
