@@ -54,7 +54,7 @@ def configure(threads: int | None = None) -> dict:
                         how=f"XLA CPU client created on {len(chosen)} of {len(allowed)} CPUs")
     if _THREADS["intra_op_threads"] is None:
         _THREADS["intra_op_threads"] = len(os.sched_getaffinity(0))
-    return {"intra_op_threads": _THREADS["intra_op_threads"], "inter_op_threads": 1}
+    return {"intra_op_threads": _THREADS["intra_op_threads"], "inter_op_threads": None}  # None: XLA has no such setting
 
 
 def resolve_device(device: str = "cpu") -> str:
