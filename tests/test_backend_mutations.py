@@ -1,0 +1,105 @@
+"""Hand-made mutations of the backends: each must be caught by the equivalence check that guards it.
+
+mutmut covers the framework-free core (spec, weights, data); the backends need both frameworks, so here a
+few deliberate bugs of the kind a refactor introduces are applied with monkeypatch, and the check that
+should notice each one is called directly. A check that still passes under its mutation is blind.
+"""
+
+import numpy as np
+import pytest
+
+from tests import test_keras_adam as adam
+from tests.helpers import LOGIT_ATOL, assert_close
+from twincnn import spec as spec_module
+from twincnn.spec import DEFAULT_SPEC, FLATTEN, Spec, conv, dense, pool
+from twincnn.weights import random_weights
+
+pytestmark = [pytest.mark.tensorflow, pytest.mark.torch, pytest.mark.both]
+
+
+def check_transfer(tfb, tb, spec, seed=0):
+    """The transfer check: the same canonical weights give the same logits in both twins (stated tolerance)."""
+    weights = random_weights(spec, seed)
+    keras_model, torch_model = tfb.build(spec), tb.build(spec)
+    tfb.set_weights(keras_model, spec, weights)
+    tb.set_weights(torch_model, spec, weights)
+    x = np.random.default_rng(seed).standard_normal((16, *spec.input_shape)).astype(np.float32)
+    return assert_close(tb.predict(torch_model, x), tfb.predict(keras_model, x), LOGIT_ATOL,
+                        "logits of the two twins")
+
+
+def check_adam(tfb, tb):
+    """The optimizer check: KerasAdam against keras.optimizers.Adam over twelve varied steps."""
+    start, steps = adam.start_and_gradients()
+    expected = adam.run_keras(tfb.keras, tfb.tf, start, steps)
+    return assert_close(adam.run_keras_adam_in_torch(tb, start, steps), expected, adam.ADAM_ATOL,
+                        "KerasAdam vs keras.optimizers.Adam")
+
+
+def assert_caught(check, *args):
+    with pytest.raises(AssertionError) as caught:
+        check(*args)
+    print(f"caught: {str(caught.value).splitlines()[0]}")
+
+
+# 'same' padding with an odd total (stride 2 on 28 pixels: 1 pixel) is where the side matters.
+ODD_SAME = Spec((28, 28, 1), (conv(4, 3, 2, "same"), pool(), FLATTEN, dense(10)))
+
+
+# -- the layout conversion --------------------------------------------------------------------------------
+def test_conv_kernel_transposed_wrongly_is_caught(both, monkeypatch):
+    tfb, tb = both
+    check_transfer(tfb, tb, DEFAULT_SPEC)  # the unmutated twins pass
+    original = tb._to_torch
+
+    def swapped_height_and_width(info, key, array):  # HWIO -> OIWH instead of OIHW
+        if info.type == "conv2d" and key == "kernel":
+            return array.transpose(3, 2, 1, 0)
+        return original(info, key, array)
+
+    monkeypatch.setattr(tb, "_to_torch", swapped_height_and_width)
+    assert_caught(check_transfer, tfb, tb, DEFAULT_SPEC)
+
+
+def test_missing_flatten_permutation_is_caught(both, monkeypatch):
+    tfb, tb = both
+    original = tb._to_torch
+
+    def no_flatten_reorder(info, key, array):  # fc1's rows left in (H, W, C) order for a (C, H, W) flatten
+        if info.flatten_from is not None and key == "kernel":
+            return array.T
+        return original(info, key, array)
+
+    monkeypatch.setattr(tb, "_to_torch", no_flatten_reorder)
+    assert_caught(check_transfer, tfb, tb, DEFAULT_SPEC)
+
+
+def test_same_padding_on_the_wrong_side_is_caught(both, monkeypatch):
+    tfb, tb = both
+    check_transfer(tfb, tb, ODD_SAME)
+
+    original = spec_module.same_padding
+
+    def extra_pixel_before(size, kernel, stride):  # the odd pixel first, where Keras puts it last
+        before, after = original(size, kernel, stride)
+        return after, before
+
+    monkeypatch.setattr(spec_module, "same_padding", extra_pixel_before)
+    mutated = Spec(ODD_SAME.input_shape, ODD_SAME.layers)  # the spec's padding is worked out when it is built
+    assert mutated.info[0].padding == ((1, 0), (1, 0))
+    assert_caught(check_transfer, tfb, tb, mutated)
+
+
+# -- the optimizer -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("change", [{"betas": (0.999, 0.9)}, {"eps": 1e-8}, {"eps": 1e-6}],
+                         ids=["swapped-betas", "eps-1e-8", "eps-1e-6"])
+def test_wrong_adam_constants_are_caught(both, monkeypatch, change):
+    tfb, tb = both
+    check_adam(tfb, tb)
+    original_init = tb.KerasAdam.__init__
+
+    def mutated_init(self, params, **kwargs):
+        original_init(self, params, **{**kwargs, **change})
+
+    monkeypatch.setattr(tb.KerasAdam, "__init__", mutated_init)
+    assert_caught(check_adam, tfb, tb)
