@@ -149,3 +149,281 @@ def test_bundled_checksum_mismatch(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "bundled_path", lambda: fake)
     with pytest.raises(DataError, match="checksum mismatch"):
         data.load()
+
+
+# -- the loaded Dataset: where it came from, its checksum, and its views -----------------------------
+def test_npz_dataset_records_source_and_checksum(tmp_path):
+    import hashlib
+
+    path = write_npz(tmp_path / "d.npz", tiny_arrays())
+    ds = data.load(path)
+    assert ds.source == str(path)
+    assert ds.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_idx_dataset_records_source_and_checksum(tmp_path):
+    import hashlib
+
+    d = write_idx_dir(tmp_path / "idx", tiny_arrays())
+    ds = data.load(d)
+    names = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+    assert ds.source == str(d)
+    assert ds.sha256 == hashlib.sha256(b"".join((d / n).read_bytes() for n in names)).hexdigest()
+
+
+def test_bundled_source_names_the_file():
+    assert data.load().source == f"bundled MNIST ({data.bundled_path()})"
+
+
+def test_sha256_of_large_and_several_files(tmp_path):
+    """Files larger than one read, and several files hashed as one stream."""
+    import hashlib
+
+    big = tmp_path / "big"
+    big.write_bytes(bytes(range(256)) * (3 * data.HASH_CHUNK_BYTES // 256 + 7))
+    small = tmp_path / "small"
+    small.write_bytes(b"abc")
+    assert data.sha256_of(big) == hashlib.sha256(big.read_bytes()).hexdigest()
+    assert data.sha256_of(big, small) == hashlib.sha256(big.read_bytes() + b"abc").hexdigest()
+    assert data.sha256_of(tmp_path / "small") == hashlib.sha256(b"abc").hexdigest()
+
+
+def test_views_of_each_split(tmp_path):
+    arrays = tiny_arrays()
+    ds = data.load(write_npz(tmp_path / "d.npz", arrays))
+    for split in ("train", "test"):
+        x = ds.images(split)
+        assert x.shape == (len(arrays[f"x_{split}"]), 28, 28, 1) and x.dtype == np.float32
+        assert np.array_equal(x[..., 0], arrays[f"x_{split}"].astype(np.float32) / 255)
+        assert np.array_equal(ds.labels(split), arrays[f"y_{split}"])
+        assert ds.labels(split).dtype == np.int64
+
+
+def test_subset_keeps_the_first_images(tmp_path):
+    arrays = tiny_arrays()
+    ds = data.load(write_npz(tmp_path / "d.npz", arrays)).subset(30, 7)
+    assert np.array_equal(ds.x_train, arrays["x_train"][:30]) and np.array_equal(ds.y_train, arrays["y_train"][:30])
+    assert np.array_equal(ds.x_test, arrays["x_test"][:7]) and np.array_equal(ds.y_test, arrays["y_test"][:7])
+    assert ds.source == f"{tmp_path / 'd.npz'} (first 30/7)"
+    assert ds.sha256 == data.sha256_of(tmp_path / "d.npz")
+
+
+def test_stats_by_hand():
+    x_train = np.zeros((3, 28, 28), np.uint8)
+    x_train[0, 0, 0], x_train[2, 5, 5] = 255, 3
+    x_test = np.full((2, 28, 28), 7, np.uint8)
+    ds = data.Dataset(x_train, np.array([1, 1, 9]), x_test, np.array([0, 4]), "here", "abc")
+    assert ds.stats() == {
+        "source": "here", "sha256": "abc",
+        "train": {"images": 3, "labels": 3, "class_counts": [0, 2, 0, 0, 0, 0, 0, 0, 0, 1],
+                  "pixel_min": 0, "pixel_max": 255, "pixel_mean": 258 / (3 * 784)},
+        "test": {"images": 2, "labels": 2, "class_counts": [1, 0, 0, 0, 1, 0, 0, 0, 0, 0],
+                 "pixel_min": 7, "pixel_max": 7, "pixel_mean": 7.0},
+    }
+    stats = ds.stats()
+    assert type(stats["train"]["pixel_min"]) is int and type(stats["train"]["pixel_mean"]) is float
+    assert type(stats["train"]["images"]) is int
+
+
+# -- what other files may hold, and what they may not ------------------------------------------------
+def _load_changed(tmp_path, **changes):
+    arrays = tiny_arrays()
+    arrays.update(changes)
+    return data.load(write_npz(tmp_path / "d.npz", arrays))
+
+
+def test_single_channel_axis_is_accepted(tmp_path):
+    x = tiny_arrays()["x_train"]
+    ds = _load_changed(tmp_path, x_train=x[..., None])
+    assert ds.x_train.shape == x.shape and np.array_equal(ds.x_train, x)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int16, np.int64])
+def test_whole_number_pixels_of_other_dtypes_become_uint8(tmp_path, dtype):
+    x = tiny_arrays()["x_train"]
+    x[0, 0, :2] = (0, 255)  # both ends of the range are allowed
+    ds = _load_changed(tmp_path, x_train=x.astype(dtype))
+    assert ds.x_train.dtype == np.uint8 and np.array_equal(ds.x_train, x)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int16])
+@pytest.mark.parametrize("value", [-1, 256])
+def test_pixels_outside_0_255_are_refused(tmp_path, dtype, value):
+    x = tiny_arrays()["x_train"].astype(dtype)
+    x[3, 4, 5] = value
+    with pytest.raises(DataError) as err:
+        _load_changed(tmp_path, x_train=x)
+    expected = ("x_train has float pixels outside whole numbers 0..255; store raw uint8 pixels"
+                if dtype == np.float32 else "x_train has dtype int16; expected uint8 pixels 0..255")
+    assert str(err.value) == f"{tmp_path / 'd.npz'}: {expected}"
+
+
+def test_fractional_pixels_are_refused(tmp_path):
+    x = tiny_arrays()["x_test"].astype(np.float32)
+    x[0, 0, 0] = 0.5
+    with pytest.raises(DataError) as err:
+        _load_changed(tmp_path, x_test=x)
+    assert str(err.value) == (f"{tmp_path / 'd.npz'}: x_test has float pixels outside whole numbers 0..255; "
+                              f"store raw uint8 pixels")
+
+
+def test_whole_float_labels_are_accepted(tmp_path):
+    y = tiny_arrays()["y_train"]
+    ds = _load_changed(tmp_path, y_train=y.astype(np.float32))
+    assert ds.y_train.dtype == np.int64 and np.array_equal(ds.y_train, y)
+
+
+@pytest.mark.parametrize("value,message", [(np.nan, "y_train contains NaN or infinite labels"),
+                                           (np.inf, "y_train contains NaN or infinite labels"),
+                                           (1.5, "y_train has non-integer labels")])
+def test_bad_float_labels(tmp_path, value, message):
+    y = tiny_arrays()["y_train"].astype(np.float64)
+    y[4] = value
+    with pytest.raises(DataError) as err:
+        _load_changed(tmp_path, y_train=y)
+    assert str(err.value) == f"{tmp_path / 'd.npz'}: {message}"
+
+
+@pytest.mark.parametrize("dtype", [np.complex64, np.bool_])
+def test_labels_of_other_kinds_are_refused(tmp_path, dtype):
+    with pytest.raises(DataError) as err:
+        _load_changed(tmp_path, y_test=tiny_arrays()["y_test"].astype(dtype))
+    assert str(err.value) == (f"{tmp_path / 'd.npz'}: y_test has dtype {np.dtype(dtype)}; "
+                              f"expected integer labels 0..9")
+
+
+def test_label_out_of_range_names_an_offending_label(tmp_path):
+    y = tiny_arrays()["y_test"].astype(np.int64)
+    y[:3] = (0, 12, 0)  # zeros around it: only 12 is out of range
+    with pytest.raises(DataError) as err:
+        _load_changed(tmp_path, y_test=y)
+    assert str(err.value) == (f"{tmp_path / 'd.npz'}: y_test has labels outside 0..9 (e.g. 12); "
+                              f"twincnn models have 10 classes")
+
+
+def test_empty_split_is_refused_and_one_image_is_enough(tmp_path):
+    with pytest.raises(DataError) as err:
+        _load_changed(tmp_path, x_test=np.zeros((0, 28, 28), np.uint8), y_test=np.zeros(0, np.uint8))
+    assert str(err.value) == f"{tmp_path / 'd.npz'}: the test split is empty"
+    ds = _load_changed(tmp_path, x_test=np.zeros((1, 28, 28), np.uint8), y_test=np.zeros(1, np.uint8))
+    assert len(ds.x_test) == 1
+
+
+def test_missing_arrays_are_all_named(tmp_path):
+    arrays = tiny_arrays()
+    del arrays["x_test"], arrays["y_test"]
+    path = write_npz(tmp_path / "d.npz", arrays)
+    with pytest.raises(DataError) as err:
+        data.load(path)
+    assert str(err.value) == (f"{path}: missing array(s) x_test, y_test; "
+                              f"expected x_train, y_train, x_test, y_test")
+
+
+def test_unreadable_npz_names_the_error(tmp_path):
+    path = tmp_path / "cut.npz"
+    path.write_bytes(b"PK\x03\x04 cut short")
+    with pytest.raises(DataError) as err:
+        data.load(path)
+    assert str(err.value).startswith(f"{path}: not a readable .npz file (BadZipFile: ")
+
+
+def test_unreadable_npz_message_stays_on_one_line(tmp_path, monkeypatch):
+    path = write_npz(tmp_path / "d.npz", tiny_arrays())
+
+    def failing_load(*args, **kwargs):
+        raise OSError("first line\nsecond line")
+
+    monkeypatch.setattr(data.np, "load", failing_load)
+    with pytest.raises(DataError) as err:
+        data.load(path)
+    assert str(err.value) == f"{path}: not a readable .npz file (OSError: first line second line)"
+
+
+def test_a_single_npy_array_is_refused(tmp_path):
+    path = tmp_path / "x.npz"
+    with open(path, "wb") as fh:
+        np.save(fh, np.zeros((3, 28, 28), np.uint8))
+    with pytest.raises(DataError) as err:
+        data.load(path)
+    assert str(err.value) == f"{path}: holds one array, not an .npz archive of x_train, y_train, x_test, y_test"
+
+
+def test_damaged_compressed_member_is_one_line(tmp_path):
+    """The archive opens, but x_train's deflate stream is broken: zlib fails only when the array is read."""
+    import struct
+    import zipfile
+
+    path = write_npz(tmp_path / "d.npz", tiny_arrays())
+    with zipfile.ZipFile(path) as z:
+        offset = z.getinfo("x_train.npy").header_offset
+    raw = bytearray(path.read_bytes())
+    name_len, extra_len = struct.unpack("<HH", raw[offset + 26: offset + 30])
+    raw[offset + 30 + name_len + extra_len] = 0xFF  # deflate block type 3: reserved, invalid
+    path.write_bytes(bytes(raw))
+    with pytest.raises(DataError) as err:
+        data.load(path)
+    assert str(err.value).startswith(f"{path}: not a readable .npz file (error: Error -3 while decompressing")
+
+
+def test_pickled_npz_is_refused_without_unpickling(tmp_path):
+    path = tmp_path / "objects.npz"
+    np.savez(path, x_train=np.array([object()] * 2), y_train=np.zeros(2), x_test=np.zeros(2), y_test=np.zeros(2))
+    with pytest.raises(DataError, match=r"not a readable \.npz file \(ValueError: Object arrays cannot be loaded"):
+        data.load(path)
+
+
+def test_missing_bundled_copy(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "bundled_path", lambda: tmp_path / "gone.npz")
+    with pytest.raises(DataError) as err:
+        data.load()
+    assert str(err.value) == f"{tmp_path / 'gone.npz'}: the bundled MNIST is missing; reinstall twincnn"
+
+
+def test_checksum_mismatch_message(tmp_path, monkeypatch):
+    fake = write_npz(tmp_path / "mnist.npz", tiny_arrays())
+    monkeypatch.setattr(data, "bundled_path", lambda: fake)
+    digest = data.sha256_of(fake)
+    with pytest.raises(DataError) as err:
+        data.load()
+    assert str(err.value) == (f"{fake}: checksum mismatch (sha256 {digest[:12]}..., expected "
+                              f"{data.BUNDLED_SHA256[:12]}...); the bundled copy is damaged, reinstall twincnn")
+
+
+# -- IDX details ----------------------------------------------------------------------------------------
+def test_idx_missing_file_message(tmp_path):
+    d = write_idx_dir(tmp_path / "idx", tiny_arrays())
+    (d / "train-images-idx3-ubyte").unlink()
+    with pytest.raises(DataError) as err:
+        data.load(d)
+    assert str(err.value) == (f"{d}: missing train-images-idx3-ubyte (or train-images-idx3-ubyte.gz, "
+                              f"train-images.idx3-ubyte); an IDX directory needs the four MNIST files")
+
+
+def test_idx_errors_name_the_file(tmp_path):
+    d = write_idx_dir(tmp_path / "idx", tiny_arrays())
+    path = d / "t10k-labels-idx1-ubyte"
+    path.write_bytes(path.read_bytes() + b"\0\0")
+    with pytest.raises(DataError) as err:
+        data.load(d)
+    assert str(err.value) == (f"{path}: truncated or oversized IDX file: header says (50,) = 50 bytes "
+                              f"of data, file has 52")
+
+
+def test_idx_validation_errors_name_the_directory(tmp_path):
+    arrays = tiny_arrays()
+    arrays["y_train"][0] = 11
+    d = write_idx_dir(tmp_path / "idx", arrays)
+    with pytest.raises(DataError, match=r"^" + str(d).replace("\\", r"\\") + r": y_train has labels outside"):
+        data.load(d)
+
+
+def test_parse_idx_of_an_empty_file():
+    """A header with a count of zero and no data is a valid, empty IDX file."""
+    assert data.parse_idx(idx_bytes(np.zeros(0, np.uint8), "labels"), "labels", "x").shape == (0,)
+    images = data.parse_idx(idx_bytes(np.zeros((0, 28, 28), np.uint8), "images"), "images", "x")
+    assert images.shape == (0, 28, 28)
+
+
+def test_parse_idx_reads_big_endian_dimensions():
+    x = np.arange(2 * 3 * 260, dtype=np.uint64).astype(np.uint8).reshape(2, 3, 260)  # 260 needs two bytes
+    assert np.array_equal(data.parse_idx(idx_bytes(x, "images"), "images", "x"), x)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import zipfile
+import zlib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -29,6 +30,8 @@ IDX_FILES = {
     "y_test": ("t10k-labels-idx1-ubyte", "t10k-labels.idx1-ubyte"),
 }
 IDX_MAGIC = {"images": 2051, "labels": 2049}
+IDX_HEADER_INT = ">u4"  # IDX headers are big-endian unsigned 32-bit ints
+HASH_CHUNK_BYTES = 1 << 20  # hash in pieces: an 11 MB file need not sit in memory twice
 
 
 class DataError(UserError, ValueError):
@@ -77,7 +80,7 @@ def sha256_of(*paths) -> str:
     digest = hashlib.sha256()
     for path in paths:
         with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
+            while chunk := fh.read(HASH_CHUNK_BYTES):  # pragma: no mutate (any read size: the same digest)
                 digest.update(chunk)
     return digest.hexdigest()
 
@@ -101,17 +104,31 @@ def load(path=None) -> Dataset:
     return _load_npz(path, sha256_of(path), source=str(path))
 
 
+# not a zip, truncated, a damaged compressed member, pickled objects
+NPZ_READ_ERRORS = (zipfile.BadZipFile, EOFError, OSError, zlib.error, ValueError)
+
+
+def _unreadable(path, exc) -> DataError:
+    return DataError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})".replace("\n", " "))
+
+
 def _load_npz(path: Path, digest: str, source: str) -> Dataset:
+    try:  # allow_pickle=False is numpy's default, spelled out: an .npz from elsewhere must not run code
+        npz = np.load(path, allow_pickle=False)  # pragma: no mutate (None or the default: the same False)
+    except NPZ_READ_ERRORS as exc:
+        raise _unreadable(path, exc) from None
+    if not isinstance(npz, np.lib.npyio.NpzFile):  # a .npy file: one bare array
+        raise DataError(f"{path}: holds one array, not an .npz archive of {', '.join(NPZ_KEYS)}")
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        with npz:
             missing = [k for k in NPZ_KEYS if k not in npz.files]
             if missing:
                 raise DataError(f"{path}: missing array(s) {', '.join(missing)}; expected {', '.join(NPZ_KEYS)}")
             arrays = {k: npz[k] for k in NPZ_KEYS}
     except DataError:
         raise
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
-        raise DataError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})".replace("\n", " ")) from None
+    except NPZ_READ_ERRORS as exc:  # a damaged member shows only when it is read
+        raise _unreadable(path, exc) from None
     return _validated(arrays, path, source, digest)
 
 
@@ -134,11 +151,11 @@ def parse_idx(raw: bytes, kind: str, path) -> np.ndarray:
     header = 4 + 4 * dims
     if len(raw) < header:
         raise DataError(f"{path}: truncated IDX file ({len(raw)} bytes, header needs {header})")
-    magic = int.from_bytes(raw[:4], "big")
+    magic, *shape = (int(v) for v in np.frombuffer(raw, IDX_HEADER_INT, count=1 + dims))
     if magic != IDX_MAGIC[kind]:
         raise DataError(f"{path}: bad IDX magic number {magic} (expected {IDX_MAGIC[kind]} for {kind} "
                         f"of unsigned bytes); is this the right file?")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims))
+    shape = tuple(shape)
     expected = int(np.prod(shape))
     if len(raw) - header != expected:
         raise DataError(f"{path}: truncated or oversized IDX file: header says {shape} = {expected} bytes "

@@ -6,6 +6,7 @@ in the layout spec.py documents. Every backend converts to and from this layout 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +26,7 @@ def initial_weights(spec: Spec, seed: int) -> dict[str, np.ndarray]:
         if name.endswith("/bias"):
             out[name] = np.zeros(shape, np.float32)
             continue
-        receptive = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+        receptive = math.prod(shape[:-2])  # kh * kw for a conv kernel, 1 for a dense one
         fan_in, fan_out = shape[-2] * receptive, shape[-1] * receptive
         limit = np.sqrt(6.0 / (fan_in + fan_out))
         out[name] = rng.uniform(-limit, limit, size=shape).astype(np.float32)
@@ -35,7 +36,7 @@ def initial_weights(spec: Spec, seed: int) -> dict[str, np.ndarray]:
 def random_weights(spec: Spec, seed: int, scale: float = 0.3) -> dict[str, np.ndarray]:
     """Random kernels *and* non-zero biases: a transfer test that leaves biases at zero proves nothing."""
     rng = np.random.default_rng(seed)
-    return {name: (rng.standard_normal(shape) * scale / np.sqrt(max(1, np.prod(shape[:-1]))) if
+    return {name: (rng.standard_normal(shape) * scale / np.sqrt(math.prod(shape[:-1])) if
                    name.endswith("/kernel") else rng.uniform(-0.5, 0.5, shape)).astype(np.float32)
             for name, shape in spec.weight_shapes().items()}
 
@@ -73,8 +74,7 @@ def worst_mismatch(a, b, name: str = "array") -> Mismatch:
             if m.max_abs > worst.max_abs or worst.where == "(no elements)":
                 worst = m
         return worst
-    a = np.asarray(a, np.float64)
-    b = np.asarray(b, np.float64)
+    a, b = (np.asarray(v, np.float64) for v in (a, b))  # no uint8 wrap-around, no float32 rounding
     if a.shape != b.shape:
         raise ValueError(f"{name}: shapes differ, {a.shape} vs {b.shape}")
     if a.size == 0:
