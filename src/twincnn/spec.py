@@ -2,13 +2,36 @@
 
 A spec is plain data (an input shape and a list of layer dicts). Everything a
 framework module needs -- each layer's output shape, parameter count, its name
-(conv1, fc1, ...) and the canonical shape of its weights -- is computed here,
-without importing any framework.
+and the canonical shape of its weights -- is computed here, without importing any framework.
+
+Layer types, their settings (defaults in brackets) and names (numbered per type, from 1):
+  - conv2d (conv1..): filters, kernel_size [3], strides [1], padding ['valid'], dilation_rate [1], groups [1],
+    activation [null]. Dilation needs strides 1 (as in Keras); groups divides input channels and filters.
+  - depthwiseconv2d (dw1..): kernel_size [3], depth_multiplier [1], strides [1], padding ['valid'], activation.
+  - maxpool2d (pool1..), avgpool2d (avgpool1..): pool_size [2], strides [the pool size], padding ['valid'].
+    'same' pools never count padded cells: a max ignores them, an average divides by the real cells only.
+  - globalavgpool2d (gap1..): (H, W, C) -> (C,).
+  - flatten (flatten): (H, W, C) -> (H*W*C,), in (H, W, C) order.
+  - dense (fc1..): units, activation [null].
+  - batchnorm (bn1..): momentum [0.99], epsilon [1e-3], over the channel axis (the last one; the features of a
+    flat input). Keras's meaning: moving = momentum * moving + (1 - momentum) * batch statistic, the batch
+    variance biased (divided by N). Training normalises with the batch statistics, inference with the moving ones.
+  - dropout (drop1..): rate in [0, 1). Identity in inference; inverted dropout (kept values / (1 - rate)) in training.
+  - layernorm (ln1..): axis [-1: the channels of each position, or the features of a flat input], epsilon [1e-3].
+  Activations (conv2d, depthwiseconv2d, dense): relu, sigmoid, tanh, elu (alpha 1), silu, gelu (exact, erf),
+  gelu_tanh (the tanh approximation), leaky_relu (with negative_slope [0.3, as Keras's LeakyReLU layer]), or null.
+  'same' padding is TensorFlow's: ceil(size / stride) outputs, the odd padded pixel at the bottom/right, over the
+  effective kernel (k - 1) * dilation + 1. After flatten or globalavgpool2d only dense, dropout, batchnorm and
+  layernorm fit. The last layer is a dense layer without activation (the logits).
 
 Canonical weight layout (what ``get_weights``/``set_weights`` exchange):
-  - conv kernel ``(kh, kw, in, out)`` (HWIO), bias ``(out,)``;
+  - conv kernel ``(kh, kw, in / groups, out)`` (HWIO), bias ``(out,)``;
+  - depthwise kernel ``(kh, kw, in, multiplier)``, bias ``(in * multiplier,)``; output channel ``c * multiplier + m``;
   - dense kernel ``(in, out)``, bias ``(out,)``; a dense layer that follows a
-    Flatten reads its input in (H, W, C) order, i.e. channels-last.
+    Flatten reads its input in (H, W, C) order, i.e. channels-last;
+  - batchnorm ``gamma``, ``beta``, ``moving_mean``, ``moving_variance``, each ``(C,)`` (only gamma and beta are
+    trainable); layernorm ``gamma``, ``beta`` ``(C,)``. Between a flatten and the next dense layer these are
+    per feature, in the same (H, W, C) order.
 """
 
 from __future__ import annotations
@@ -20,9 +43,32 @@ from pathlib import Path
 
 from .errors import UserError
 
-ACTIVATIONS = (None, "relu")
+ACTIVATIONS = (None, "relu", "sigmoid", "tanh", "elu", "silu", "gelu", "gelu_tanh", "leaky_relu")
 PADDINGS = ("valid", "same")
-LAYER_TYPES = ("conv2d", "maxpool2d", "flatten", "dense")
+LAYER_TYPES = ("conv2d", "depthwiseconv2d", "maxpool2d", "avgpool2d", "globalavgpool2d", "flatten", "dense",
+               "batchnorm", "dropout", "layernorm")
+NAME_PREFIXES = {"conv2d": "conv", "depthwiseconv2d": "dw", "maxpool2d": "pool", "avgpool2d": "avgpool",
+                 "globalavgpool2d": "gap", "flatten": "flatten", "dense": "fc", "batchnorm": "bn", "dropout": "drop",
+                 "layernorm": "ln"}
+# Each type's settings besides "type" and "activation"
+SETTINGS = {
+    "conv2d": {"filters", "kernel_size", "strides", "padding", "dilation_rate", "groups"},
+    "depthwiseconv2d": {"kernel_size", "depth_multiplier", "strides", "padding"},
+    "maxpool2d": {"pool_size", "strides", "padding"},
+    "avgpool2d": {"pool_size", "strides", "padding"},
+    "globalavgpool2d": set(),
+    "flatten": set(),
+    "dense": {"units"},
+    "batchnorm": {"momentum", "epsilon"},
+    "dropout": {"rate"},
+    "layernorm": {"axis", "epsilon"},
+}
+ACTIVATED = ("conv2d", "depthwiseconv2d", "dense")  # the types that take an activation
+IMAGE_LAYERS = ("conv2d", "depthwiseconv2d", "maxpool2d", "avgpool2d", "globalavgpool2d")  # need (H, W, C)
+PER_FEATURE = ("batchnorm", "layernorm")  # weights per channel, or per feature of a flat input
+NON_TRAINABLE = ("moving_mean", "moving_variance")  # weights that training sets, but not by gradient
+# Settings that older specs never wrote: describe() leaves them out at these values
+_QUIET_DEFAULTS = {"dilation_rate": (1, 1), "groups": 1}
 
 
 class SpecError(UserError, ValueError):
@@ -53,14 +99,15 @@ class LayerInfo:
 
     index: int
     type: str
-    name: str  # conv1, pool1, flatten, fc1 ...
+    name: str  # conv1, pool1, flatten, fc1, bn1 ... (the module docstring lists the prefixes)
     config: dict
     input_shape: tuple
     output_shape: tuple  # without the batch dimension, channels-last
     params: int
     weight_shapes: dict = field(default_factory=dict)  # canonical: {"kernel": ..., "bias": ...}
-    padding: tuple | None = None  # conv: ((top, bottom), (left, right)) explicit zero padding
-    flatten_from: tuple | None = None  # dense right after Flatten: the (H, W, C) it flattens
+    padding: tuple | None = None  # conv and pools: ((top, bottom), (left, right)) explicit padding
+    # dense right after Flatten, or a batchnorm/layernorm between them: the (H, W, C) order of its features
+    flatten_from: tuple | None = None
 
     @property
     def activation(self):
@@ -75,9 +122,28 @@ class Spec:
     layers: tuple = ()
 
     def __post_init__(self):
+        if not isinstance(self.input_shape, (tuple, list)):
+            raise SpecError(f"input_shape must be a list of three positive ints (H, W, C), got {self.input_shape!r}")
+        if not isinstance(self.layers, (tuple, list)):
+            raise SpecError(f"layers must be a list of layer objects, got {self.layers!r}")
+        for index, layer in enumerate(self.layers):
+            if not isinstance(layer, dict):
+                raise SpecError(f"layer {index}: must be an object like {{\"type\": \"dense\", \"units\": 10}}, "
+                                f"got {layer!r}")
         object.__setattr__(self, "input_shape", tuple(self.input_shape))
         object.__setattr__(self, "layers", tuple(dict(layer) for layer in self.layers))
         object.__setattr__(self, "_info", _analyse(self))
+
+    # Equal when they describe the same network: `"kernel_size": 3` and `[3, 3]`, an omitted default and
+    # the default spelled out. The normalised configs hold every setting that changes the network.
+    def _key(self):
+        return self.input_shape, tuple(tuple(sorted(i.config.items())) for i in self._info)
+
+    def __eq__(self, other):
+        return self._key() == other._key() if isinstance(other, Spec) else NotImplemented
+
+    def __hash__(self):
+        return hash(self._key())
 
     # -- derived views -------------------------------------------------------
     @property
@@ -104,17 +170,27 @@ class Spec:
         """Canonical weight names ("conv1/kernel") and shapes, in layer order."""
         return {f"{i.name}/{k}": s for i in self.param_layers for k, s in i.weight_shapes.items()}
 
+    def trainable_weight_shapes(self) -> dict[str, tuple]:
+        """The weights gradients are taken for: all but BatchNorm's moving statistics."""
+        return {name: s for name, s in self.weight_shapes().items() if name.rsplit("/", 1)[1] not in NON_TRAINABLE}
+
     def forward_flops(self) -> int:
-        """Multiply-adds x 2 of one image's forward pass (conv and dense only)."""
-        flops = 0
+        """Multiply-adds x 2 of one image's forward pass (convolutions and dense layers only)."""
+        return sum(self.layer_flops())
+
+    def layer_flops(self) -> list[int]:
+        """Multiply-adds x 2 of each layer's forward pass for one image; 0 for layers without weights."""
+        flops = []
         for i in self._info:
-            if i.type == "conv2d":
+            if i.type in ("conv2d", "depthwiseconv2d"):  # conv: cin per group; depthwise: cout = multiplier
                 kh, kw, cin, cout = i.weight_shapes["kernel"]
-                h, w, _ = i.output_shape
-                flops += 2 * h * w * cout * kh * kw * cin
+                h, w, c = i.output_shape
+                flops.append(2 * h * w * c * kh * kw * (cin if i.type == "conv2d" else 1))
             elif i.type == "dense":
                 n_in, n_out = i.weight_shapes["kernel"]
-                flops += 2 * n_in * n_out
+                flops.append(2 * n_in * n_out)
+            else:
+                flops.append(0)
         return flops
 
     # -- plain data in and out ---------------------------------------------
@@ -125,7 +201,7 @@ class Spec:
     def from_dict(cls, data: dict) -> "Spec":
         if not isinstance(data, dict) or "layers" not in data:
             raise SpecError("a spec is a JSON object with 'input_shape' and 'layers'")
-        return cls(input_shape=tuple(data.get("input_shape", (28, 28, 1))), layers=tuple(data["layers"]))
+        return cls(input_shape=data.get("input_shape", (28, 28, 1)), layers=data["layers"])
 
     @classmethod
     def load(cls, path) -> "Spec":
@@ -144,97 +220,192 @@ class Spec:
     def describe(self) -> str:
         parts = []
         for i in self._info:
-            cfg = {k: v for k, v in i.config.items() if k != "type"}
+            cfg = {k: v for k, v in i.config.items() if k != "type" and _QUIET_DEFAULTS.get(k, ()) != v}
             parts.append(f"{i.name}({', '.join(f'{k}={v}' for k, v in cfg.items())})")
         return f"input{self.input_shape} -> " + " -> ".join(parts)
 
 
 def _analyse(spec: Spec) -> tuple[LayerInfo, ...]:
     shape = spec.input_shape
-    if len(shape) != 3 or not all(isinstance(s, int) and s > 0 for s in shape):
+    if len(shape) != 3 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape):
         raise SpecError(f"input_shape must be three positive ints (H, W, C), got {shape!r}")
     if not spec.layers:
         raise SpecError("a spec needs at least one layer")
-    counts = {"conv2d": 0, "maxpool2d": 0, "flatten": 0, "dense": 0}
-    prefix = {"conv2d": "conv", "maxpool2d": "pool", "flatten": "flatten", "dense": "fc"}
-    out, pending_flatten = [], None
+    counts = dict.fromkeys(LAYER_TYPES, 0)
+    out = []
+    pending_flatten = None  # the (H, W, C) a flatten made flat, until a dense layer mixes its features
+    flat_by = None  # the layer type that made the input flat: named when an image layer follows it
     for index, layer in enumerate(spec.layers):
         kind = layer.get("type")
         where = f"layer {index} ({kind})"
         if kind not in LAYER_TYPES:
             raise SpecError(f"layer {index}: unknown type {kind!r}; supported: {', '.join(LAYER_TYPES)}")
         counts[kind] += 1
-        name = prefix[kind] + (str(counts[kind]) if kind != "flatten" or counts[kind] > 1 else "")
-        allowed = {"type", "activation"} | {
-            "conv2d": {"filters", "kernel_size", "strides", "padding"},
-            "maxpool2d": {"pool_size", "strides"},
-            "flatten": set(),
-            "dense": {"units"},
-        }[kind]
-        unknown = set(layer) - allowed
+        # only one flatten fits (nothing but dense layers can follow it), so it needs no number
+        name = "flatten" if kind == "flatten" else f"{NAME_PREFIXES[kind]}{counts[kind]}"
+        allowed = {"type", "activation"} | SETTINGS[kind]
+        # negative_slope belongs to leaky_relu: checked with the activation below, not listed as a setting
+        unknown = set(layer) - allowed - ({"negative_slope"} if kind in ACTIVATED else set())
         if unknown:
             raise SpecError(f"{where}: unknown setting(s) {sorted(unknown)}; allowed: {sorted(allowed - {'type'})}")
         activation = layer.get("activation")
-        if activation not in ACTIVATIONS or (activation and kind in ("maxpool2d", "flatten")):
-            raise SpecError(f"{where}: activation must be 'relu' or null, got {activation!r}")
-        config = {"type": kind}
-        weights, padding, flatten_from, params = {}, None, None, 0
+        if activation not in ACTIVATIONS:
+            names = ", ".join(a for a in ACTIVATIONS if a)
+            raise SpecError(f"{where}: activation must be one of {names} or null, got {activation!r}")
+        if activation and kind not in ACTIVATED:
+            raise SpecError(f"{where}: takes no activation, got {activation!r}")
+        if "negative_slope" in layer and activation != "leaky_relu":
+            raise SpecError(f"{where}: negative_slope is allowed only with activation 'leaky_relu', "
+                            f"got activation {activation!r}")
+        if kind in IMAGE_LAYERS and len(shape) != 3:
+            raise SpecError(f"{where}: needs an image input (H, W, C), got {shape} after {flat_by}")
         in_shape = shape
-        if kind in ("conv2d", "maxpool2d") and len(shape) != 3:
-            raise SpecError(f"{where}: needs an image input (H, W, C), got {shape} after Flatten")
-        if kind == "conv2d":
-            filters = layer.get("filters")
-            if not isinstance(filters, int) or isinstance(filters, bool) or filters < 1:
-                raise SpecError(f"{where}: filters must be a positive int, got {filters!r}")
-            k = _pair(layer.get("kernel_size", 3), "kernel_size", where)
-            s = _pair(layer.get("strides", 1), "strides", where)
-            pad_mode = layer.get("padding", "valid")
-            if pad_mode not in PADDINGS:
-                raise SpecError(f"{where}: padding must be 'valid' or 'same', got {pad_mode!r}")
-            h, w, c = shape
-            if pad_mode == "same":
-                padding = (same_padding(h, k[0], s[0]), same_padding(w, k[1], s[1]))
-            else:
-                padding = ((0, 0), (0, 0))
-            oh = (h + sum(padding[0]) - k[0]) // s[0] + 1
-            ow = (w + sum(padding[1]) - k[1]) // s[1] + 1
-            if h + sum(padding[0]) < k[0] or w + sum(padding[1]) < k[1] or oh < 1 or ow < 1:
-                raise SpecError(f"{where}: kernel {k} does not fit input {h}x{w}: output would be empty")
-            shape = (oh, ow, filters)
-            weights = {"kernel": (k[0], k[1], c, filters), "bias": (filters,)}
-            config.update(filters=filters, kernel_size=k, strides=s, padding=pad_mode, activation=activation)
-        elif kind == "maxpool2d":
-            p = _pair(layer.get("pool_size", 2), "pool_size", where)
-            s = _pair(layer.get("strides") or p, "strides", where)
-            h, w, c = shape
-            if h < p[0] or w < p[1]:
-                raise SpecError(f"{where}: pool {p} does not fit input {h}x{w}: output would be empty")
-            shape = ((h - p[0]) // s[0] + 1, (w - p[1]) // s[1] + 1, c)
-            config.update(pool_size=p, strides=s)
-        elif kind == "flatten":
-            if len(shape) != 3:
-                raise SpecError(f"{where}: input is already flat")
-            pending_flatten = shape
-            shape = (math.prod(shape),)
-        elif kind == "dense":
-            units = layer.get("units")
-            if not isinstance(units, int) or isinstance(units, bool) or units < 1:
-                raise SpecError(f"{where}: units must be a positive int, got {units!r}")
-            if len(shape) != 1:
-                raise SpecError(f"{where}: Dense needs a flat input, got {shape}; add a flatten layer before it")
-            flatten_from, pending_flatten = pending_flatten, None
-            weights = {"kernel": (shape[0], units), "bias": (units,)}
-            shape = (units,)
-            config.update(units=units, activation=activation)
-        if weights:
-            params = sum(math.prod(s) for s in weights.values())
-        out.append(LayerInfo(index, kind, name, config, in_shape, shape, params,
-                             weights, padding, flatten_from))
+        config, shape, weights, padding = _LAYERS[kind](layer, shape, where)
+        config = {"type": kind, **config}
+        if kind in ACTIVATED:
+            config["activation"] = activation
+            if activation == "leaky_relu":
+                config["negative_slope"] = _number(layer.get("negative_slope", 0.3), "negative_slope", where,
+                                                   "a number >= 0", lambda v: v >= 0)
+        flatten_from = None
+        if kind in ("flatten", "globalavgpool2d"):
+            flat_by = "Flatten" if kind == "flatten" else "globalavgpool2d"
+            pending_flatten = in_shape if kind == "flatten" else None
+        elif kind in PER_FEATURE or kind == "dense":
+            flatten_from = pending_flatten if len(in_shape) == 1 else None
+            if kind == "dense":
+                pending_flatten = None
+        params = sum(math.prod(s) for s in weights.values())
+        out.append(LayerInfo(index, kind, name, config, in_shape, shape, params, weights, padding, flatten_from))
     if len(shape) != 1:
         raise SpecError(f"the last layer must give class scores (units,), got {shape}; end with flatten + dense")
     if out[-1].type != "dense" or out[-1].activation is not None:
         raise SpecError("the last layer must be a dense layer without activation (it outputs logits)")
     return tuple(out)
+
+
+def _number(value, what, where, meaning, ok) -> float:
+    """A finite int or float for which ok(value) holds, as a float; SpecError saying ``meaning`` otherwise."""
+    if (not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value)
+            or not ok(value)):
+        raise SpecError(f"{where}: {what} must be {meaning}, got {value!r}")
+    return float(value)
+
+
+def _positive_int(layer, key, where, default=None) -> int:
+    value = layer.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise SpecError(f"{where}: {key} must be a positive int, got {value!r}")
+    return value
+
+
+def _padding_mode(layer, where) -> str:
+    mode = layer.get("padding", "valid")
+    if mode not in PADDINGS:
+        raise SpecError(f"{where}: padding must be 'valid' or 'same', got {mode!r}")
+    return mode
+
+
+def _window(shape, window, strides, mode, where, what="kernel"):
+    """(output height, width, explicit padding) of a sliding window; ``window`` is the effective size."""
+    h, w = shape[0], shape[1]
+    if mode == "same":  # TensorFlow's rule: ceil(size / stride) outputs, the odd padded pixel after
+        padding = (same_padding(h, window[0], strides[0]), same_padding(w, window[1], strides[1]))
+    else:
+        padding = ((0, 0), (0, 0))
+    oh = (h + sum(padding[0]) - window[0]) // strides[0] + 1
+    ow = (w + sum(padding[1]) - window[1]) // strides[1] + 1
+    if oh < 1 or ow < 1:  # the window is larger than the (padded) input
+        raise SpecError(f"{where}: {what} {window} does not fit input {h}x{w}: output would be empty")
+    return oh, ow, padding
+
+
+def _conv2d(layer, shape, where):
+    filters = _positive_int(layer, "filters", where)
+    k = _pair(layer.get("kernel_size", 3), "kernel_size", where)
+    s = _pair(layer.get("strides", 1), "strides", where)
+    mode = _padding_mode(layer, where)
+    d = _pair(layer.get("dilation_rate", 1), "dilation_rate", where)
+    groups = _positive_int(layer, "groups", where, 1)
+    c = shape[2]
+    if d != (1, 1) and s != (1, 1):
+        raise SpecError(f"{where}: dilation_rate {d} with strides {s}: Keras allows dilation only with strides 1; "
+                        f"use one or the other")
+    if c % groups or filters % groups:
+        raise SpecError(f"{where}: groups={groups} must divide the input channels ({c}) and filters ({filters})")
+    effective = tuple((k[i] - 1) * d[i] + 1 for i in range(2))  # the dilated kernel's extent
+    oh, ow, padding = _window(shape, effective, s, mode, where, "kernel" if d == (1, 1) else "dilated kernel")
+    config = dict(filters=filters, kernel_size=k, strides=s, padding=mode, dilation_rate=d, groups=groups)
+    return config, (oh, ow, filters), {"kernel": (k[0], k[1], c // groups, filters), "bias": (filters,)}, padding
+
+
+def _depthwiseconv2d(layer, shape, where):
+    k = _pair(layer.get("kernel_size", 3), "kernel_size", where)
+    multiplier = _positive_int(layer, "depth_multiplier", where, 1)
+    s = _pair(layer.get("strides", 1), "strides", where)
+    mode = _padding_mode(layer, where)
+    oh, ow, padding = _window(shape, k, s, mode, where)
+    c = shape[2]
+    config = dict(kernel_size=k, depth_multiplier=multiplier, strides=s, padding=mode)
+    return config, (oh, ow, c * multiplier), {"kernel": (k[0], k[1], c, multiplier), "bias": (c * multiplier,)}, \
+        padding
+
+
+def _pool2d(layer, shape, where):
+    p = _pair(layer.get("pool_size", 2), "pool_size", where)
+    strides = layer.get("strides")  # None (or absent): the pool size, as in Keras; 0 is an error
+    s = p if strides is None else _pair(strides, "strides", where)
+    mode = _padding_mode(layer, where)
+    oh, ow, padding = _window(shape, p, s, mode, where, what="pool")
+    return dict(pool_size=p, strides=s, padding=mode), (oh, ow, shape[2]), {}, padding
+
+
+def _globalavgpool2d(layer, shape, where):
+    return {}, (shape[2],), {}, None
+
+
+def _flatten(layer, shape, where):
+    if len(shape) != 3:
+        raise SpecError(f"{where}: input is already flat")
+    return {}, (math.prod(shape),), {}, None
+
+
+def _dense(layer, shape, where):
+    units = _positive_int(layer, "units", where)
+    if len(shape) != 1:
+        raise SpecError(f"{where}: Dense needs a flat input, got {shape}; add a flatten layer before it")
+    return dict(units=units), (units,), {"kernel": (shape[0], units), "bias": (units,)}, None
+
+
+def _epsilon(layer, where) -> float:
+    return _number(layer.get("epsilon", 1e-3), "epsilon", where, "a positive number", lambda v: v > 0)
+
+
+def _batchnorm(layer, shape, where):
+    momentum = _number(layer.get("momentum", 0.99), "momentum", where, "a number in [0, 1)", lambda v: 0 <= v < 1)
+    c = (shape[-1],)
+    weights = {"gamma": c, "beta": c, "moving_mean": c, "moving_variance": c}
+    return dict(momentum=momentum, epsilon=_epsilon(layer, where)), shape, weights, None
+
+
+def _dropout(layer, shape, where):
+    if "rate" not in layer:
+        raise SpecError(f"{where}: needs a rate in [0, 1), e.g. \"rate\": 0.5")
+    return dict(rate=_number(layer["rate"], "rate", where, "a number in [0, 1)", lambda v: 0 <= v < 1)), shape, {}, None
+
+
+def _layernorm(layer, shape, where):
+    axis = layer.get("axis", -1)
+    if axis != -1 or isinstance(axis, bool):
+        raise SpecError(f"{where}: axis must be -1 (the channel axis, or the features of a flat input), got {axis!r}")
+    c = (shape[-1],)
+    return dict(axis=-1, epsilon=_epsilon(layer, where)), shape, {"gamma": c, "beta": c}, None
+
+
+# type -> (layer dict, input shape, where) -> (config without type/activation, output shape, weights, padding)
+_LAYERS = {"conv2d": _conv2d, "depthwiseconv2d": _depthwiseconv2d, "maxpool2d": _pool2d, "avgpool2d": _pool2d,
+           "globalavgpool2d": _globalavgpool2d, "flatten": _flatten, "dense": _dense, "batchnorm": _batchnorm,
+           "dropout": _dropout, "layernorm": _layernorm}
 
 
 def conv(filters, kernel_size=3, strides=1, padding="valid", activation="relu"):
@@ -250,7 +421,29 @@ def dense(units, activation=None):
     return {"type": "dense", "units": units, "activation": activation}
 
 
+def depthwise(kernel_size=3, depth_multiplier=1, strides=1, padding="valid", activation=None):
+    return {"type": "depthwiseconv2d", "kernel_size": kernel_size, "depth_multiplier": depth_multiplier,
+            "strides": strides, "padding": padding, "activation": activation}
+
+
+def avgpool(pool_size=2, strides=None, padding="valid"):
+    return {"type": "avgpool2d", "pool_size": pool_size, "strides": strides, "padding": padding}
+
+
+def batchnorm(momentum=0.99, epsilon=1e-3):
+    return {"type": "batchnorm", "momentum": momentum, "epsilon": epsilon}
+
+
+def dropout(rate):
+    return {"type": "dropout", "rate": rate}
+
+
+def layernorm(epsilon=1e-3):
+    return {"type": "layernorm", "axis": -1, "epsilon": epsilon}
+
+
 FLATTEN = {"type": "flatten"}
+GLOBAL_AVG_POOL = {"type": "globalavgpool2d"}
 
 #: The notebook's CNN: 90,978 parameters.
 DEFAULT_SPEC = Spec(
@@ -259,5 +452,15 @@ DEFAULT_SPEC = Spec(
 )
 
 
+ZOO_PREFIX = "zoo:"
+
+
 def load_spec(path=None) -> Spec:
-    return DEFAULT_SPEC if path is None else Spec.load(path)
+    """The notebook's CNN (None), a spec shipped with twincnn ("zoo:NAME"), or a JSON spec file."""
+    if path is None:
+        return DEFAULT_SPEC
+    if str(path).startswith(ZOO_PREFIX):
+        from .zoo import load as load_zoo
+
+        return load_zoo(str(path)[len(ZOO_PREFIX):])
+    return Spec.load(path)

@@ -14,8 +14,13 @@ import numpy as np
 from .spec import Spec
 
 
+# Keras's initialisers for the normalisation layers' weights: constants, no draws
+CONSTANT_INITIAL = {"bias": 0.0, "beta": 0.0, "gamma": 1.0, "moving_mean": 0.0, "moving_variance": 1.0}
+
+
 def initial_weights(spec: Spec, seed: int) -> dict[str, np.ndarray]:
-    """Keras's defaults (Glorot-uniform kernels, zero biases), drawn with NumPy from ``seed``.
+    """Keras's defaults (Glorot-uniform kernels, zero biases; BatchNorm and LayerNorm gamma 1, beta 0, moving
+    mean 0, moving variance 1), drawn with NumPy from ``seed``: one draw per kernel, in layer order.
 
     The fair protocol starts both twins from these, so neither framework's own
     initialiser (Keras: Glorot; PyTorch: Kaiming-uniform with a=sqrt(5)) decides the result.
@@ -23,9 +28,11 @@ def initial_weights(spec: Spec, seed: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     out = {}
     for name, shape in spec.weight_shapes().items():
-        if name.endswith("/bias"):
-            out[name] = np.zeros(shape, np.float32)
+        key = name.rsplit("/", 1)[1]
+        if key in CONSTANT_INITIAL:
+            out[name] = np.full(shape, CONSTANT_INITIAL[key], np.float32)
             continue
+        # Keras's fans: (kh, kw, in, out) conv and (kh, kw, in, multiplier) depthwise kernels alike
         receptive = math.prod(shape[:-2])  # kh * kw for a conv kernel, 1 for a dense one
         fan_in, fan_out = shape[-2] * receptive, shape[-1] * receptive
         limit = np.sqrt(6.0 / (fan_in + fan_out))
@@ -33,12 +40,28 @@ def initial_weights(spec: Spec, seed: int) -> dict[str, np.ndarray]:
     return out
 
 
+# random_weights' range for each weight that is not a kernel: every value non-zero and, for the
+# normalisation layers, away from the initial 1 and 0 (a gamma of 1 or a mean of 0 hides a transposition)
+RANDOM_RANGE = {"bias": (-0.5, 0.5), "beta": (-0.5, 0.5), "gamma": (0.5, 1.5), "moving_mean": (-0.5, 0.5),
+                "moving_variance": (0.5, 2.0)}
+
+
 def random_weights(spec: Spec, seed: int, scale: float = 0.3) -> dict[str, np.ndarray]:
-    """Random kernels *and* non-zero biases: a transfer test that leaves biases at zero proves nothing."""
+    """Random kernels *and* non-zero biases: a transfer test that leaves biases at zero proves nothing.
+
+    Kernels are standard normal * scale / sqrt(fan in); a depthwise kernel's fan in is kh * kw.
+    """
     rng = np.random.default_rng(seed)
-    return {name: (rng.standard_normal(shape) * scale / np.sqrt(math.prod(shape[:-1])) if
-                   name.endswith("/kernel") else rng.uniform(-0.5, 0.5, shape)).astype(np.float32)
-            for name, shape in spec.weight_shapes().items()}
+    out = {}
+    for info in spec.param_layers:
+        for key, shape in info.weight_shapes.items():
+            if key == "kernel":
+                fan_in = math.prod(shape[:2]) if info.type == "depthwiseconv2d" else math.prod(shape[:-1])
+                value = rng.standard_normal(shape) * scale / np.sqrt(fan_in)
+            else:
+                value = rng.uniform(*RANDOM_RANGE[key], shape)
+            out[f"{info.name}/{key}"] = value.astype(np.float32)
+    return out
 
 
 def check_layout(spec: Spec, weights: dict) -> None:
