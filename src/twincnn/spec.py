@@ -172,7 +172,8 @@ class Spec:
 
     def trainable_weight_shapes(self) -> dict[str, tuple]:
         """The weights gradients are taken for: all but BatchNorm's moving statistics."""
-        return {name: s for name, s in self.weight_shapes().items() if name.rsplit("/", 1)[1] not in NON_TRAINABLE}
+        return {f"{i.name}/{k}": s for i in self.param_layers for k, s in i.weight_shapes.items()
+                if k not in NON_TRAINABLE}
 
     def forward_flops(self) -> int:
         """Multiply-adds x 2 of one image's forward pass (convolutions and dense layers only)."""
@@ -234,7 +235,9 @@ def _analyse(spec: Spec) -> tuple[LayerInfo, ...]:
     counts = dict.fromkeys(LAYER_TYPES, 0)
     out = []
     pending_flatten = None  # the (H, W, C) a flatten made flat, until a dense layer mixes its features
-    flat_by = None  # the layer type that made the input flat: named when an image layer follows it
+    # the layer type that made the input flat: named when an image layer follows it (never read before
+    # flatten or globalavgpool2d sets it, so its starting value does not matter)
+    flat_by = None  # pragma: no mutate
     for index, layer in enumerate(spec.layers):
         kind = layer.get("type")
         where = f"layer {index} ({kind})"
@@ -272,7 +275,7 @@ def _analyse(spec: Spec) -> tuple[LayerInfo, ...]:
             flat_by = "Flatten" if kind == "flatten" else "globalavgpool2d"
             pending_flatten = in_shape if kind == "flatten" else None
         elif kind in PER_FEATURE or kind == "dense":
-            flatten_from = pending_flatten if len(in_shape) == 1 else None
+            flatten_from = pending_flatten  # None on an image input: only flatten sets it, and its output is flat
             if kind == "dense":
                 pending_flatten = None
         params = sum(math.prod(s) for s in weights.values())

@@ -27,16 +27,17 @@ def initial_weights(spec: Spec, seed: int) -> dict[str, np.ndarray]:
     """
     rng = np.random.default_rng(seed)
     out = {}
-    for name, shape in spec.weight_shapes().items():
-        key = name.rsplit("/", 1)[1]
-        if key in CONSTANT_INITIAL:
-            out[name] = np.full(shape, CONSTANT_INITIAL[key], np.float32)
-            continue
-        # Keras's fans: (kh, kw, in, out) conv and (kh, kw, in, multiplier) depthwise kernels alike
-        receptive = math.prod(shape[:-2])  # kh * kw for a conv kernel, 1 for a dense one
-        fan_in, fan_out = shape[-2] * receptive, shape[-1] * receptive
-        limit = np.sqrt(6.0 / (fan_in + fan_out))
-        out[name] = rng.uniform(-limit, limit, size=shape).astype(np.float32)
+    for info in spec.param_layers:
+        for key, shape in info.weight_shapes.items():
+            name = f"{info.name}/{key}"
+            if key in CONSTANT_INITIAL:
+                out[name] = np.full(shape, CONSTANT_INITIAL[key], np.float32)
+                continue
+            # Keras's fans: (kh, kw, in, out) conv and (kh, kw, in, multiplier) depthwise kernels alike
+            receptive = math.prod(shape[:-2])  # kh * kw for a conv kernel, 1 for a dense one
+            fan_in, fan_out = shape[-2] * receptive, shape[-1] * receptive
+            limit = np.sqrt(6.0 / (fan_in + fan_out))
+            out[name] = rng.uniform(-limit, limit, size=shape).astype(np.float32)
     return out
 
 
