@@ -254,6 +254,15 @@ def test_machine_id_is_readable_and_ignores_the_host_name():
     assert set(machine.describe()) >= {"machine_id", "cpu_model", "cpu_count", "os"}
 
 
+def test_busy_share_counts_what_was_not_idle():
+    before = {"cpu_jiffies": 1000, "idle_jiffies": 800}
+    assert machine.busy_share(before, {"cpu_jiffies": 1200, "idle_jiffies": 950}) == pytest.approx(0.25)
+    assert machine.busy_share(before, before) is None and machine.busy_share({}, before) is None
+    reading = machine.load_reading()
+    if reading:  # Linux: the fields the noise flags read
+        assert reading["cpu_jiffies"] >= reading["idle_jiffies"] >= 0 and "loadavg_1min" in reading
+
+
 def test_worker_labels_number_repeated_frameworks():
     assert worker_labels(["torch", "torch", "jax", "torch"]) == ["torch", "torch#2", "jax", "torch#3"]
 

@@ -55,6 +55,7 @@ def load_reading() -> dict:
         fields = Path("/proc/stat").read_text().splitlines()[0].split()
         values = [int(v) for v in fields[1:]]
         reading["cpu_jiffies"] = sum(values[:8])  # user..steal; guest time is already inside user
+        reading["idle_jiffies"] = values[3] + values[4]  # idle and iowait
         reading["steal_jiffies"] = values[7] if len(values) > 7 else 0
     except (OSError, ValueError, IndexError):
         pass
@@ -64,6 +65,16 @@ def load_reading() -> dict:
     except (OSError, ValueError):
         pass
     return reading
+
+
+def busy_share(before: dict, after: dict) -> float | None:
+    """Share of CPU time that was not idle between two readings (None where /proc is absent)."""
+    try:
+        total = after["cpu_jiffies"] - before["cpu_jiffies"]
+        idle = after["idle_jiffies"] - before["idle_jiffies"]
+    except KeyError:
+        return None
+    return 1 - idle / total if total > 0 else None
 
 
 def git_commit() -> str | None:

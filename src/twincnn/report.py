@@ -64,8 +64,9 @@ def markdown(rows: list[dict]) -> str:
         if v is None:
             table.append([r["machine"], r["run"], r["setup"], "-", "-", "one framework", acc])
         else:
-            table.append([r["machine"], r["run"], r["setup"], " / ".join(v["frameworks"]),
-                          f"{v['ratio']:.3f} ({v['ci95'][0]:.3f}–{v['ci95'][1]:.3f})", v["text"], acc])
+            low, high = v["ci95"]
+            ci = f"{v['ratio']:.3f} ({low:.3f}–{high:.3f})" if high is not None else f"{v['ratio']:.3f} (no CI)"
+            table.append([r["machine"], r["run"], r["setup"], " / ".join(v["frameworks"]), ci, v["text"], acc])
     machines = sorted({r["machine"] for r in rows})
     head = [f"# twincnn report: {len(rows)} result(s) from {len(machines)} machine(s)", "",
             "Time ratio = time of the first framework / time of the second, steady-state epochs, 95 % CI. "
@@ -80,7 +81,7 @@ def figure(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    judged = [r for r in rows if r["verdict"]]
+    judged = [r for r in rows if r["verdict"] and r["verdict"]["ci95"][1] is not None]
     fig, (ax_ratio, ax_acc) = plt.subplots(1, 2, figsize=(12, 1.5 + 0.45 * max(len(judged), len(rows))))
     for y, r in enumerate(judged):
         v = r["verdict"]

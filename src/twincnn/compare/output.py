@@ -50,9 +50,10 @@ def verdict_lines(doc: dict) -> list[str]:
     for v in doc["verdicts"]:
         a, b = v["frameworks"]
         lines.append(f"verdict, epochs {v['epochs']}: {v['text']}")
-        lines.append(f"  time ratio {a}/{b}: steady state {v['ratio']:.3f} (95 % CI {v['ci95'][0]:.3f}–"
-                     f"{v['ci95'][1]:.3f}, {v['units']} {v['unit']}); first epoch {v['first_epoch_ratio']:.2f}; "
-                     f"total {v['total_ratio']:.2f}")
+        low, high = v["ci95"]
+        ci = f"95 % CI {low:.3f}–{high:.3f}" if high is not None else "no CI"
+        lines.append(f"  time ratio {a}/{b}: steady state {v['ratio']:.3f} ({ci}, {v['units']} {v['unit']}); "
+                     f"first epoch {v['first_epoch_ratio']:.2f}; total {v['total_ratio']:.2f}")
         lines.append(f"  accuracy {a} − {b}: {v['accuracy_gap'] * 100:+.2f} pp; same prediction on "
                      f"{v['prediction_agreement']:.2%} of test images")
     noise = doc["noise"]

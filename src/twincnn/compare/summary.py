@@ -80,7 +80,7 @@ def verdicts(runs: dict, noise_threshold: float = stats.NOISE_THRESHOLD) -> list
         pairs = list(zip(runs[first], runs[other]))
         n_epochs = len(runs[first][0]["history"]["epoch_seconds"])
         verdict.update(
-            epochs=f"2..{n_epochs}" if n_epochs > 1 else "1 (warm-up incl.)",
+            epochs={1: "1 (warm-up incl.)", 2: "2"}.get(n_epochs, f"2..{n_epochs}"),
             first_epoch_ratio=float(np.median([a["first_epoch_seconds"] / b["first_epoch_seconds"]
                                                for a, b in pairs])),
             total_ratio=float(np.median([a["train_seconds"] / b["train_seconds"] for a, b in pairs])),
