@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import platform
 import zipfile
@@ -42,7 +43,7 @@ def _import_quietly():
 keras, tf = _import_quietly()
 
 from ..errors import UserError  # noqa: E402
-from ..spec import Spec  # noqa: E402
+from ..spec import Spec, SpecError  # noqa: E402
 from ..weights import check_layout  # noqa: E402
 from .loop import run_epochs  # noqa: E402
 
@@ -79,34 +80,84 @@ def resolve_device(device: str = "cpu") -> str:
     return "/GPU:0" if device == "cuda" else "/CPU:0"
 
 
+@keras.saving.register_keras_serializable(package="twincnn")
+class GELU(keras.layers.Layer):
+    """GELU with its approximation named, used as a layer's activation: keras.activations.gelu defaults to
+    the exact form, keras.ops.gelu to the tanh one, and a saved activation function keeps only its name."""
+
+    def __init__(self, approximate: bool, **kwargs):
+        super().__init__(**kwargs)
+        self.approximate = bool(approximate)
+
+    def call(self, x):
+        return keras.activations.gelu(x, approximate=self.approximate)
+
+    def get_config(self):
+        return {**super().get_config(), "approximate": self.approximate}
+
+
+def _keras_activation(cfg):
+    """The spec's activation with every setting explicit; layers for those with settings, so they save."""
+    name = cfg.get("activation")
+    if name == "leaky_relu":
+        return keras.layers.LeakyReLU(negative_slope=cfg["negative_slope"])
+    if name == "elu":
+        return keras.layers.ELU(alpha=1.0)
+    if name in ("gelu", "gelu_tanh"):
+        return GELU(approximate=name == "gelu_tanh")
+    return name  # None, relu, sigmoid, tanh, silu: functions without settings
+
+
+def _keras_layer(info):
+    cfg, name, nhwc = info.config, info.name, "channels_last"
+    if info.type == "conv2d":
+        return keras.layers.Conv2D(cfg["filters"], cfg["kernel_size"], cfg["strides"], cfg["padding"],
+                                   data_format=nhwc, dilation_rate=cfg["dilation_rate"], groups=cfg["groups"],
+                                   activation=_keras_activation(cfg), use_bias=True, name=name)
+    if info.type == "depthwiseconv2d":
+        return keras.layers.DepthwiseConv2D(cfg["kernel_size"], cfg["strides"], cfg["padding"],
+                                            depth_multiplier=cfg["depth_multiplier"], data_format=nhwc,
+                                            dilation_rate=(1, 1), activation=_keras_activation(cfg), use_bias=True,
+                                            name=name)
+    if info.type == "maxpool2d":
+        return keras.layers.MaxPooling2D(cfg["pool_size"], cfg["strides"], cfg["padding"], data_format=nhwc,
+                                         name=name)
+    if info.type == "avgpool2d":  # Keras's 'same' average divides by the real cells only
+        return keras.layers.AveragePooling2D(cfg["pool_size"], cfg["strides"], cfg["padding"], data_format=nhwc,
+                                             name=name)
+    if info.type == "globalavgpool2d":
+        return keras.layers.GlobalAveragePooling2D(data_format=nhwc, keepdims=False, name=name)
+    if info.type == "flatten":
+        return keras.layers.Flatten(data_format=nhwc, name=name)
+    if info.type == "dense":
+        return keras.layers.Dense(cfg["units"], activation=_keras_activation(cfg), use_bias=True, name=name)
+    if info.type == "batchnorm":
+        return keras.layers.BatchNormalization(axis=-1, momentum=cfg["momentum"], epsilon=cfg["epsilon"],
+                                               center=True, scale=True, name=name)
+    if info.type == "dropout":
+        return keras.layers.Dropout(cfg["rate"], name=name)
+    if info.type == "layernorm":
+        return keras.layers.LayerNormalization(axis=-1, epsilon=cfg["epsilon"], center=True, scale=True,
+                                               rms_scaling=False, name=name)
+    raise ValueError(f"{name}: the Keras twin has no layer type {info.type!r}")
+
+
 def build(spec: Spec, seed: int | None = None, device: str = "cpu") -> keras.Model:
     """The twin with Keras's own initialisers (seeded); set_weights() for shared ones."""
     if seed is not None:
         keras.utils.set_random_seed(seed)
-    layers = []
-    for info in spec.info:
-        cfg = info.config
-        if info.type == "conv2d":
-            layers.append(keras.layers.Conv2D(cfg["filters"], cfg["kernel_size"], cfg["strides"], cfg["padding"],
-                                              data_format="channels_last", activation=cfg["activation"],
-                                              name=info.name))
-        elif info.type == "maxpool2d":
-            layers.append(keras.layers.MaxPooling2D(cfg["pool_size"], cfg["strides"], data_format="channels_last",
-                                                    name=info.name))
-        elif info.type == "flatten":
-            layers.append(keras.layers.Flatten(data_format="channels_last", name=info.name))
-        else:
-            layers.append(keras.layers.Dense(cfg["units"], activation=cfg["activation"], name=info.name))
+    layers = [_keras_layer(info) for info in spec.info]
     with tf.device(resolve_device(device)):
         return keras.Sequential([keras.Input(shape=spec.input_shape), *layers], name="twincnn")
 
 
-def _variables(model: keras.Model, spec: Spec):
-    """(canonical name, variable) in spec order; Keras's layout is the canonical one."""
-    for info in spec.param_layers:
-        layer = model.get_layer(info.name)
-        for key in info.weight_shapes:
-            yield f"{info.name}/{key}", getattr(layer, key)
+def _variables(model: keras.Model, spec: Spec, trainable_only: bool = False):
+    """(canonical name, variable) in spec order; Keras's layout and names (kernel, gamma, moving_mean ...)
+    are the canonical ones."""
+    names = spec.trainable_weight_shapes() if trainable_only else spec.weight_shapes()
+    for name in names:
+        layer, key = name.split("/")
+        yield name, getattr(model.get_layer(layer), key)
 
 
 def get_weights(model: keras.Model, spec: Spec) -> dict[str, np.ndarray]:
@@ -128,8 +179,9 @@ _LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
 def loss_and_grads(model: keras.Model, spec: Spec, x: np.ndarray, y: np.ndarray):
-    """Mean sparse cross-entropy from logits on one batch and its canonical gradients."""
-    names, variables = zip(*_variables(model, spec))
+    """Mean sparse cross-entropy from logits on one batch in training mode (batch statistics, dropout; the
+    moving statistics move as in a training step) and the gradients of the trainable weights."""
+    names, variables = zip(*_variables(model, spec, trainable_only=True))
     with tf.GradientTape() as tape:
         loss = _LOSS(tf.constant(y), model(tf.constant(x, tf.float32), training=True))
     grads = tape.gradient(loss, list(variables))
@@ -219,14 +271,15 @@ class Trainer:
             if order is None:
                 order = np.random.default_rng(self.seed).permutation(len(self.x_np))
                 self.seed += 1
-            total, steps = 0.0, 0
+            losses = []
             with tf.device(self.device):
                 for start in range(0, len(order), batch_size):
-                    total += float(self.step(order[start:start + batch_size]))
-                    steps += 1
+                    # kept as tensors: reading each loss would wait for every step, which the other
+                    # twins do not do on a GPU
+                    losses.append(self.step(order[start:start + batch_size]))
                     if on_step is not None:
-                        on_step(steps)
-            return total / steps
+                        on_step(len(losses))
+                return float(tf.add_n(losses)) / len(losses)
         x, y = (self.x_np, self.y_np) if order is None else (self.x_np[order], self.y_np[order])
         history = self.model.fit(x, y, batch_size=batch_size, epochs=1, shuffle=order is None, verbose=0,
                                  validation_data=validation,
@@ -285,21 +338,107 @@ def environment() -> dict:
 
 
 # -- files: a saved Keras model <-> spec + canonical weights ------------------------------------
-SUPPORTED = "Conv2D, MaxPooling2D, Flatten, Dense (relu or linear activations)"
+SUPPORTED = ("Conv2D, DepthwiseConv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, Flatten, Dense, "
+             "BatchNormalization, Dropout, LayerNormalization, and activations relu, sigmoid, tanh, elu, silu, gelu, "
+             "leaky_relu (as a layer's activation, or a standalone activation layer right after one)")
 
 
-def _activation(layer, where):
-    name = keras.activations.serialize(layer.activation)
-    name = name if isinstance(name, str) else name.get("config", name.get("class_name"))
-    if isinstance(name, dict):
-        name = name.get("name")
-    if name not in ("relu", "linear"):
-        raise ValueError(f"{where}: activation {name!r} is not supported (relu or linear only)")
-    return "relu" if name == "relu" else None
+def _default(function, parameter):
+    return inspect.signature(function).parameters[parameter].default
+
+
+def _activation_of(act, where) -> dict:
+    """A Keras activation (function, activation layer, or twincnn's GELU) -> the spec's activation settings."""
+    if isinstance(act, keras.layers.Activation):
+        act = act.activation
+    if isinstance(act, keras.layers.LeakyReLU):
+        return {"activation": "leaky_relu", "negative_slope": float(act.negative_slope)}
+    if isinstance(act, keras.layers.ReLU):
+        if act.max_value is not None or act.threshold != 0:
+            raise ValueError(f"{where}: ReLU with max_value or threshold is not supported")
+        slope = float(act.negative_slope)
+        return {"activation": "leaky_relu", "negative_slope": slope} if slope else {"activation": "relu"}
+    if isinstance(act, keras.layers.ELU):
+        if act.alpha != 1.0:
+            raise ValueError(f"{where}: ELU alpha {act.alpha} is not supported (1.0 only)")
+        return {"activation": "elu"}
+    if isinstance(act, GELU):
+        return {"activation": "gelu_tanh" if act.approximate else "gelu"}
+    functions = {keras.activations.linear: None, keras.activations.relu: "relu",
+                 keras.activations.sigmoid: "sigmoid", keras.activations.tanh: "tanh", keras.activations.silu: "silu"}
+    if act in functions:
+        return {"activation": functions[act]}
+    # The functions' own defaults decide what a saved name means (Keras keeps no arguments for them)
+    if act is keras.activations.elu and _default(keras.activations.elu, "alpha") == 1.0:
+        return {"activation": "elu"}
+    if act is keras.activations.gelu:
+        return {"activation": "gelu_tanh" if _default(keras.activations.gelu, "approximate") else "gelu"}
+    if act is keras.activations.leaky_relu:
+        return {"activation": "leaky_relu", "negative_slope": float(_default(keras.activations.leaky_relu,
+                                                                               "negative_slope"))}
+    name = getattr(act, "__name__", type(act).__name__)
+    raise ValueError(f"{where}: activation {name!r} is not supported (relu, sigmoid, tanh, elu, silu, gelu, "
+                     f"leaky_relu or linear)")
+
+
+_ACTIVATION_LAYERS = ("Activation", "ReLU", "LeakyReLU", "ELU")
+
+
+def _channel_axis(cfg, ndim, where) -> None:
+    axis = cfg["axis"]
+    axis = axis[0] if isinstance(axis, (list, tuple)) and len(axis) == 1 else axis
+    if axis not in (-1, ndim - 1):
+        raise ValueError(f"{where}: axis {cfg['axis']!r}; only the last (channel) axis is supported")
+
+
+def _layer_spec(layer, cls, cfg, where) -> dict:
+    """One Keras layer -> its spec dict (ValueError naming the layer for what the spec cannot say)."""
+    if cls in ("Conv2D", "DepthwiseConv2D", "Dense") and not cfg["use_bias"]:
+        raise ValueError(f"{where}: use_bias=False is not supported")
+    if cls == "Conv2D":
+        return {"type": "conv2d", "filters": cfg["filters"], "kernel_size": list(cfg["kernel_size"]),
+                "strides": list(cfg["strides"]), "padding": cfg["padding"],
+                "dilation_rate": list(cfg["dilation_rate"]), "groups": cfg.get("groups", 1),
+                **_activation_of(layer.activation, where)}
+    if cls == "DepthwiseConv2D":
+        if tuple(cfg["dilation_rate"]) != (1, 1):
+            raise ValueError(f"{where}: a dilated depthwise convolution is not supported")
+        return {"type": "depthwiseconv2d", "kernel_size": list(cfg["kernel_size"]),
+                "depth_multiplier": cfg["depth_multiplier"], "strides": list(cfg["strides"]),
+                "padding": cfg["padding"], **_activation_of(layer.activation, where)}
+    if cls in ("MaxPooling2D", "AveragePooling2D"):
+        return {"type": "maxpool2d" if cls == "MaxPooling2D" else "avgpool2d", "pool_size": list(cfg["pool_size"]),
+                "strides": list(cfg["strides"] or cfg["pool_size"]), "padding": cfg["padding"]}
+    if cls == "GlobalAveragePooling2D":
+        if cfg.get("keepdims"):
+            raise ValueError(f"{where}: keepdims=True is not supported")
+        return {"type": "globalavgpool2d"}
+    if cls == "Flatten":
+        return {"type": "flatten"}
+    if cls == "Dense":
+        return {"type": "dense", "units": cfg["units"], **_activation_of(layer.activation, where)}
+    if cls == "BatchNormalization":
+        _channel_axis(cfg, len(layer.input.shape), where)
+        if not (cfg["center"] and cfg["scale"]) or cfg.get("renorm"):
+            raise ValueError(f"{where}: center=False, scale=False or renorm is not supported")
+        return {"type": "batchnorm", "momentum": float(cfg["momentum"]), "epsilon": float(cfg["epsilon"])}
+    if cls == "Dropout":
+        if cfg.get("noise_shape") is not None:
+            raise ValueError(f"{where}: noise_shape is not supported")
+        return {"type": "dropout", "rate": float(cfg["rate"])}
+    if cls == "LayerNormalization":
+        _channel_axis(cfg, len(layer.input.shape), where)
+        if not (cfg["center"] and cfg["scale"]) or cfg.get("rms_scaling"):
+            raise ValueError(f"{where}: center=False, scale=False or rms_scaling is not supported")
+        return {"type": "layernorm", "axis": -1, "epsilon": float(cfg["epsilon"])}
+    raise ValueError(f"unsupported {where}; twincnn supports {SUPPORTED}")
 
 
 def spec_from_model(model) -> Spec:
-    """Derive the spec of a Keras Sequential made of supported layers (ValueError names the layer)."""
+    """Derive the spec of a Keras Sequential made of supported layers (ValueError names the layer).
+
+    A standalone activation layer folds into the convolution or dense layer right before it, when that has none.
+    """
     if not isinstance(model, keras.Sequential):
         raise ValueError(f"a {type(model).__name__} model; twincnn ports Sequential stacks of {SUPPORTED}")
     layers = []
@@ -308,26 +447,18 @@ def spec_from_model(model) -> Spec:
         where = f"layer {layer.name!r} ({cls})"
         if cfg.get("data_format", "channels_last") != "channels_last":
             raise ValueError(f"{where}: data_format {cfg['data_format']!r}; only channels_last is supported")
-        if cls == "Conv2D":
-            if tuple(cfg["dilation_rate"]) != (1, 1) or cfg.get("groups", 1) != 1 or not cfg["use_bias"]:
-                raise ValueError(f"{where}: dilation, groups or use_bias=False are not supported")
-            layers.append({"type": "conv2d", "filters": cfg["filters"], "kernel_size": list(cfg["kernel_size"]),
-                           "strides": list(cfg["strides"]), "padding": cfg["padding"],
-                           "activation": _activation(layer, where)})
-        elif cls == "MaxPooling2D":
-            if cfg["padding"] != "valid":
-                raise ValueError(f"{where}: padding {cfg['padding']!r}; only 'valid' pooling is supported")
-            layers.append({"type": "maxpool2d", "pool_size": list(cfg["pool_size"]),
-                           "strides": list(cfg["strides"] or cfg["pool_size"])})
-        elif cls == "Flatten":
-            layers.append({"type": "flatten"})
-        elif cls == "Dense":
-            if not cfg["use_bias"]:
-                raise ValueError(f"{where}: use_bias=False is not supported")
-            layers.append({"type": "dense", "units": cfg["units"], "activation": _activation(layer, where)})
-        else:
-            raise ValueError(f"unsupported {where}; twincnn supports {SUPPORTED}")
-    return Spec(tuple(model.input_shape[1:]), tuple(layers))
+        if cls in _ACTIVATION_LAYERS:
+            before = layers[-1] if layers else {}
+            if before.get("type") not in ("conv2d", "depthwiseconv2d", "dense") or before.get("activation"):
+                raise ValueError(f"{where}: a standalone activation must follow a Conv2D, DepthwiseConv2D or Dense "
+                                 f"layer without activation; twincnn supports {SUPPORTED}")
+            before.update(_activation_of(layer, where))
+            continue
+        layers.append(_layer_spec(layer, cls, cfg, where))
+    try:
+        return Spec(tuple(model.input_shape[1:]), tuple(layers))
+    except SpecError as exc:
+        raise ValueError(str(exc)) from None
 
 
 # What keras.saving.load_model raises for a file that is not a model it can load (Keras 3.15):
@@ -347,11 +478,10 @@ def load_file(path, spec: Spec | None = None):
     derived = spec_from_model(saved)
     if spec is not None and spec != derived:
         raise ValueError(f"the model's layers ({derived.describe()}) do not match --spec ({spec.describe()})")
+    # the saved model's layers with weights, in order, are the spec's; Keras's weight names are the canonical ones
     params = [layer for layer in saved.layers if layer.weights]
-    weights = {}
-    for info, layer in zip(derived.param_layers, params):
-        kernel, bias = layer.get_weights()
-        weights[f"{info.name}/kernel"], weights[f"{info.name}/bias"] = kernel, bias
+    weights = {f"{info.name}/{key}": np.array(getattr(layer, key).numpy())
+               for info, layer in zip(derived.param_layers, params) for key in info.weight_shapes}
     model = build(derived)
     set_weights(model, derived, weights)
     return model, derived
