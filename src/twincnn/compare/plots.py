@@ -21,6 +21,13 @@ def _plt():
     return plt
 
 
+def _save(plt, fig, path: Path, written: list) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    written.append(path.name)
+
+
 def draw_all(results: dict, out: Path, title: str) -> list[str]:
     plt = _plt()
     written = []
@@ -41,10 +48,7 @@ def draw_all(results: dict, out: Path, title: str) -> list[str]:
         ax.legend()
         ax.grid(alpha=0.3)
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(out / "loss_accuracy.png", dpi=110)
-    plt.close(fig)
-    written.append("loss_accuracy.png")
+    _save(plt, fig, out / "loss_accuracy.png", written)
 
     fig, ax = plt.subplots(figsize=(7, 4))
     names = list(results)
@@ -56,10 +60,7 @@ def draw_all(results: dict, out: Path, title: str) -> list[str]:
     ax.set(xlabel="epoch (1 includes warm-up)", ylabel="training seconds", title="time per epoch (training only)")
     ax.legend()
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out / "epoch_times.png", dpi=110)
-    plt.close(fig)
-    written.append("epoch_times.png")
+    _save(plt, fig, out / "epoch_times.png", written)
 
     fig, ax = plt.subplots(figsize=(9, 1.2 + 0.5 * len(results[names[0]]["runs"])))
     for name in names:
@@ -74,10 +75,7 @@ def draw_all(results: dict, out: Path, title: str) -> list[str]:
            ylabel="repeat", title="the interleaved schedule: each bar one timed epoch")
     ax.invert_yaxis()
     ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "schedule.png", dpi=110)
-    plt.close(fig)
-    written.append("schedule.png")
+    _save(plt, fig, out / "schedule.png", written)
 
     fig, axes = plt.subplots(1, len(names), figsize=(5.2 * len(names), 4.6), squeeze=False)
     for ax, name in zip(axes[0], names):
@@ -90,8 +88,5 @@ def draw_all(results: dict, out: Path, title: str) -> list[str]:
                             color="white" if t == p else "black")
         ax.set(xticks=range(10), yticks=range(10), xlabel="predicted", ylabel="true",
                title=f"{name}: {results[name]['test_accuracy']:.2%}")
-    fig.tight_layout()
-    fig.savefig(out / "confusion_matrices.png", dpi=110)
-    plt.close(fig)
-    written.append("confusion_matrices.png")
+    _save(plt, fig, out / "confusion_matrices.png", written)
     return written
