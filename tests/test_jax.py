@@ -177,3 +177,201 @@ def test_cuda_without_a_gpu_is_one_clear_line(jb):
     with pytest.raises(UserError, match="this JAX sees no GPU") as info:
         jb.resolve_device("cuda")
     assert len(str(info.value).splitlines()) == 1
+
+
+# -- the layer types beyond conv/pool/dense: JAX's own parts ------------------------------------------
+def _spec(input_shape, *layers):
+    from twincnn.spec import Spec
+
+    return Spec(input_shape, layers)
+
+
+def _identity_head(n, activation=None, **settings):
+    """dense(n) with an identity kernel set below, so the logits are the layer before it, activated."""
+    return {"type": "dense", "units": n, "activation": activation, **settings}
+
+
+def _with_identity(jb, spec):
+    """The twin with every weight random except identity dense kernels and zero biases on them."""
+    from twincnn.weights import random_weights
+
+    weights = random_weights(spec, 0)
+    for info in spec.param_layers:
+        if info.type == "dense" and info.weight_shapes["kernel"][0] == info.weight_shapes["kernel"][1]:
+            weights[f"{info.name}/kernel"] = np.eye(info.weight_shapes["kernel"][0], dtype=np.float32)
+            weights[f"{info.name}/bias"][:] = 0
+    model = jb.build(spec, seed=0)
+    jb.set_weights(model, spec, weights)
+    return model, weights
+
+
+CONV = {"type": "conv2d", "filters": 6, "kernel_size": 3, "activation": None}
+BN = {"type": "batchnorm", "momentum": 0.8, "epsilon": 1e-2}  # neither Flax's (0.99, 1e-5) nor Keras's defaults
+DROP = {"type": "dropout", "rate": 0.4}
+POOL = {"type": "maxpool2d", "pool_size": 2}
+STATEFUL_SPECS = {
+    "batchnorm": ((28, 28, 1), CONV, BN, POOL, {"type": "flatten"}, {"type": "dense", "units": 10}),
+    "dropout": ((28, 28, 1), CONV, POOL, {"type": "flatten"}, DROP, {"type": "dense", "units": 10}),
+    "both": ((28, 28, 1), CONV, BN, POOL, DROP,
+             {"type": "depthwiseconv2d", "kernel_size": 3, "depth_multiplier": 2, "activation": "relu"},
+             {"type": "globalavgpool2d"}, {"type": "layernorm", "epsilon": 1e-3}, {"type": "dense", "units": 10}),
+}
+
+
+@pytest.mark.parametrize("name", STATEFUL_SPECS)
+def test_tuned_step_threads_batch_stats_and_dropout_like_the_idiomatic_step(jb, mnist, name):
+    """The pure jit step carries BatchNorm's moving statistics and the dropout stream through itself: after
+    three steps (the last partial) both variants hold the same weights *and* statistics, having drawn the
+    same masks."""
+    spec = _spec(*STATEFUL_SPECS[name])
+    x, y = mnist.images("train")[:200], mnist.labels("train")[:200]
+    batches = [np.arange(0, 64), np.arange(64, 128), np.arange(128, 160)]
+    tuned, tuned_losses = _trained(jb, spec, "tuned", x, y, batches)
+    plain, plain_losses = _trained(jb, spec, "idiomatic", x, y, batches)
+    assert tuned_losses == pytest.approx(plain_losses, abs=1e-6)
+    start = initial_weights(spec, 0)
+    moved = {k: np.abs(plain[k] - w).max() for k, w in start.items()}
+    assert max(moved.values()) > 100 * STEP_ATOL, f"three steps moved the weights by only {moved}"
+    for key in (k for k in start if "/moving_" in k):  # the statistics moved too, in both variants
+        assert moved[key] > 1e-3, f"{key} did not move: {moved[key]:.3g}"
+    m = assert_close(tuned, plain, STEP_ATOL, f"{name}: tuned vs idiomatic JAX weights after 3 steps")
+    print(f"{name}: tuned vs idiomatic after 3 steps: {m}")
+
+
+def test_batchnorm_moving_statistics_follow_keras_momentum_and_biased_variance(jb, mnist):
+    """BatchNorm first, so its batch statistics are the input's: moving = m*moving + (1-m)*batch, with
+    the biased batch variance, m=0.8 and epsilon 0.01 from the spec (Flax's defaults are 0.99 and 1e-5)."""
+    import jax.numpy as jnp
+
+    spec = _spec((28, 28, 1), BN, {"type": "conv2d", "filters": 4, "kernel_size": 3, "activation": "relu"},
+                 {"type": "flatten"}, {"type": "dense", "units": 10})
+    x, y = mnist.images("train")[:64], mnist.labels("train")[:64]
+    model = jb.build(spec, seed=0)
+    jb.set_weights(model, spec, initial_weights(spec, 0))
+    gamma, beta = np.float32(1.5), np.float32(-0.25)
+    model.bn1.scale.set_value(jnp.full((1,), gamma))
+    model.bn1.bias.set_value(jnp.full((1,), beta))
+    batch_mean, batch_var = x.astype(np.float64).mean(), x.astype(np.float64).var()  # ddof=0: biased
+    normalised = np.asarray(model.bn1(jnp.asarray(x), use_running_average=False))  # also updates the statistics
+    expected = gamma * (x - batch_mean) / np.sqrt(batch_var + 1e-2) + beta
+    assert_close(normalised, expected, 1e-5, "training-mode BatchNorm vs NumPy")
+    model.bn1.mean.set_value(jnp.zeros((1,)))
+    model.bn1.var.set_value(jnp.ones((1,)))
+    _, grads = jb.loss_and_grads(model, spec, x, y)  # training mode: one update of the statistics
+    w = jb.get_weights(model, spec)
+    assert w["bn1/moving_mean"][0] == pytest.approx(0.2 * batch_mean, rel=1e-5)
+    assert w["bn1/moving_variance"][0] == pytest.approx(0.8 + 0.2 * batch_var, rel=1e-5)
+    assert set(grads) == {k for k in spec.weight_shapes() if "/moving_" not in k}  # trainable ones only
+    inference = np.asarray(model.bn1(jnp.asarray(x[:4]), use_running_average=True))
+    assert_close(inference, gamma * (x[:4] - w["bn1/moving_mean"][0])
+                 / np.sqrt(w["bn1/moving_variance"][0] + 1e-2) + beta, 1e-5, "inference-mode BatchNorm")
+
+
+def test_dropout_is_identity_in_inference_and_seeded_inverted_dropout_in_training(jb):
+    import jax.numpy as jnp
+
+    spec = _spec((4, 4, 3), {"type": "flatten"}, DROP, _identity_head(48))
+    x = np.random.default_rng(0).uniform(0.5, 1.5, (32, 4, 4, 3)).astype(np.float32)
+    model, weights = _with_identity(jb, spec)
+    assert np.array_equal(jb.predict(model, x), x.reshape(32, -1))  # inference: identity, exactly
+
+    def two_masks(seed):
+        twin = jb.build(spec, seed=seed)
+        jb.set_weights(twin, spec, weights)
+        return [np.asarray(twin(jnp.asarray(x), train=True)) for _ in range(2)]
+
+    first, second = two_masks(0)
+    flat = x.reshape(32, -1)
+    kept = first != 0
+    assert np.allclose(first[kept], flat[kept] / (1 - 0.4), rtol=1e-6)  # inverted: kept cells scaled up
+    assert 0.3 < 1 - kept.mean() < 0.5  # about the rate, over 1536 cells
+    assert not np.array_equal(first, second)  # the stream advances per call
+    assert all(np.array_equal(a, b) for a, b in zip(two_masks(0), (first, second)))  # the build seed fixes them
+    assert not np.array_equal(two_masks(1)[0], first)
+
+
+def test_depthwise_output_channel_is_c_times_multiplier_plus_m(jb):
+    """Flax holds a depthwise kernel as a grouped conv's (kh, kw, 1, in*multiplier); the canonical one is
+    (kh, kw, in, multiplier) and output channel c*multiplier + m reads input channel c only."""
+    spec = _spec((3, 3, 2), {"type": "depthwiseconv2d", "kernel_size": 1, "depth_multiplier": 3, "activation": None},
+                 {"type": "flatten"}, _identity_head(54))
+    model, weights = _with_identity(jb, spec)
+    assert tuple(model.dw1.kernel.shape) == (1, 1, 1, 6) and weights["dw1/kernel"].shape == (1, 1, 2, 3)
+    x = np.random.default_rng(1).standard_normal((5, 3, 3, 2)).astype(np.float32)
+    k, b = weights["dw1/kernel"][0, 0], weights["dw1/bias"]
+    expected = (x[..., :, None] * k).reshape(5, 3, 3, 6) + b  # [..., c, m] -> channel c*3 + m
+    assert_close(jb.predict(model, x), expected.reshape(5, -1), 1e-6, "depthwise vs NumPy")
+    assert all(np.array_equal(v, weights[k]) for k, v in jb.get_weights(model, spec).items())
+
+
+def test_grouped_and_dilated_conv_against_numpy(jb):
+    spec = _spec((7, 7, 4), {"type": "conv2d", "filters": 6, "kernel_size": 3, "groups": 2, "dilation_rate": 2,
+                             "activation": None}, {"type": "flatten"}, _identity_head(54))
+    model, weights = _with_identity(jb, spec)
+    kernel, bias = weights["conv1/kernel"], weights["conv1/bias"]  # (3, 3, 2, 6)
+    assert kernel.shape == (3, 3, 2, 6) and tuple(model.conv1.kernel.shape) == (3, 3, 2, 6)
+    x = np.random.default_rng(2).standard_normal((3, 7, 7, 4)).astype(np.float32)
+    expected = np.zeros((3, 3, 3, 6), np.float64) + bias
+    for o in range(6):
+        group = o // 3  # filters 0-2 read channels 0-1, filters 3-5 channels 2-3
+        for di in range(3):
+            for dj in range(3):  # dilation 2: tap (di, dj) reads pixel (i + 2di, j + 2dj)
+                window = x[:, 2 * di:2 * di + 3, 2 * dj:2 * dj + 3, 2 * group:2 * group + 2]
+                expected[..., o] += window @ kernel[di, dj, :, o]
+    assert_close(jb.predict(model, x), expected.reshape(3, -1), 1e-5, "grouped dilated conv vs NumPy")
+
+
+@pytest.mark.parametrize("kind,value", [("avgpool2d", 1.0), ("maxpool2d", -1.0)])
+def test_same_pooling_ignores_padded_cells(jb, kind, value):
+    """5x5 -> 3x3 windows of 2 with 'same' padding: the last row and column of windows overhang. An average
+    over real cells only, a max that zero padding cannot win: a constant input stays that constant."""
+    spec = _spec((5, 5, 1), {"type": kind, "pool_size": 2, "strides": 2, "padding": "same"},
+                 {"type": "flatten"}, _identity_head(9))
+    model, _ = _with_identity(jb, spec)
+    out = jb.predict(model, np.full((2, 5, 5, 1), value, np.float32))
+    assert np.array_equal(out, np.full((2, 9), value, np.float32)), out
+
+
+@pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh", "elu", "silu", "gelu", "gelu_tanh", "leaky_relu"])
+def test_activation_formulas(jb, activation):
+    """Each as Keras defines it: gelu exact (jax.nn.gelu's default is the tanh form), leaky_relu with the
+    spec's slope (jax.nn.leaky_relu's default is 0.01)."""
+    import math
+
+    settings = {"negative_slope": 0.2} if activation == "leaky_relu" else {}
+    spec = _spec((1, 1, 41), {"type": "flatten"}, _identity_head(41, activation, **settings), _identity_head(41))
+    model, _ = _with_identity(jb, spec)
+    x = np.linspace(-4, 4, 41, dtype=np.float32)
+    d = x.astype(np.float64)
+    erf = np.vectorize(math.erf)
+    expected = {
+        "relu": np.maximum(d, 0), "sigmoid": 1 / (1 + np.exp(-d)), "tanh": np.tanh(d),
+        "elu": np.where(d > 0, d, np.expm1(d)), "silu": d / (1 + np.exp(-d)),
+        "gelu": 0.5 * d * (1 + erf(d / np.sqrt(2))),
+        "gelu_tanh": 0.5 * d * (1 + np.tanh(np.sqrt(2 / np.pi) * (d + 0.044715 * d ** 3))),
+        "leaky_relu": np.where(d > 0, d, 0.2 * d),
+    }[activation]
+    assert_close(jb.predict(model, x.reshape(1, 1, 1, 41))[0], expected, 2e-6, activation)
+
+
+def test_layernorm_over_channels_with_the_spec_epsilon(jb):
+    spec = _spec((3, 3, 5), {"type": "layernorm", "epsilon": 0.5}, {"type": "flatten"}, _identity_head(45))
+    model, weights = _with_identity(jb, spec)
+    x = np.random.default_rng(3).standard_normal((4, 3, 3, 5)).astype(np.float32)
+    d = x.astype(np.float64)
+    mean, var = d.mean(-1, keepdims=True), d.var(-1, keepdims=True)
+    expected = (d - mean) / np.sqrt(var + 0.5) * weights["ln1/gamma"] + weights["ln1/beta"]
+    assert_close(jb.predict(model, x), expected.reshape(4, -1), 1e-5, "layernorm vs NumPy")
+
+
+def test_msgpack_keeps_the_moving_statistics(jb, tmp_path):
+    spec = _spec(*STATEFUL_SPECS["both"])
+    model, weights = _with_identity(jb, spec)
+    path = tmp_path / "w.msgpack"
+    jb.save_file(model, spec, path)
+    loaded, _ = jb.load_file(path, spec)
+    back = jb.get_weights(loaded, spec)
+    assert list(back) == list(spec.weight_shapes())
+    assert all(np.array_equal(back[k], weights[k]) for k in weights)
+    rows = jb.layer_summary(loaded, spec)
+    assert [(tuple(s), p) for _, s, p in rows] == [(i.output_shape, i.params) for i in spec.info]

@@ -1,4 +1,5 @@
-"""JAX twin: a Flax NNX module with layers named conv1.., fc1.. in NHWC, Flax's layouts being the canonical ones."""
+"""JAX twin: a Flax NNX module with layers named conv1.., fc1.. in NHWC, Flax's layouts being the canonical ones
+(a depthwise kernel up to a reshape)."""
 
 from __future__ import annotations
 
@@ -79,47 +80,109 @@ def _device(platform_name: str):
     return jax.devices(platform_name)[0]
 
 
+# Keras's activations by name, each given every setting the spec fixes: jax.nn.gelu defaults to the tanh
+# approximation (Keras's 'gelu' is exact), jax.nn.leaky_relu to slope 0.01.
+_ACTIVATIONS = {
+    "relu": lambda x, _: jax.nn.relu(x),
+    "sigmoid": lambda x, _: jax.nn.sigmoid(x),
+    "tanh": lambda x, _: jnp.tanh(x),
+    "elu": lambda x, _: jax.nn.elu(x, alpha=1.0),
+    "silu": lambda x, _: jax.nn.silu(x),
+    "gelu": lambda x, _: jax.nn.gelu(x, approximate=False),
+    "gelu_tanh": lambda x, _: jax.nn.gelu(x, approximate=True),
+    "leaky_relu": lambda x, slope: jax.nn.leaky_relu(x, negative_slope=slope),
+}
+
+
+def _activate(x, activation):
+    name, slope = activation
+    return _ACTIVATIONS[name](x, slope)
+
+
+# Canonical weight name -> the attribute Flax keeps it under (the rest are the same: kernel, bias).
+_FLAX_NAMES = {"gamma": "scale", "beta": "bias", "moving_mean": "mean", "moving_variance": "var"}
+
+
+def _conv(info, channels, rngs, groups, dilation):
+    """nnx.Conv with every setting from the spec; the spec's explicit padding pairs (Keras's 'same': the odd
+    pixel after, over the dilated kernel), as nnx.Conv pads 'SAME' unless told. Kernel (kh, kw, in/groups, out),
+    groups of consecutive output channels reading consecutive input channels, as in Keras."""
+    cfg = info.config
+    features = info.output_shape[-1]
+    return nnx.Conv(channels, features, tuple(cfg["kernel_size"]), tuple(cfg["strides"]),
+                    padding=tuple(map(tuple, info.padding)), kernel_dilation=tuple(dilation),
+                    feature_group_count=groups, use_bias="bias" in info.weight_shapes, rngs=rngs)
+
+
 class TwinNet(nnx.Module):
-    """The spec as an NNX module. ``plan`` holds only hashable static data, so jit caches key on it."""
+    """The spec as an NNX module. ``plan`` holds only hashable static data, so jit caches key on it.
+
+    ``train`` is an argument of every call, never a module flag: BatchNorm then uses batch statistics and
+    updates its moving ones (nnx.BatchStat), Dropout draws a mask from its own seeded nnx.Rngs stream.
+    """
 
     def __init__(self, spec: Spec, rngs: nnx.Rngs):
-        channels = spec.input_shape[2]
         plan = []
         for info in spec.info:
-            cfg = info.config
-            if info.type == "conv2d":
-                # Explicit padding: nnx.Conv pads 'SAME' unless told, and Keras's 'same' puts the odd pixel after.
-                setattr(self, info.name, nnx.Conv(channels, cfg["filters"], tuple(cfg["kernel_size"]),
-                                                  tuple(cfg["strides"]), padding=tuple(info.padding), rngs=rngs))
-                channels = cfg["filters"]
-                plan.append((info.name, "layer", (), cfg["activation"] == "relu"))
-            elif info.type == "dense":
-                setattr(self, info.name, nnx.Linear(info.input_shape[0], cfg["units"], rngs=rngs))
-                plan.append((info.name, "layer", (), cfg["activation"] == "relu"))
-            elif info.type == "maxpool2d":  # max_pool's strides default to 1: always pass the spec's
-                plan.append((info.name, "pool", (tuple(cfg["pool_size"]), tuple(cfg["strides"])), False))
-            else:  # NHWC reshaped: rows in (H, W, C) order, the canonical one
-                plan.append((info.name, "flatten", (), False))
+            cfg, kind, args = info.config, info.type, ()
+            channels = info.input_shape[-1]
+            if kind == "conv2d":
+                layer = _conv(info, channels, rngs, cfg["groups"], cfg["dilation_rate"])
+            elif kind == "depthwiseconv2d":  # one group per input channel; kernel (kh, kw, 1, in*multiplier)
+                layer = _conv(info, channels, rngs, channels, (1, 1))
+            elif kind == "dense":
+                layer = nnx.Linear(channels, cfg["units"], use_bias="bias" in info.weight_shapes, rngs=rngs)
+            elif kind == "batchnorm":  # momentum in Keras's sense; two-pass (biased) batch variance, as Keras
+                layer = nnx.BatchNorm(channels, use_running_average=None, axis=-1, momentum=cfg["momentum"],
+                                      epsilon=cfg["epsilon"], use_fast_variance=False, rngs=rngs)
+            elif kind == "layernorm":  # over the last axis: channels per position, or a flat vector
+                layer = nnx.LayerNorm(channels, epsilon=cfg["epsilon"], reduction_axes=-1, feature_axes=-1,
+                                      use_fast_variance=False, rngs=rngs)
+            elif kind == "dropout":  # inverted dropout; masks from the 'dropout' stream, advanced per call
+                layer = nnx.Dropout(cfg["rate"], deterministic=None, rngs=rngs)
+            else:
+                layer = None
+            if kind in ("maxpool2d", "avgpool2d"):
+                # Explicit padding and strides (max_pool's default to 1); padded cells never win a max,
+                # and an average divides by the real cells only (count_include_pad=False), as Keras's 'same'.
+                args = (tuple(cfg["pool_size"]), tuple(cfg["strides"]), tuple(map(tuple, info.padding)))
+            if layer is not None:
+                setattr(self, info.name, layer)
+            activation = cfg.get("activation")
+            plan.append((info.name, kind, args,
+                         None if activation is None else (activation, cfg.get("negative_slope"))))
         self.plan = tuple(plan)
 
-    def __call__(self, x, shapes=None):
-        for name, kind, args, relu in self.plan:
-            if kind == "layer":
+    def __call__(self, x, train: bool = False, shapes=None):
+        for name, kind, args, activation in self.plan:
+            if kind in ("conv2d", "depthwiseconv2d", "dense", "layernorm"):
                 x = getattr(self, name)(x)
-            elif kind == "pool":
-                x = nnx.max_pool(x, args[0], strides=args[1], padding="VALID")
-            else:
+            elif kind == "batchnorm":
+                x = getattr(self, name)(x, use_running_average=not train)
+            elif kind == "dropout":
+                x = getattr(self, name)(x, deterministic=not train)
+            elif kind == "maxpool2d":
+                x = nnx.max_pool(x, args[0], strides=args[1], padding=args[2])
+            elif kind == "avgpool2d":
+                x = nnx.avg_pool(x, args[0], strides=args[1], padding=args[2], count_include_pad=False)
+            elif kind == "globalavgpool2d":
+                x = x.mean(axis=(1, 2))
+            elif kind == "flatten":  # NHWC reshaped: rows in (H, W, C) order, the canonical one
                 x = x.reshape(x.shape[0], -1)
-            if relu:
-                x = nnx.relu(x)
+            else:
+                raise ValueError(f"{name}: the JAX twin has no layer type {kind!r}")
+            if activation is not None:
+                x = _activate(x, activation)
             if shapes is not None:
                 shapes[name] = tuple(x.shape[1:])
         return x
 
 
 def build(spec: Spec, seed: int | None = None, device: str = "cpu") -> TwinNet:
-    """The twin with Flax's own initialisers (LeCun-normal kernels, zero biases); set_weights() for shared ones."""
-    make = lambda: TwinNet(spec, nnx.Rngs(0 if seed is None else seed))  # noqa: E731
+    """The twin with Flax's own initialisers (LeCun-normal kernels, zero biases); set_weights() for shared ones.
+    Dropout masks come from a stream of their own, seeded from ``seed`` too: the same seed, the same masks."""
+    seed = 0 if seed is None else seed
+    make = lambda: TwinNet(spec, nnx.Rngs(params=seed, dropout=seed))  # noqa: E731
     graphdef = nnx.graphdef(nnx.eval_shape(make))
     # The initialisers as one program that runs once: XLA's optimisations cost seconds per new set of shapes
     # (random-bit generation compiles slowly) and save nothing in a program run once.
@@ -129,22 +192,27 @@ def build(spec: Spec, seed: int | None = None, device: str = "cpu") -> TwinNet:
 
 
 def _variables(model: TwinNet, spec: Spec):
-    """(canonical name, nnx.Param) in spec order; the names are the only mapping needed."""
+    """(canonical name, canonical shape, (layer, Flax attribute), variable) in spec order; the variable is an
+    nnx.Param, or an nnx.BatchStat for BatchNorm's moving statistics. Flax's layouts are the canonical ones
+    up to a reshape: a depthwise kernel is (kh, kw, 1, in*multiplier) in Flax, (kh, kw, in, multiplier)
+    canonically, in the same element order (output channel c*multiplier + m)."""
     for info in spec.param_layers:
         layer = getattr(model, info.name)
-        for key in info.weight_shapes:
-            yield f"{info.name}/{key}", getattr(layer, key)
+        for key, shape in info.weight_shapes.items():
+            attr = _FLAX_NAMES.get(key, key)
+            yield f"{info.name}/{key}", tuple(shape), (info.name, attr), getattr(layer, attr)
 
 
 def get_weights(model: TwinNet, spec: Spec) -> dict[str, np.ndarray]:
-    return {name: np.array(var.get_value()) for name, var in _variables(model, spec)}
+    return {name: np.array(var.get_value()).reshape(shape) for name, shape, _, var in _variables(model, spec)}
 
 
 def set_weights(model: TwinNet, spec: Spec, weights: dict) -> None:
     check_layout(spec, weights)
-    for name, var in _variables(model, spec):
+    for name, _, _, var in _variables(model, spec):
         old = var.get_value()
-        var.set_value(jax.device_put(np.asarray(weights[name], np.float32), next(iter(old.devices()))))
+        value = np.asarray(weights[name], np.float32).reshape(old.shape)
+        var.set_value(jax.device_put(value, next(iter(old.devices()))))
 
 
 @nnx.jit
@@ -159,25 +227,29 @@ def predict(model: TwinNet, x: np.ndarray, batch_size: int = 1000) -> np.ndarray
 
 
 def _loss(model, x, y):
-    return optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()
+    """The training loss: in training mode (batch statistics, dropout), as a training step computes it."""
+    return optax.softmax_cross_entropy_with_integer_labels(model(x, train=True), y).mean()
 
 
 def loss_and_grads(model: TwinNet, spec: Spec, x: np.ndarray, y: np.ndarray):
-    """Mean sparse cross-entropy from logits on one batch and its canonical gradients."""
+    """Mean sparse cross-entropy from logits on one batch, in training mode as Keras's and PyTorch's twins
+    (moving statistics updated, a dropout mask drawn), and the canonical gradients of the trainable
+    weights (nnx.Param: BatchNorm's moving statistics have none)."""
     loss, grads = nnx.value_and_grad(_loss)(model, jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.int32))
-    return float(loss), {f"{info.name}/{key}": np.array(grads[info.name][key].get_value())
-                         for info in spec.param_layers for key in info.weight_shapes}
+    return float(loss), {name: np.array(grads[layer][attr].get_value()).reshape(shape)
+                         for name, shape, (layer, attr), var in _variables(model, spec) if isinstance(var, nnx.Param)}
 
 
 def layer_summary(model: TwinNet, spec: Spec) -> list[tuple[str, tuple, int]]:
-    """(name, output shape, parameters) measured on the built model."""
+    """(name, output shape, parameters) measured on the built model; parameters count BatchNorm's moving
+    statistics too, as Keras's count_params() does (not Dropout's rng state)."""
     shapes = {}
     model(jnp.zeros((1, *spec.input_shape), jnp.float32), shapes=shapes)
     rows = []
     for info in spec.info:
         layer = getattr(model, info.name, None)
-        params = 0 if layer is None else sum(int(np.prod(v.shape)) for v in jax.tree.leaves(nnx.state(layer, nnx.Param)))
-        rows.append((info.name, shapes[info.name], params))
+        weights = [] if layer is None else jax.tree.leaves(nnx.state(layer, nnx.Any(nnx.Param, nnx.BatchStat)))
+        rows.append((info.name, shapes[info.name], sum(int(np.prod(v.shape)) for v in weights)))
     return rows
 
 
@@ -233,15 +305,23 @@ def _idiomatic_step(model, optimizer, x, y):
 
 
 def _tuned_step(graphdef, tx):
-    """One jitted step on (parameters, Adam state): a pure function, its input buffers donated to its output."""
+    """One jitted step on (parameters, Adam state, the rest): a pure function, its input buffers donated to
+    its output. The rest is every other variable (BatchNorm's moving statistics, the dropout stream's
+    counter): the step returns it as the forward pass left it."""
 
     def step(params, opt_state, rest, x, y, idx):
         xb, yb = x[idx], y[idx]
-        loss, grads = jax.value_and_grad(lambda p: _loss(nnx.merge(graphdef, p, rest), xb, yb))(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
 
-    return jax.jit(step, donate_argnums=(0, 1))
+        def loss_of(p):
+            # copy: Variables made at this trace level, or BatchNorm and Dropout may not update theirs
+            model = nnx.merge(graphdef, p, rest, copy=True)
+            return _loss(model, xb, yb), nnx.split(model, nnx.Param, ...)[2]
+
+        (loss, rest), grads = jax.value_and_grad(loss_of, has_aux=True)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, rest, loss
+
+    return jax.jit(step, donate_argnums=(0, 1, 2))
 
 
 class Trainer:
@@ -249,7 +329,8 @@ class Trainer:
 
     variant 'idiomatic': the Flax MNIST tutorial's loop: nnx.Optimizer and an nnx.jit step fed NumPy batches.
     variant 'tuned': a pure jax.jit step on the parameter pytree with donated buffers and the training data
-    resident on the device; the model's variables are brought up to date after step() and after an epoch.
+    resident on the device; the other variables (moving statistics, dropout stream) go through the step too.
+    The model's variables are brought up to date after step() and after an epoch.
     """
 
     def __init__(self, model, spec, lr=1e-3, adam="keras", variant="idiomatic", device="cpu", seed=0, metrics=()):
@@ -276,13 +357,13 @@ class Trainer:
     def _train_step(self, idx):
         if self.variant == "idiomatic":
             return _idiomatic_step(self.model, self.optimizer, self.x_np[idx], self.y_np[idx])
-        self.params, self.opt_state, loss = self._step(self.params, self.opt_state, self.rest, self.x, self.y,
-                                                       np.asarray(idx, np.int32))
+        self.params, self.opt_state, self.rest, loss = self._step(self.params, self.opt_state, self.rest,
+                                                                  self.x, self.y, np.asarray(idx, np.int32))
         return loss
 
     def _write_back(self) -> None:
         if self.variant == "tuned":  # the model held the buffers the last step donated
-            nnx.update(self.model, self.params)
+            nnx.update(self.model, self.params, self.rest)
 
     def step(self, idx):
         """One training step on the rows ``idx``; returns the loss (a device scalar, not yet waited for)."""
@@ -338,9 +419,9 @@ def environment() -> dict:
     }
 
 
-# -- files: Flax's msgpack serialisation of the parameters <-> canonical weights ------------------
+# -- files: Flax's msgpack serialisation of the canonical weights, one dict per layer ---------------
 def load_file(path, spec: Spec):
-    """Parameters saved by save_file (flax.serialization msgpack) -> (TwinNet with them, spec)."""
+    """Weights saved by save_file (flax.serialization msgpack) -> (TwinNet with them, spec)."""
     from flax import serialization
 
     try:
@@ -364,7 +445,7 @@ def load_file(path, spec: Spec):
 def save_file(model, spec: Spec, path) -> None:
     from flax import serialization
 
-    tree = {info.name: {key: np.array(getattr(getattr(model, info.name), key).get_value())
-                        for key in info.weight_shapes} for info in spec.param_layers}
+    weights = get_weights(model, spec)  # canonical names and shapes, moving statistics included
+    tree = {info.name: {key: weights[f"{info.name}/{key}"] for key in info.weight_shapes} for info in spec.param_layers}
     with open(path, "wb") as f:
         f.write(serialization.msgpack_serialize(tree))
