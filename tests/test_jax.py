@@ -375,3 +375,21 @@ def test_msgpack_keeps_the_moving_statistics(jb, tmp_path):
     assert all(np.array_equal(back[k], weights[k]) for k in weights)
     rows = jb.layer_summary(loaded, spec)
     assert [(tuple(s), p) for _, s, p in rows] == [(i.output_shape, i.params) for i in spec.info]
+
+
+def test_audit_reads_the_flax_layer_defaults_the_twin_overrides(jb):
+    """The JAX column of `twincnn audit` for the zoo's layers: each default read from the installed Flax/jax,
+    each one the JAX twin passes explicitly because it differs from Keras's."""
+    from twincnn.backends import defaults
+
+    read = defaults.read("jax")
+    assert {key for key, *_ in defaults.ROWS} <= set(read)
+    assert read["bn_momentum"].startswith("nnx.BatchNorm(momentum=0.99): moving = m·moving")
+    assert read["bn_epsilon"] == "nnx.BatchNorm(epsilon=1e-05)"
+    assert read["bn_variance"].startswith("biased: the moving variance after one batch [0, 2] is 1;")
+    assert read["avgpool_same"] == "avg_pool(count_include_pad=True): the whole window"
+    assert read["same_side"].endswith("pad (0, 1): the odd pixel after (bottom/right)")
+    assert read["gelu"] == "jax.nn.gelu(approximate=True)"
+    assert read["leaky_slope"] == "jax.nn.leaky_relu(negative_slope=0.01)"
+    assert read["ln_epsilon"] == "nnx.LayerNorm(epsilon=1e-06)"
+    assert "(3, 3, 1, 6)" in read["depthwise_layout"]

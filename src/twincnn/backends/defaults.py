@@ -143,6 +143,35 @@ def _jax_defaults() -> dict:
         "conv_padding": f"nnx.Conv(padding={conv['padding'].default!r})",
         "pool_strides": (f"max_pool(strides={pool['strides'].default}) = "
                          + ("1 (overlapping windows)" if "(1, ..., 1)" in pool_doc else "see max_pool's docstring")),
+        **_jax_layer_defaults(jax, nnx),
+    }
+
+
+def _jax_layer_defaults(jax, nnx) -> dict:
+    """The layer defaults behind the zoo's layers, read from Flax and jax.nn: signatures, one BatchNorm step."""
+    def default(obj, name):
+        return inspect.signature(obj).parameters[name].default
+
+    bn = nnx.BatchNorm(1, momentum=0.0, rngs=nnx.Rngs(0))  # momentum 0: the moving variance becomes the batch's
+    bn(jax.numpy.array([[0.0], [2.0]]), use_running_average=False)
+    depthwise = nnx.Conv(3, 6, (3, 3), feature_group_count=3, rngs=nnx.Rngs(0))
+    pads = jax.lax.padtype_to_pads((5, 5), (2, 2), (2, 2), "SAME")  # 5 -> 3 windows of 2: one padded pixel
+    include_pad = default(nnx.avg_pool, "count_include_pad")
+    return {
+        "bn_momentum": (f"nnx.BatchNorm(momentum={default(nnx.BatchNorm.__init__, 'momentum'):g}): "
+                        f"moving = m·moving + (1-m)·batch"),
+        "bn_epsilon": f"nnx.BatchNorm(epsilon={default(nnx.BatchNorm.__init__, 'epsilon'):g})",
+        "bn_variance": (f"biased: the moving variance after one batch [0, 2] is {float(bn.var[...][0]):g}; "
+                        f"use_fast_variance={default(nnx.BatchNorm.__init__, 'use_fast_variance')} (E[x²] - E[x]²)"),
+        "avgpool_same": (f"avg_pool(count_include_pad={include_pad}): "
+                         + ("the whole window" if include_pad else "the real cells")),
+        "same_side": (f"padding='SAME' (lax): 5 -> 3 windows of 2 pad {tuple(pads[0])}: the odd pixel "
+                      + ("after (bottom/right)" if pads[0][1] > pads[0][0] else "before (top/left)")),
+        "gelu": f"jax.nn.gelu(approximate={default(jax.nn.gelu, 'approximate')})",
+        "leaky_slope": f"jax.nn.leaky_relu(negative_slope={default(jax.nn.leaky_relu, 'negative_slope'):g})",
+        "ln_epsilon": f"nnx.LayerNorm(epsilon={default(nnx.LayerNorm.__init__, 'epsilon'):g})",
+        "depthwise_layout": (f"nnx.Conv(feature_group_count=in) kernel {tuple(depthwise.kernel.shape)} "
+                             f"= (kh, kw, 1, in·multiplier)"),
     }
 
 
