@@ -393,3 +393,15 @@ def test_audit_reads_the_flax_layer_defaults_the_twin_overrides(jb):
     assert read["leaky_slope"] == "jax.nn.leaky_relu(negative_slope=0.01)"
     assert read["ln_epsilon"] == "nnx.LayerNorm(epsilon=1e-06)"
     assert "(3, 3, 1, 6)" in read["depthwise_layout"]
+
+
+@pytest.mark.parametrize("variant", ["idiomatic", "tuned"])
+def test_predictors_are_in_inference_mode(jb, variant):
+    """compare's predictors: moving statistics and no dropout, as predict(), and they change no state."""
+    spec = _spec(*STATEFUL_SPECS["both"])
+    model, weights = _with_identity(jb, spec)
+    x = np.random.default_rng(4).standard_normal((8, 28, 28, 1)).astype(np.float32)
+    first = jb.make_predictor(model, variant)(x)
+    assert np.array_equal(first, jb.make_predictor(model, variant)(x))
+    assert_close(first, jb.predict(model, x), 1e-6, f"{variant} predictor vs predict")
+    assert all(np.array_equal(v, weights[k]) for k, v in jb.get_weights(model, spec).items())
