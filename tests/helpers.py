@@ -30,3 +30,21 @@ def assert_same_argmax(a, b, what):
     assert differ.size == 0, (
         f"{what}: argmax differs on {differ.size} of {len(a)} rows; first at row {differ[0]}: "
         f"{a[differ[0]].tolist()} vs {b[differ[0]].tolist()}")
+# - NORM_GRAD_ATOL: gradients that flow back through BatchNorm's batch statistics (training mode). Keras's
+#   float32 backward is the least exact here: 4.5e-6 from a float64 reference on gradients of size ~0.8 (PyTorch
+#   2.3e-7, JAX ~3e-7). 2e-5 is four times Keras's error and still twenty times below the effect of normalising
+#   with the unbiased instead of the biased variance (~4e-4 on the same gradients).
+NORM_GRAD_ATOL = 2e-5
+# - MOVING_STAT_ATOL: BatchNorm's moving mean and variance after a training step (values ~1): the batch
+#   statistics are float32 sums over the batch in another order (~1e-7). The unbiased variance that stock
+#   torch.nn.BatchNorm2d keeps differs by (1 - momentum) * var / (N - 1), ~1e-4 here: far outside it.
+MOVING_STAT_ATOL = 1e-6
+# - DROPOUT_SIGMAS: dropout is tested in expectation; the kept fraction and the mean of the scaled output may
+#   stray from 1 - rate and the input by this many binomial standard deviations (a false alarm about once
+#   in 1.7 million runs), computed from the number of samples each test draws.
+DROPOUT_SIGMAS = 5.0
+
+
+def scaled(atol, values):
+    """``atol`` times the size of ``values`` where they are larger than 1: float32 error grows with them."""
+    return atol * max(1.0, float(np.abs(values).max()))

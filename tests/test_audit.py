@@ -39,3 +39,23 @@ def test_audit_without_a_framework_says_so(monkeypatch, capsys):
     monkeypatch.setattr(backends, "is_available", lambda name: name != "torch" and real(name))
     rows = {r[0]: r for r in audit_rows()}
     assert rows["Adam epsilon"][2] == "(not installed)"
+
+
+def test_audit_reads_the_layer_defaults_that_differ(both):
+    """The zoo's layers: each row read from the installed Keras and PyTorch (signatures, one BatchNorm step)."""
+    rows = {r[0]: r for r in audit_rows()}
+    momentum = rows["BatchNorm momentum (meaning, value)"]
+    assert momentum[1].startswith("BatchNormalization(momentum=0.99): moving = m·moving")
+    assert momentum[2].startswith("BatchNorm2d(momentum=0.1): running = (1-m)·running")
+    assert rows["BatchNorm epsilon"][1:3] == ["BatchNormalization(epsilon=0.001)", "BatchNorm2d(eps=1e-05)"]
+    variance = rows["BatchNorm moving variance"]
+    assert "after one batch [0, 2] is 1" in variance[1] and "after one batch [0, 2] is 2" in variance[2]
+    assert rows["average-pool 'same' divisor"][2].startswith("AvgPool2d(count_include_pad=True)")
+    assert rows["GELU default approximation"][1:3] == [
+        "keras.activations.gelu(approximate=False), keras.ops.gelu(approximate=True)", "nn.GELU(approximate='none')"]
+    assert rows["LeakyReLU negative slope"][1:3] == ["LeakyReLU layer 0.3, activations.leaky_relu 0.2",
+                                                     "nn.LeakyReLU(0.01)"]
+    assert rows["LayerNorm epsilon"][1:3] == ["LayerNormalization(epsilon=0.001)", "LayerNorm(eps=1e-05)"]
+    layout = rows["depthwise kernel layout"]
+    assert "(3, 3, 3, 2)" in layout[1] and "(6, 1, 3, 3)" in layout[2]
+    assert "bottom/right" in rows["'same' padding: the odd pixel"][1]

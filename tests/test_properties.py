@@ -1,8 +1,11 @@
-"""Property: for any valid spec, batch size and input, transferred weights give equal logits in every pair.
+"""Property: for any valid spec (every layer type), batch size and input, transferred weights give equal
+logits (inference mode) in every pair.
 
 Default run: the derandomized 'ci' profile (60 examples, well under a minute).
 Longer local search: HYPOTHESIS_PROFILE=thorough pytest tests/test_properties.py
 """
+
+import math
 
 import numpy as np
 import pytest
@@ -12,21 +15,62 @@ from hypothesis import assume, given  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from tests.helpers import LOGIT_ATOL  # noqa: E402
-from twincnn.spec import FLATTEN, Spec, SpecError, conv, dense, pool  # noqa: E402
+from twincnn.spec import (FLATTEN, GLOBAL_AVG_POOL, Spec, SpecError, batchnorm, conv, dense, depthwise,  # noqa: E402
+                          dropout, layernorm)
 from twincnn.weights import random_weights, worst_mismatch  # noqa: E402
+
+
+ACTIVATIONS = st.sampled_from([None, "relu", "sigmoid", "tanh", "elu", "silu", "gelu", "gelu_tanh", "leaky_relu"])
+PADDING = st.sampled_from(["valid", "same"])
+
+
+def activated(draw, layer):
+    """The layer with a drawn activation (and, for leaky_relu, sometimes its own slope)."""
+    activation = draw(ACTIVATIONS)
+    layer = {**layer, "activation": activation}
+    if activation == "leaky_relu" and draw(st.booleans()):
+        layer["negative_slope"] = draw(st.sampled_from([0.0, 0.01, 0.2]))
+    return layer
+
+
+def divisors(n):
+    return [d for d in range(1, n + 1) if n % d == 0]
 
 
 @st.composite
 def specs(draw):
-    layers = []
+    """Every layer type, in small sizes: the 'ci' profile runs 60 of these over every pair of twins."""
+    layers, channels = [], 1
     for _ in range(draw(st.integers(1, 3))):
-        layers.append(conv(draw(st.integers(1, 16)), draw(st.integers(1, 5)), draw(st.integers(1, 2)),
-                           draw(st.sampled_from(["valid", "same"])), draw(st.sampled_from(["relu", None]))))
-        if draw(st.booleans()):
-            layers.append(pool(draw(st.integers(2, 3))))
-    layers.append(FLATTEN)
+        filters, strides = draw(st.integers(1, 8)), draw(st.integers(1, 2))
+        layer = conv(filters, draw(st.integers(1, 5)), strides, draw(PADDING))
+        if strides == 1 and draw(st.booleans()):
+            layer["dilation_rate"] = draw(st.integers(1, 3))
+        layer["groups"] = draw(st.sampled_from(divisors(math.gcd(channels, filters))))
+        layers.append(activated(draw, layer))
+        channels = filters
+        extra = draw(st.sampled_from([None, "depthwiseconv2d", "maxpool2d", "avgpool2d", "batchnorm", "layernorm",
+                                      "dropout"]))
+        if extra in ("maxpool2d", "avgpool2d"):
+            layers.append({"type": extra, "pool_size": draw(st.integers(2, 3)),
+                           "strides": draw(st.sampled_from([None, 1, 2])), "padding": draw(PADDING)})
+        elif extra == "depthwiseconv2d":
+            multiplier = draw(st.integers(1, 2))
+            layers.append(activated(draw, depthwise(draw(st.integers(1, 3)), multiplier, draw(st.integers(1, 2)),
+                                                    draw(PADDING))))
+            channels *= multiplier
+        elif extra == "batchnorm":
+            layers.append(batchnorm(draw(st.sampled_from([0.9, 0.99])), draw(st.sampled_from([1e-3, 1e-5]))))
+        elif extra == "layernorm":
+            layers.append(layernorm(draw(st.sampled_from([1e-3, 1e-6]))))
+        elif extra == "dropout":
+            layers.append(dropout(draw(st.sampled_from([0.0, 0.5]))))
+    layers.append(draw(st.sampled_from([FLATTEN, GLOBAL_AVG_POOL])))
+    extra = draw(st.sampled_from([None, "batchnorm", "layernorm", "dropout"]))
+    if extra:  # right after flatten: per-feature weights in (H, W, C) order
+        layers.append({"batchnorm": batchnorm(), "layernorm": layernorm(), "dropout": dropout(0.3)}[extra])
     if draw(st.booleans()):
-        layers.append(dense(draw(st.integers(1, 32)), "relu"))
+        layers.append(activated(draw, dense(draw(st.integers(1, 32)))))
     layers.append(dense(10))
     try:
         return Spec((28, 28, 1), tuple(layers))

@@ -8,6 +8,7 @@ from .backends import defaults
 from .tables import render
 
 NOT_INSTALLED = "(not installed)"
+UNKNOWN = "n/a"  # an installed framework whose reader does not know this setting
 
 
 def audit_rows() -> list[list[str]]:
@@ -17,8 +18,9 @@ def audit_rows() -> list[list[str]]:
         try:
             values[name] = defaults.read(name)
         except backends.FrameworkMissing:
-            values[name] = {}
-    return [[setting, *(values[name].get(key, NOT_INSTALLED) for name in backends.BACKENDS), notebook, fair]
+            values[name] = None
+    return [[setting, *(NOT_INSTALLED if values[name] is None else values[name].get(key, UNKNOWN)
+                        for name in backends.BACKENDS), notebook, fair]
             for key, setting, notebook, fair in defaults.ROWS]
 
 

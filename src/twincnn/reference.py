@@ -5,40 +5,111 @@ Computed in float32, as the twins are; sums run in another order, so results agr
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+from scipy.special import erf, expit
 
 from .spec import Spec
 
 
-def _windows(h: np.ndarray, size, strides) -> np.ndarray:
-    """(N, OH, OW, C, kh, kw) views of every window, stride applied."""
-    return sliding_window_view(h, tuple(size), axis=(1, 2))[:, ::strides[0], ::strides[1]]
+def _windows(h: np.ndarray, size, strides, dilation=(1, 1)) -> np.ndarray:
+    """(N, OH, OW, C, kh, kw) views of every window, stride and dilation applied."""
+    extent = tuple((k - 1) * d + 1 for k, d in zip(size, dilation))
+    win = sliding_window_view(h, extent, axis=(1, 2))[:, ::strides[0], ::strides[1]]
+    return win[..., ::dilation[0], ::dilation[1]]
+
+
+def _pad(h: np.ndarray, padding, value=0.0) -> np.ndarray:
+    (top, bottom), (left, right) = padding
+    return np.pad(h, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=value)
+
+
+def _conv(h, kernel, info):
+    """A grouped convolution (one group: the plain one) as one matmul per group."""
+    cfg = info.config
+    win = _windows(_pad(h, info.padding), cfg["kernel_size"], cfg["strides"], cfg["dilation_rate"])
+    win = win.transpose(0, 1, 2, 4, 5, 3)  # (N, OH, OW, kh, kw, C)
+    kh, kw, cin, cout = kernel.shape
+    groups, per_group = cfg["groups"], cout // cfg["groups"]
+    n, oh, ow = win.shape[:3]
+    out = [(win[..., g * cin:(g + 1) * cin].reshape(n * oh * ow, kh * kw * cin)
+            @ kernel[..., g * per_group:(g + 1) * per_group].reshape(kh * kw * cin, per_group))
+           for g in range(groups)]
+    return np.concatenate(out, axis=1).reshape(n, oh, ow, cout)
+
+
+def _depthwise(h, kernel, info):
+    """Output channel c * multiplier + m = input channel c's window times kernel[:, :, c, m]."""
+    win = _windows(_pad(h, info.padding), info.config["kernel_size"], info.config["strides"])  # (N, OH, OW, C, kh, kw)
+    out = np.einsum("nyxcij,ijcm->nyxcm", win, kernel)
+    return out.reshape(*out.shape[:3], -1)
+
+
+def _avgpool(h, info):
+    """Sums over windows of the zero-padded input, divided by each window's real cells (Keras's 'same')."""
+    cfg = info.config
+    sums = _windows(_pad(h, info.padding), cfg["pool_size"], cfg["strides"]).sum(axis=(4, 5))
+    ones = _pad(np.ones((1, *h.shape[1:3], 1), np.float32), info.padding)
+    cells = _windows(ones, cfg["pool_size"], cfg["strides"]).sum(axis=(4, 5))
+    return sums / cells
+
+
+def _normalise(h, mean, var, gamma, beta, epsilon):
+    inv = (1 / np.sqrt(var + np.float32(epsilon))).astype(np.float32) * gamma
+    return h * inv + (beta - mean * inv)
+
+
+def _activate(h, activation, slope):
+    if activation == "relu":
+        return np.maximum(h, 0)
+    if activation == "sigmoid":
+        return expit(h)
+    if activation == "tanh":
+        return np.tanh(h)
+    if activation == "elu":
+        return np.where(h > 0, h, np.expm1(np.minimum(h, 0)))
+    if activation == "silu":
+        return h * expit(h)
+    if activation == "gelu":
+        return 0.5 * h * (1 + erf(h / np.float32(math.sqrt(2))))
+    if activation == "gelu_tanh":
+        return 0.5 * h * (1 + np.tanh(np.float32(math.sqrt(2 / math.pi)) * (h + np.float32(0.044715) * h ** 3)))
+    if activation == "leaky_relu":
+        return np.where(h > 0, h, h * np.float32(slope))
+    return h
 
 
 def forward(spec: Spec, weights: dict, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
-    """Logits for canonical input x (N, H, W, C)."""
+    """Logits for canonical input x (N, H, W, C), in inference mode: BatchNorm uses its moving statistics,
+    dropout is the identity."""
     out = []
     for start in range(0, len(x), batch_size):
         h = np.asarray(x[start:start + batch_size], np.float32)
         for info in spec.info:
             cfg = info.config
+            w = {key: np.asarray(weights[f"{info.name}/{key}"], np.float32) for key in info.weight_shapes}
             if info.type == "conv2d":
-                (top, bottom), (left, right) = info.padding
-                h = np.pad(h, ((0, 0), (top, bottom), (left, right), (0, 0)))
-                kernel = np.asarray(weights[f"{info.name}/kernel"], np.float32)
-                kh, kw, cin, cout = kernel.shape
-                win = _windows(h, (kh, kw), cfg["strides"]).transpose(0, 1, 2, 4, 5, 3)  # (N, OH, OW, kh, kw, C)
-                n, oh, ow = win.shape[:3]
-                h = (win.reshape(n * oh * ow, kh * kw * cin) @ kernel.reshape(kh * kw * cin, cout)).reshape(n, oh, ow, cout)
-                h = h + weights[f"{info.name}/bias"]
-            elif info.type == "maxpool2d":
-                h = _windows(h, cfg["pool_size"], cfg["strides"]).max(axis=(4, 5))
+                h = _conv(h, w["kernel"], info) + w["bias"]
+            elif info.type == "depthwiseconv2d":
+                h = _depthwise(h, w["kernel"], info) + w["bias"]
+            elif info.type == "maxpool2d":  # padded cells are -inf: they never win
+                h = _windows(_pad(h, info.padding, -np.inf), cfg["pool_size"], cfg["strides"]).max(axis=(4, 5))
+            elif info.type == "avgpool2d":
+                h = _avgpool(h, info)
+            elif info.type == "globalavgpool2d":
+                h = h.mean(axis=(1, 2))
             elif info.type == "flatten":
                 h = h.reshape(len(h), -1)  # NHWC rows: (H, W, C) order
-            else:
-                h = h @ np.asarray(weights[f"{info.name}/kernel"], np.float32) + weights[f"{info.name}/bias"]
-            if info.activation == "relu":
-                h = np.maximum(h, 0)
+            elif info.type == "dense":
+                h = h @ w["kernel"] + w["bias"]
+            elif info.type == "batchnorm":
+                h = _normalise(h, w["moving_mean"], w["moving_variance"], w["gamma"], w["beta"], cfg["epsilon"])
+            elif info.type == "layernorm":  # over the last axis: each position's channels, or the features
+                h = _normalise(h, h.mean(axis=-1, keepdims=True), h.var(axis=-1, keepdims=True), w["gamma"],
+                               w["beta"], cfg["epsilon"])
+            # dropout: the identity in inference
+            h = _activate(h, info.activation, cfg.get("negative_slope")).astype(np.float32)
         out.append(h.astype(np.float32))
     return np.concatenate(out) if out else np.zeros((0, spec.num_classes), np.float32)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import inspect
 import os
 
+import numpy as np
+
 from .. import backends  # the registry: load() raises FrameworkMissing with the install hint
 
 
@@ -51,6 +53,33 @@ def _keras_defaults() -> dict:
                          " = pool_size"),
         "loss": f"reduction={loss.reduction!r}",
         "onednn": f"TF_ENABLE_ONEDNN_OPTS={os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset (on)')}",
+        **_keras_layer_defaults(keras),
+    }
+
+
+def _keras_layer_defaults(keras) -> dict:
+    """The layer defaults behind the zoo's layers: signatures, and what one step of a layer does."""
+    def default(obj, name):
+        return inspect.signature(obj).parameters[name].default
+
+    bn = keras.layers.BatchNormalization(momentum=0.0)  # momentum 0: the moving variance becomes the batch's
+    bn(np.array([[0.0], [2.0]], np.float32), training=True)
+    depthwise = keras.layers.DepthwiseConv2D(3, depth_multiplier=2)
+    depthwise.build((None, 5, 5, 3))
+    return {
+        "bn_momentum": (f"BatchNormalization(momentum={default(keras.layers.BatchNormalization, 'momentum'):g}): "
+                        f"moving = m·moving + (1-m)·batch"),
+        "bn_epsilon": f"BatchNormalization(epsilon={default(keras.layers.BatchNormalization, 'epsilon'):g})",
+        "bn_variance": (f"biased: the moving variance after one batch [0, 2] is "
+                        f"{float(bn.moving_variance.numpy()[0]):g}"),
+        "avgpool_same": "AveragePooling2D(padding='same'): the real cells (padding not counted)",
+        "same_side": "'same' in every layer with strides: the odd padded pixel at the bottom/right",
+        "gelu": (f"keras.activations.gelu(approximate={default(keras.activations.gelu, 'approximate')}), "
+                 f"keras.ops.gelu(approximate={default(keras.ops.gelu, 'approximate')})"),
+        "leaky_slope": (f"LeakyReLU layer {default(keras.layers.LeakyReLU, 'negative_slope'):g}, "
+                        f"activations.leaky_relu {default(keras.activations.leaky_relu, 'negative_slope'):g}"),
+        "ln_epsilon": f"LayerNormalization(epsilon={default(keras.layers.LayerNormalization, 'epsilon'):g})",
+        "depthwise_layout": f"DepthwiseConv2D kernel {tuple(depthwise.kernel.shape)} = (kh, kw, in, multiplier)",
     }
 
 
@@ -92,6 +121,34 @@ def _torch_defaults() -> dict:
         "pool_strides": f"MaxPool2d(stride={inspect.signature(torch.nn.MaxPool2d).parameters['stride'].default}) = kernel_size",
         "loss": f"reduction={inspect.signature(torch.nn.CrossEntropyLoss).parameters['reduction'].default!r}",
         "onednn": f"mkldnn enabled={torch.backends.mkldnn.enabled}",
+        **_torch_layer_defaults(torch),
+    }
+
+
+def _torch_layer_defaults(torch) -> dict:
+    nn = torch.nn
+
+    def default(obj, name):
+        return inspect.signature(obj).parameters[name].default
+
+    bn = nn.BatchNorm1d(1, momentum=1.0)  # momentum 1 in PyTorch's meaning: running_var becomes the batch's
+    with torch.no_grad():
+        bn.train()(torch.tensor([[0.0], [2.0]]))
+    depthwise = nn.Conv2d(3, 6, 3, groups=3)
+    return {
+        "bn_momentum": (f"BatchNorm2d(momentum={default(nn.BatchNorm2d, 'momentum'):g}): "
+                        f"running = (1-m)·running + m·batch"),
+        "bn_epsilon": f"BatchNorm2d(eps={default(nn.BatchNorm2d, 'eps'):g})",
+        "bn_variance": (f"unbiased (x N/(N-1)): running_var after one batch [0, 2] is {bn.running_var.item():g}, "
+                        f"while normalising with the biased one"),
+        "avgpool_same": (f"AvgPool2d(count_include_pad={default(nn.AvgPool2d, 'count_include_pad')}): "
+                         f"the whole window; no 'same', symmetric padding only"),
+        "same_side": ("Conv2d(padding='same'): stride 1 only, odd pixel after; pools: symmetric padding only "
+                      "(Keras's extra bottom/right row needs an explicit pad)"),
+        "gelu": f"nn.GELU(approximate={default(nn.GELU, 'approximate')!r})",
+        "leaky_slope": f"nn.LeakyReLU({default(nn.LeakyReLU, 'negative_slope'):g})",
+        "ln_epsilon": f"LayerNorm(eps={default(nn.LayerNorm, 'eps'):g})",
+        "depthwise_layout": f"Conv2d(groups=in) weight {tuple(depthwise.weight.shape)} = (in·multiplier, 1, kh, kw)",
     }
 
 
@@ -200,6 +257,19 @@ ROWS = [
     ("onednn", "oneDNN (CPU kernels)", "defaults", "defaults, recorded"),
     ("conv_padding", "default conv padding", "'valid' (Keras default) and padding=0", "from the spec, explicit in every twin"),
     ("pool_strides", "default max-pool strides", "pool size (both)", "from the spec, explicit in every twin"),
+    # the zoo's layers (the notebook's CNN has none of them)
+    ("bn_momentum", "BatchNorm momentum (meaning, value)", "n/a",
+     "the spec's, in Keras's meaning, in every twin (PyTorch: KerasBatchNorm)"),
+    ("bn_epsilon", "BatchNorm epsilon", "n/a", "the spec's (default 1e-3), explicit in every twin"),
+    ("bn_variance", "BatchNorm moving variance", "n/a", "biased, as Keras, in every twin"),
+    ("avgpool_same", "average-pool 'same' divisor", "n/a", "the real cells (Keras), in every twin"),
+    ("same_side", "'same' padding: the odd pixel", "bottom/right (Keras); the notebook's PyTorch had no 'same'",
+     "bottom/right, explicit padding in every twin"),
+    ("gelu", "GELU default approximation", "n/a", "gelu = exact (erf), gelu_tanh = tanh; explicit in every twin"),
+    ("leaky_slope", "LeakyReLU negative slope", "n/a", "the spec's (default 0.3, Keras's layer), explicit"),
+    ("ln_epsilon", "LayerNorm epsilon", "n/a", "the spec's (default 1e-3), explicit in every twin"),
+    ("depthwise_layout", "depthwise kernel layout", "n/a",
+     "canonical (kh, kw, in, multiplier); each twin converts"),
 ]
 
 

@@ -63,11 +63,15 @@ class Backend(Protocol):
 
     def set_weights(self, model, spec: Spec, weights: dict) -> None: ...
 
-    def predict(self, model, x: np.ndarray, batch_size: int = 1000) -> np.ndarray: ...
+    def predict(self, model, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+        """Logits in inference mode: BatchNorm's moving statistics, no dropout."""
 
-    def loss_and_grads(self, model, spec: Spec, x: np.ndarray, y: np.ndarray) -> tuple[float, dict]: ...
+    def loss_and_grads(self, model, spec: Spec, x: np.ndarray, y: np.ndarray) -> tuple[float, dict]:
+        """Mean cross-entropy in training mode (batch statistics, dropout; moving statistics updated as by a
+        step) and the gradients of spec.trainable_weight_shapes(), canonical, in that order."""
 
-    def layer_summary(self, model, spec: Spec) -> list[tuple[str, tuple, int]]: ...
+    def layer_summary(self, model, spec: Spec) -> list[tuple[str, tuple, int]]:
+        """(name, output shape, weights incl. BatchNorm's moving statistics) per spec layer, changing nothing."""
 
     def make_trainer(self, model, spec: Spec, **kwargs) -> Trainer:
         """kwargs: lr, adam ('keras' or 'native'), variant ('idiomatic' or 'tuned'), device, seed, metrics."""

@@ -47,54 +47,177 @@ def resolve_device(device: str = "cpu") -> torch.device:
     return torch.device(device)
 
 
+class KerasBatchNorm(nn.Module):
+    """Batch normalisation with Keras's semantics, over the channel dimension (dim 1) or a flat input's features.
+
+    nn.BatchNorm2d differs in two ways no setting fixes at once: its running_var takes the *unbiased* batch
+    variance (Keras: biased), and its momentum is the weight of the new batch (Keras: of the old average).
+    Here: moving = momentum * moving + (1 - momentum) * batch, both statistics biased, in Keras's order.
+    Training normalises with the batch statistics, eval() with the moving ones. The state_dict keys are
+    nn.BatchNorm2d's (weight, bias, running_mean, running_var), without num_batches_tracked.
+    """
+
+    def __init__(self, features: int, momentum: float, eps: float):
+        super().__init__()
+        self.momentum, self.eps = momentum, eps
+        self.weight = nn.Parameter(torch.ones(features))
+        self.bias = nn.Parameter(torch.zeros(features))
+        self.register_buffer("running_mean", torch.zeros(features))
+        self.register_buffer("running_var", torch.ones(features))
+
+    def forward(self, x):
+        dims, shape = ((0,), (1, -1)) if x.dim() == 2 else ((0, 2, 3), (1, -1, 1, 1))
+        if self.training:
+            var, mean = torch.var_mean(x, dim=dims, correction=0)  # biased, as Keras's moments
+            with torch.no_grad():
+                self.running_mean.mul_(self.momentum).add_(mean, alpha=1 - self.momentum)
+                self.running_var.mul_(self.momentum).add_(var, alpha=1 - self.momentum)
+        else:
+            mean, var = self.running_mean, self.running_var
+        inv = torch.rsqrt(var + self.eps) * self.weight  # tf.nn.batch_normalization's form
+        return x * inv.view(shape) + (self.bias - mean * inv).view(shape)
+
+
+class ChannelLayerNorm(nn.Module):
+    """Keras's LayerNormalization(axis=-1): each position's channels (dim 1 of NCHW), or a flat input's features."""
+
+    def __init__(self, features: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(features))
+        self.bias = nn.Parameter(torch.zeros(features))
+
+    def forward(self, x):
+        if x.dim() == 2:
+            return F.layer_norm(x, x.shape[1:], self.weight, self.bias, self.eps)
+        out = F.layer_norm(x.permute(0, 2, 3, 1), x.shape[1:2], self.weight, self.bias, self.eps)
+        return out.permute(0, 3, 1, 2)
+
+
+class GlobalAvgPool2d(nn.Module):
+    def forward(self, x):
+        return x.mean(dim=(2, 3))
+
+
+def _real_cells(size: int, pool: int, stride: int, before: int, out: int) -> np.ndarray:
+    """How many of each window's cells along one axis lie inside the unpadded input."""
+    starts = np.arange(out) * stride - before
+    return np.minimum(starts + pool, size) - np.maximum(starts, 0)
+
+
+class SameAvgPool2d(nn.Module):
+    """Keras's 'same' average pool: zero padding (the odd pixel after), each window's sum divided by its number
+    of real cells. avg_pool2d's count_include_pad=False cannot say this for asymmetric padding."""
+
+    def __init__(self, info):
+        super().__init__()
+        (top, bottom), (left, right) = info.padding
+        self.pads = (left, right, top, bottom)
+        self.pool, self.strides = info.config["pool_size"], info.config["strides"]
+        (h, w, _), (oh, ow, _) = info.input_shape, info.output_shape
+        rows = _real_cells(h, self.pool[0], self.strides[0], top, oh)
+        cols = _real_cells(w, self.pool[1], self.strides[1], left, ow)
+        # not persistent: derived from the spec, so no state_dict key
+        self.register_buffer("cells", torch.from_numpy(np.outer(rows, cols).astype(np.float32))[None, None],
+                             persistent=False)
+
+    def forward(self, x):
+        total = F.avg_pool2d(F.pad(x, self.pads), self.pool, self.strides, divisor_override=1)
+        return total / self.cells
+
+
+def _activate(x, activation):
+    name, slope = activation
+    if name == "relu":
+        return F.relu(x)
+    if name == "sigmoid":
+        return torch.sigmoid(x)
+    if name == "tanh":
+        return torch.tanh(x)
+    if name == "elu":
+        return F.elu(x, alpha=1.0)
+    if name == "silu":
+        return F.silu(x)
+    if name == "gelu":  # F.gelu's default is exact too; said here because Keras's ops default differs
+        return F.gelu(x, approximate="none")
+    if name == "gelu_tanh":
+        return F.gelu(x, approximate="tanh")
+    return F.leaky_relu(x, negative_slope=slope)  # PyTorch's default slope is 0.01, Keras's layer 0.3
+
+
+def _pad_module(info, value: float = 0.0):
+    """Explicit padding where the framework's own cannot express it (asymmetric, or -inf for a max)."""
+    (top, bottom), (left, right) = info.padding
+    return nn.ConstantPad2d((left, right, top, bottom), value)
+
+
 class TwinNet(nn.Module):
-    """The spec as an nn.Module: layers named conv1.., fc1.. in order, flattening in (C, H, W) order."""
+    """The spec as an nn.Module: layers named conv1.., fc1.., bn1.. in order, flattening in (C, H, W) order."""
 
     def __init__(self, spec: Spec):
         super().__init__()
         self.spec = spec
-        channels = spec.input_shape[2]
         for info in spec.info:
-            cfg = info.config
-            if info.type == "conv2d":
+            cfg, channels = info.config, info.input_shape[-1]
+            padded = info.padding is not None and any(map(any, info.padding))
+            if info.type in ("conv2d", "depthwiseconv2d"):
                 (top, bottom), (left, right) = info.padding
                 symmetric = top == bottom and left == right
                 if not symmetric:  # Keras 'same' puts the odd pixel after: pad explicitly
-                    self.add_module(f"{info.name}_pad", nn.ZeroPad2d((left, right, top, bottom)))
-                module = nn.Conv2d(channels, cfg["filters"], cfg["kernel_size"], cfg["strides"],
-                                   padding=(top, left) if symmetric else 0)
-                channels = cfg["filters"]
+                    self.add_module(f"{info.name}_pad", _pad_module(info))
+                groups = cfg["groups"] if info.type == "conv2d" else channels
+                module = nn.Conv2d(channels, info.output_shape[-1], cfg["kernel_size"], cfg["strides"],
+                                   padding=(top, left) if symmetric else 0,
+                                   dilation=cfg.get("dilation_rate", (1, 1)), groups=groups, bias=True)
             elif info.type == "maxpool2d":
-                module = nn.MaxPool2d(cfg["pool_size"], cfg["strides"])
+                if padded:  # padded cells must never win: pad with -inf
+                    self.add_module(f"{info.name}_pad", _pad_module(info, float("-inf")))
+                module = nn.MaxPool2d(cfg["pool_size"], cfg["strides"], padding=0)
+            elif info.type == "avgpool2d":
+                module = (SameAvgPool2d(info) if padded else
+                          nn.AvgPool2d(cfg["pool_size"], cfg["strides"], padding=0, count_include_pad=False))
+            elif info.type == "globalavgpool2d":
+                module = GlobalAvgPool2d()
             elif info.type == "flatten":
                 module = nn.Flatten()
+            elif info.type == "dense":
+                module = nn.Linear(info.input_shape[0], cfg["units"], bias=True)
+            elif info.type == "batchnorm":
+                module = KerasBatchNorm(channels, cfg["momentum"], cfg["epsilon"])
+            elif info.type == "layernorm":
+                module = ChannelLayerNorm(channels, cfg["epsilon"])
+            elif info.type == "dropout":
+                module = nn.Dropout(p=cfg["rate"], inplace=False)
             else:
-                module = nn.Linear(info.input_shape[0], cfg["units"])
+                raise ValueError(f"{info.name}: the PyTorch twin has no layer type {info.type!r}")
             self.add_module(info.name, module)
         self.set_plan(pool_before_relu=False)
 
     def set_plan(self, pool_before_relu: bool) -> None:
-        """The order modules run in: (module name, apply ReLU after it).
+        """The order modules run in: (module name, activation after it: (name, negative slope) or None).
 
-        Max-pool and ReLU commute exactly (ReLU is monotonic), so pool_before_relu=True gives the same
-        logits and gradients while running ReLU and its backward on a quarter of the pixels.
+        A max-pool commutes exactly with ReLU (a monotonic function), so pool_before_relu=True moves the ReLU
+        of a layer that a max-pool directly follows behind the pool: the same logits and gradients, with ReLU
+        and its backward on a quarter of the pixels. Only ReLU is moved (GELU and SiLU are not monotonic).
         """
         plan = []
         for info in self.spec.info:
             if hasattr(self, f"{info.name}_pad"):
-                plan.append((f"{info.name}_pad", False))
-            if pool_before_relu and info.type == "maxpool2d" and plan and plan[-1][1]:
-                plan[-1] = (plan[-1][0], False)
-                plan.append((info.name, True))
+                plan.append((f"{info.name}_pad", None))
+            activation = (info.activation, info.config.get("negative_slope")) if info.activation else None
+            if (pool_before_relu and info.type == "maxpool2d" and plan and plan[-1][0] != f"{info.name}_pad"
+                    and plan[-1][1] == ("relu", None)):
+                plan[-1] = (plan[-1][0], None)
+                plan.append((info.name, ("relu", None)))
             else:
-                plan.append((info.name, info.activation == "relu"))
+                plan.append((info.name, activation))
         self.plan = plan
 
     def forward(self, x):
-        for name, relu in self.plan:
+        for name, activation in self.plan:
             x = getattr(self, name)(x)
-            if relu:
-                x = F.relu(x)
+            if activation is not None:
+                x = _activate(x, activation)
         return x
 
 
@@ -107,10 +230,16 @@ def build(spec: Spec, seed: int | None = None, device: str = "cpu") -> TwinNet:
 
 # -- canonical layout <-> PyTorch layout ------------------------------------------------------
 def _to_torch(info, key, array: np.ndarray) -> np.ndarray:
-    if key == "bias":
+    if info.type in ("batchnorm", "layernorm") and info.flatten_from is not None:
+        h, w, c = info.flatten_from  # per feature of a flat input: (H, W, C) order -> (C, H, W) order
+        return array.reshape(h, w, c).transpose(2, 0, 1).reshape(-1)
+    if key != "kernel":
         return array
-    if info.type == "conv2d":  # HWIO -> OIHW
+    if info.type == "conv2d":  # HWIO -> OIHW (I: the input channels of one group)
         return array.transpose(3, 2, 0, 1)
+    if info.type == "depthwiseconv2d":  # (kh, kw, C, M) -> (C*M, 1, kh, kw): output channel c*M + m
+        kh, kw, c, m = array.shape
+        return array.reshape(kh, kw, c * m).transpose(2, 0, 1)[:, None]
     if info.flatten_from is not None:  # rows in (H, W, C) order -> (C, H, W) order
         h, w, c = info.flatten_from
         array = array.reshape(h, w, c, -1).transpose(2, 0, 1, 3).reshape(h * w * c, -1)
@@ -118,10 +247,17 @@ def _to_torch(info, key, array: np.ndarray) -> np.ndarray:
 
 
 def _from_torch(info, key, array: np.ndarray) -> np.ndarray:
-    if key == "bias":
+    if info.type in ("batchnorm", "layernorm") and info.flatten_from is not None:
+        h, w, c = info.flatten_from
+        return array.reshape(c, h, w).transpose(1, 2, 0).reshape(-1)
+    if key != "kernel":
         return array
     if info.type == "conv2d":  # OIHW -> HWIO
         return array.transpose(2, 3, 1, 0)
+    if info.type == "depthwiseconv2d":
+        m = info.config["depth_multiplier"]
+        out, _, kh, kw = array.shape
+        return array[:, 0].transpose(1, 2, 0).reshape(kh, kw, out // m, m)
     array = array.T
     if info.flatten_from is not None:
         h, w, c = info.flatten_from
@@ -129,16 +265,19 @@ def _from_torch(info, key, array: np.ndarray) -> np.ndarray:
     return array
 
 
-_TORCH_KEY = {"kernel": "weight", "bias": "bias"}
+# canonical weight name -> PyTorch's (the state_dict keys of nn.Conv2d, nn.Linear, nn.BatchNorm2d)
+_TORCH_KEY = {"kernel": "weight", "bias": "bias", "gamma": "weight", "beta": "bias", "moving_mean": "running_mean",
+              "moving_variance": "running_var"}
 
 
 def _named(model: nn.Module, spec: Spec, which: str):
-    """(canonical name, info, key, tensor) for each weight or its gradient, in spec order."""
-    for info in spec.param_layers:
-        module = getattr(model, info.name)
-        for key in info.weight_shapes:
-            param = getattr(module, _TORCH_KEY[key])
-            yield f"{info.name}/{key}", info, key, param if which == "param" else param.grad
+    """(canonical name, info, key, tensor) for each weight, or each trainable weight's gradient, in spec order."""
+    names = spec.weight_shapes() if which == "param" else spec.trainable_weight_shapes()
+    infos = {info.name: info for info in spec.param_layers}
+    for name in names:
+        layer, key = name.split("/")
+        tensor = getattr(getattr(model, layer), _TORCH_KEY[key])
+        yield name, infos[layer], key, tensor if which == "param" else tensor.grad
 
 
 def get_weights(model: nn.Module, spec: Spec) -> dict[str, np.ndarray]:
@@ -175,27 +314,35 @@ def predict(model: nn.Module, x: np.ndarray, batch_size: int = 1000) -> np.ndarr
 
 
 def loss_and_grads(model: nn.Module, spec: Spec, x: np.ndarray, y: np.ndarray):
-    """Mean sparse cross-entropy from logits on one batch and its canonical gradients."""
+    """Mean sparse cross-entropy from logits on one batch in training mode (batch statistics, dropout; the
+    moving statistics move as in a training step) and the gradients of the trainable weights."""
     device = next(model.parameters()).device
+    was_training = model.training
+    model.train()
     model.zero_grad(set_to_none=True)
     loss = F.cross_entropy(model(to_input(x, device)), torch.as_tensor(y, dtype=torch.long, device=device))
     loss.backward()
+    model.train(was_training)
     grads = {name: np.array(_from_torch(info, key, g.detach().cpu().numpy()), order="C")
              for name, info, key, g in _named(model, spec, "grad")}
     return float(loss.detach()), grads
 
 
 def layer_summary(model: nn.Module, spec: Spec) -> list[tuple[str, tuple, int]]:
-    """(name, output shape as (H, W, C) or (units,), parameters) measured on the built model."""
+    """(name, output shape as (H, W, C) or (units,), weights: parameters and BatchNorm's moving statistics)
+    measured on the built model, run once in eval mode (no moving statistics change)."""
     shapes = {}
     hooks = [getattr(model, info.name).register_forward_hook(
         lambda mod, inp, out, name=info.name: shapes.__setitem__(name, tuple(out.shape[1:])))
         for info in spec.info]
+    was_training = model.training
     try:
         device = next(model.parameters()).device
+        model.eval()
         with torch.no_grad():
             model(torch.zeros((1, spec.input_shape[2], *spec.input_shape[:2]), device=device))
     finally:
+        model.train(was_training)
         for hook in hooks:
             hook.remove()
     rows = []
@@ -203,7 +350,7 @@ def layer_summary(model: nn.Module, spec: Spec) -> list[tuple[str, tuple, int]]:
         shape = shapes[info.name]
         if len(shape) == 3:  # NCHW -> HWC for comparison with the spec
             shape = (shape[1], shape[2], shape[0])
-        params = sum(p.numel() for p in getattr(model, info.name).parameters())
+        params = sum(t.numel() for t in getattr(model, info.name).state_dict().values())  # persistent buffers too
         rows.append((info.name, shape, params))
     return rows
 
@@ -260,17 +407,18 @@ class KerasAdam(torch.optim.Optimizer):
 
 @contextmanager
 def training_state_kept(model: nn.Module, optimizer: torch.optim.Optimizer):
-    """Steps taken inside leave no trace: weights and optimizer state come back, in place.
+    """Steps taken inside leave no trace: weights, buffers (BatchNorm's moving statistics) and optimizer state
+    come back, in place.
 
     In place, because a CUDA graph captured inside keeps the addresses of the tensors it uses. State
     the optimizer creates inside (its first step) goes back to zero, which is what a fresh state means.
     """
-    weights = [p.detach().clone() for p in model.parameters()]
+    weights = [p.detach().clone() for p in (*model.parameters(), *model.buffers())]
     saved = {p: {k: v.clone() if torch.is_tensor(v) else v for k, v in state.items()}
              for p, state in optimizer.state.items()}
     yield
     with torch.no_grad():
-        for p, w in zip(model.parameters(), weights):
+        for p, w in zip((*model.parameters(), *model.buffers()), weights):
             p.copy_(w)
         for p, state in optimizer.state.items():
             before = saved.get(p, {})
@@ -341,6 +489,8 @@ class Trainer:
         return total / steps
 
     def _eager_step(self, idx):
+        if not self.model.training:  # a predictor made from this model left it in eval mode
+            self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         loss = F.cross_entropy(self.model(self.x[idx]), self.y[idx])
         loss.backward()
@@ -457,6 +607,9 @@ def load_file(path, spec: Spec):
         raise ValueError(f"holds a {type(state).__name__}, not a state_dict")
     model = TwinNet(spec)
     expected = model.state_dict()
+    # nn.BatchNorm2d's step counter: only its momentum=None mode reads it, which twincnn's BatchNorm has not
+    state = {k: v for k, v in state.items() if not (k.endswith(".num_batches_tracked") and
+                                                    k.rsplit(".", 1)[0] + ".running_mean" in expected)}
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     if missing or unexpected:

@@ -1,0 +1,266 @@
+"""Every layer type in every pair of twins: equal logits in inference mode, equal gradients in training mode,
+BatchNorm's batch and moving statistics, dropout in expectation, the NumPy reference against each twin,
+and `twincnn summary` for each type. Each test prints its worst mismatch (pytest -s shows them)."""
+
+import numpy as np
+import pytest
+
+from tests.helpers import (DROPOUT_SIGMAS, GRAD_ATOL, LOGIT_ATOL, MOVING_STAT_ATOL, NORM_GRAD_ATOL, assert_close,
+                           scaled)
+from twincnn import reference, zoo
+from twincnn.spec import (FLATTEN, GLOBAL_AVG_POOL, Spec, avgpool, batchnorm, conv, dense, depthwise, dropout,
+                          layernorm, pool)
+from twincnn.summary import summarize
+from twincnn.weights import random_weights
+
+INPUT = (12, 10, 3)  # height != width, so a swapped axis changes some number
+STEM = conv(4, 3, 1, "same", "relu")  # gives the layer under test a non-trivial, multi-channel input
+ACTIVATIONS = ["relu", "sigmoid", "tanh", "elu", "silu", "gelu", "gelu_tanh", "leaky_relu"]
+
+
+def case(*layers, head=(FLATTEN, dense(10))):
+    return Spec(INPUT, (STEM, *layers, *head))
+
+
+CASES = {
+    "conv_dilated_same": case({**conv(6, 3, 1, "same"), "dilation_rate": 2}),
+    "conv_dilated_valid": case({**conv(6, (3, 2), 1, "valid", None), "dilation_rate": (2, 3)}),
+    "conv_grouped_stride2_same": case({**conv(8, 3, 2, "same"), "groups": 2}),
+    "conv_grouped_dilated": case({**conv(4, 3, 1, "valid", "tanh"), "groups": 4, "dilation_rate": 2}),
+    "conv_even_kernel_stride2_same": case(conv(5, 4, 2, "same")),  # asymmetric padding
+    "depthwise_same_stride2_multiplier2": case(depthwise(3, 2, 2, "same", "relu")),
+    "depthwise_valid": case(depthwise((3, 2), 1, 1, "valid")),
+    "maxpool_same_stride2": case({**pool(3, 2), "padding": "same"}),
+    "maxpool_same_stride1": case({**pool(2, 1), "padding": "same"}),
+    "avgpool_valid": case(avgpool(2)),
+    "avgpool_same_stride2": case(avgpool(3, 2, "same")),
+    "avgpool_same_stride1": case(avgpool((2, 3), 1, "same")),
+    "globalavgpool": case(conv(6, 3), head=(GLOBAL_AVG_POOL, dense(10))),
+    "batchnorm_image": case(batchnorm(0.9, 1e-3)),
+    "batchnorm_flat_after_flatten": case(head=(FLATTEN, batchnorm(0.8, 1e-2), dense(10))),
+    "batchnorm_after_dense": case(head=(FLATTEN, dense(16, "relu"), batchnorm(), dense(10))),
+    "layernorm_image": case(layernorm(1e-3)),
+    "layernorm_flat_after_flatten": case(head=(FLATTEN, layernorm(1e-2), dense(10))),
+    "dropout_image_and_flat": case(dropout(0.3), head=(FLATTEN, dropout(0.5), dense(10))),
+    **{f"activation_{name}": case(conv(6, 3, 1, "same", name), head=(FLATTEN, dense(12, name), dense(10)))
+       for name in ACTIVATIONS},
+    "activation_leaky_relu_slope": case({**conv(6, 3, 1, "same", "leaky_relu"), "negative_slope": 0.05},
+                                        head=(FLATTEN, {**dense(12, "leaky_relu"), "negative_slope": 0.2},
+                                              dense(10))),
+}
+ZOO = {f"zoo:{name}": zoo.load(name) for name in zoo.names()}
+
+
+def without_dropout(spec: Spec) -> Spec:
+    """Dropout at rate 0: each twin draws its own masks, so gradients are compared without them."""
+    return Spec(spec.input_shape, tuple({**layer, "rate": 0.0} if layer["type"] == "dropout" else layer
+                                        for layer in spec.layers))
+
+
+def twins(pair, spec, seed):
+    """Both twins holding the same random weights (kernels, non-zero biases, BatchNorm statistics away from 0/1)."""
+    weights = random_weights(spec, seed)
+    models = []
+    for backend in pair:
+        model = backend.build(spec, seed=seed)
+        backend.set_weights(model, spec, weights)
+        models.append(model)
+    return models, weights
+
+
+def inputs(spec, seed, n=16):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((n, *spec.input_shape)) + 0.5).astype(np.float32)
+    return x, rng.integers(0, spec.num_classes, n)
+
+
+@pytest.mark.parametrize("name", list(CASES) + list(ZOO))
+def test_logits_equal_in_inference_mode(pair, name):
+    a, b = pair
+    spec = {**CASES, **ZOO}[name]
+    (model_a, model_b), _ = twins(pair, spec, 1)
+    x, _ = inputs(spec, 1)
+    logits_a, logits_b = a.predict(model_a, x), b.predict(model_b, x)
+    m = assert_close(logits_b, logits_a, scaled(LOGIT_ATOL, logits_a), f"{b.NAME} vs {a.NAME}, {name}: logits")
+    print(f"{name}: {b.NAME} vs {a.NAME}: logits {m}")
+
+
+@pytest.mark.parametrize("name", list(CASES) + list(ZOO))
+def test_gradients_equal_in_training_mode(pair, name):
+    """Training mode: BatchNorm normalises with the batch statistics (and updates its moving ones)."""
+    a, b = pair
+    spec = without_dropout({**CASES, **ZOO}[name])
+    (model_a, model_b), _ = twins(pair, spec, 2)
+    x, y = inputs(spec, 2)
+    loss_a, grads_a = a.loss_and_grads(model_a, spec, x, y)
+    loss_b, grads_b = b.loss_and_grads(model_b, spec, x, y)
+    assert abs(loss_a - loss_b) <= scaled(LOGIT_ATOL, loss_a), f"{name}: loss {loss_a} vs {loss_b}"
+    assert list(grads_a) == list(grads_b) == list(spec.trainable_weight_shapes())
+    for key in grads_a:
+        assert np.abs(grads_a[key]).max() > 0, f"{name}: {key} has a zero gradient, which proves nothing"
+    atol = NORM_GRAD_ATOL if any(i.type == "batchnorm" for i in spec.info) else GRAD_ATOL
+    m = assert_close(grads_b, grads_a, atol, f"{b.NAME} vs {a.NAME}, {name}: gradients")
+    # the step moved BatchNorm's moving statistics the same way in both
+    moving = [key for key in spec.weight_shapes() if key not in spec.trainable_weight_shapes()]
+    if moving:
+        after_a, after_b = a.get_weights(model_a, spec), b.get_weights(model_b, spec)
+        assert_close({k: after_b[k] for k in moving}, {k: after_a[k] for k in moving}, MOVING_STAT_ATOL,
+                     f"{b.NAME} vs {a.NAME}, {name}: moving statistics after a training-mode pass")
+    print(f"{name}: {b.NAME} vs {a.NAME}: loss |Δ| {abs(loss_a - loss_b):.3g}, gradients {m}")
+
+
+# -- BatchNorm: Keras's statistics, checked against NumPy ---------------------------------------------
+BN_SPEC = Spec((6, 5, 3), (batchnorm(0.9, 1e-3), FLATTEN, dense(10)))
+
+
+def bn_batch(seed=3, n=8):
+    """Channels with different means and spreads, so a mixed-up channel or a biased/unbiased slip shows."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, 6, 5, 3)) * np.array([0.5, 1.0, 2.0]) + np.array([-1.0, 0.0, 3.0])
+    return x.astype(np.float32), rng.integers(0, 10, n)
+
+
+def keras_moving_statistics(weights, x, momentum=0.9):
+    """moving = momentum * moving + (1 - momentum) * batch statistic, with the *biased* batch variance."""
+    mean, var = x.mean(axis=(0, 1, 2)), x.var(axis=(0, 1, 2))
+    return (momentum * weights["bn1/moving_mean"] + (1 - momentum) * mean,
+            momentum * weights["bn1/moving_variance"] + (1 - momentum) * var)
+
+
+def training_loss(weights, x, y, epsilon=1e-3):
+    """The training-mode loss in NumPy: normalised with the batch's own (biased) statistics."""
+    mean, var = x.mean(axis=(0, 1, 2)), x.var(axis=(0, 1, 2))
+    h = (x - mean) / np.sqrt(var + epsilon) * weights["bn1/gamma"] + weights["bn1/beta"]
+    logits = h.reshape(len(x), -1) @ weights["fc1/kernel"] + weights["fc1/bias"]
+    logits = logits - logits.max(1, keepdims=True)
+    return float(np.mean(np.log(np.exp(logits).sum(1)) - logits[np.arange(len(y)), y]))
+
+
+def test_batchnorm_training_pass_uses_batch_statistics_and_updates_moving_ones(framework):
+    x, y = bn_batch()
+    weights = random_weights(BN_SPEC, 4)
+    model = framework.build(BN_SPEC, seed=0)
+    framework.set_weights(model, BN_SPEC, weights)
+    loss, _ = framework.loss_and_grads(model, BN_SPEC, x, y)
+    assert abs(loss - training_loss(weights, x, y)) <= 1e-5, f"{framework.NAME}: training-mode loss {loss}"
+    mean, var = keras_moving_statistics(weights, x)
+    after = framework.get_weights(model, BN_SPEC)
+    assert_close(after["bn1/moving_mean"], mean, MOVING_STAT_ATOL, f"{framework.NAME}: moving mean")
+    m = assert_close(after["bn1/moving_variance"], var, MOVING_STAT_ATOL, f"{framework.NAME}: moving variance")
+    print(f"{framework.NAME}: moving variance vs Keras's rule in NumPy: {m}")
+    for key in ("bn1/gamma", "bn1/beta", "fc1/kernel"):  # a forward pass changes no trainable weight
+        assert np.array_equal(after[key], weights[key]), key
+
+
+@pytest.mark.parametrize("variant", ["idiomatic", "tuned"])
+def test_batchnorm_trainer_step_updates_moving_statistics(framework, variant):
+    """The training loop's step (what compare times) moves them by Keras's rule too, in both variants."""
+    x, y = bn_batch(n=8)
+    weights = random_weights(BN_SPEC, 5)
+    model = framework.build(BN_SPEC, seed=0)
+    framework.set_weights(model, BN_SPEC, weights)
+    trainer = framework.make_trainer(model, BN_SPEC, lr=1e-3, adam="keras", variant=variant)
+    trainer.set_data(x, y)
+    trainer.step(np.arange(8))
+    trainer.sync()
+    mean, var = keras_moving_statistics(weights, x)
+    after = framework.get_weights(trainer.model, BN_SPEC)
+    assert_close(after["bn1/moving_mean"], mean, MOVING_STAT_ATOL, f"{framework.NAME} {variant}: moving mean")
+    assert_close(after["bn1/moving_variance"], var, MOVING_STAT_ATOL, f"{framework.NAME} {variant}: moving variance")
+    assert not np.array_equal(after["bn1/gamma"], weights["bn1/gamma"]), "the step must train gamma"
+
+
+def test_stock_torch_batchnorm_fails_the_check():
+    """nn.BatchNorm2d, even with momentum translated (1 - 0.9) and Keras's epsilon, keeps the unbiased batch
+    variance: the moving-variance check above would fail for it, while its mean passes."""
+    from conftest import require
+
+    require("torch")
+    import torch
+
+    x, _ = bn_batch()
+    weights = random_weights(BN_SPEC, 4)
+    stock = torch.nn.BatchNorm2d(3, eps=1e-3, momentum=1 - 0.9)
+    with torch.no_grad():
+        stock.running_mean.copy_(torch.from_numpy(weights["bn1/moving_mean"]))
+        stock.running_var.copy_(torch.from_numpy(weights["bn1/moving_variance"]))
+        stock.train()(torch.from_numpy(x).permute(0, 3, 1, 2))
+    mean, var = keras_moving_statistics(weights, x)
+    assert_close(stock.running_mean.numpy(), mean, MOVING_STAT_ATOL, "stock running mean")
+    gap = np.abs(stock.running_var.numpy() - var).max()
+    assert gap > 100 * MOVING_STAT_ATOL, f"stock running_var is within {gap:.3g} of Keras's: the check cannot see it"
+    n = x.shape[0] * x.shape[1] * x.shape[2]  # the unbiased variance is n / (n - 1) times the biased one
+    expected_gap = 0.1 * x.var(axis=(0, 1, 2)) / (n - 1)
+    assert np.allclose(stock.running_var.numpy() - var, expected_gap, atol=MOVING_STAT_ATOL)
+    print(f"stock nn.BatchNorm2d running_var misses Keras's by up to {gap:.3g} (tolerance {MOVING_STAT_ATOL:g})")
+
+
+# -- Dropout: the identity in inference, inverted dropout in training (in expectation) ----------------------
+def test_dropout_is_the_identity_in_inference(framework):
+    with_drop = case(dropout(0.5), head=(FLATTEN, dropout(0.7), dense(10)))
+    plain = case()
+    weights = random_weights(plain, 6)
+    x, _ = inputs(plain, 6)
+    logits = []
+    for spec in (with_drop, plain):
+        model = framework.build(spec, seed=0)
+        framework.set_weights(model, spec, weights)
+        logits.append(framework.predict(model, x))
+    assert np.array_equal(logits[0], logits[1]), f"{framework.NAME}: dropout changed inference logits"
+
+
+FEATURES, DRAWS = 4000, 25
+
+
+@pytest.mark.parametrize("rate", [0.25, 0.5])
+def test_dropout_in_training_keeps_1_minus_rate_scaled_up(framework, rate):
+    """With zero weights and a one-image batch of ones, d loss / d fc1 kernel[:, j] = 0.1 * mask / (1 - rate)
+    for every class j but the label: the gradient shows the dropout mask and its scale."""
+    spec = Spec((1, 1, FEATURES), (FLATTEN, dropout(rate), dense(10)))
+    model = framework.build(spec, seed=0)
+    framework.set_weights(model, spec, {k: np.zeros(s, np.float32) for k, s in spec.weight_shapes().items()})
+    x, y = np.ones((1, 1, 1, FEATURES), np.float32), np.array([0])
+    masks = []
+    for _ in range(DRAWS):
+        _, grads = framework.loss_and_grads(model, spec, x, y)
+        masks.append(grads["fc1/kernel"][:, 1] / np.float32(0.1))
+    out = np.stack(masks)  # the dropout layer's output for an input of ones, DRAWS times
+    kept = out != 0
+    assert_close(out[kept], np.full(kept.sum(), 1 / (1 - rate)), 1e-5, f"{framework.NAME}: kept values' scale")
+    n = out.size
+    fraction_sd, mean_sd = np.sqrt(rate * (1 - rate) / n), np.sqrt(rate / (1 - rate) / n)
+    assert abs(kept.mean() - (1 - rate)) <= DROPOUT_SIGMAS * fraction_sd, \
+        f"{framework.NAME}: kept {kept.mean():.4f}, expected {1 - rate} ± {DROPOUT_SIGMAS * fraction_sd:.4f}"
+    assert abs(out.mean() - 1) <= DROPOUT_SIGMAS * mean_sd, \
+        f"{framework.NAME}: mean output {out.mean():.4f}, expected 1 ± {DROPOUT_SIGMAS * mean_sd:.4f}"
+    assert len({mask.tobytes() for mask in kept}) == DRAWS, "each training pass must draw a new mask"
+    print(f"{framework.NAME}, rate {rate}: kept {kept.mean():.4f}, mean {out.mean():.4f} over {n:,} samples")
+
+
+# -- the plain NumPy reference, against each twin -----------------------------------------------------
+@pytest.mark.parametrize("name", list(CASES) + list(ZOO))
+def test_reference_matches_each_framework(framework, name):
+    spec = {**CASES, **ZOO}[name]
+    weights = random_weights(spec, 7)
+    model = framework.build(spec, seed=0)
+    framework.set_weights(model, spec, weights)
+    x, _ = inputs(spec, 7)
+    expected = framework.predict(model, x)
+    got = reference.forward(spec, weights, x)
+    m = assert_close(got, expected, scaled(LOGIT_ATOL, expected), f"NumPy reference vs {framework.NAME}, {name}")
+    print(f"{name}: reference vs {framework.NAME}: {m}")
+
+
+# -- `twincnn summary`: each type builds with the spec's shapes and weight counts ------------------------
+KITCHEN_SINK = Spec((14, 12, 2), (
+    {**conv(4, 3, 1, "same", "elu"), "dilation_rate": 2, "groups": 2}, depthwise(3, 2, 2, "same", "silu"),
+    batchnorm(), {**pool(3, 2), "padding": "same"}, avgpool(2, 1, "same"), layernorm(), dropout(0.2), FLATTEN,
+    batchnorm(), layernorm(), dropout(0.1), dense(8, "gelu"), {**dense(6, "leaky_relu"), "negative_slope": 0.1},
+    dense(10)))
+
+
+@pytest.mark.parametrize("name", ["kitchen_sink", *CASES, *ZOO])
+def test_summary_agrees_for_each_type(framework, name):
+    spec = KITCHEN_SINK if name == "kitchen_sink" else {**CASES, **ZOO}[name]
+    text, agree = summarize(spec, [framework.NAME])
+    assert agree, text
