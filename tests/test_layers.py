@@ -264,3 +264,23 @@ def test_summary_agrees_for_each_type(framework, name):
     spec = KITCHEN_SINK if name == "kitchen_sink" else {**CASES, **ZOO}[name]
     text, agree = summarize(spec, [framework.NAME])
     assert agree, text
+
+
+def test_tuned_torch_plan_moves_only_a_max_pool_right_after_relu():
+    """Max-pool commutes with ReLU, not with GELU, and not across a BatchNorm: only the first pool here moves."""
+    from conftest import require
+
+    tb = require("torch")
+    spec = Spec((16, 16, 2), (conv(4, 3, 1, "same", "relu"), pool(2), conv(4, 3, 1, "same", "gelu"), pool(2, 1),
+                              conv(4, 3, 1, "same", "relu"), batchnorm(), pool(2), FLATTEN, dense(10)))
+    weights = random_weights(spec, 8)
+    model = tb.build(spec)
+    tb.set_weights(model, spec, weights)
+    x, _ = inputs(spec, 8)
+    idiomatic = tb.predict(model, x)
+    model.set_plan(pool_before_relu=True)
+    assert model.plan == [("conv1", None), ("pool1", ("relu", None)), ("conv2", ("gelu", None)), ("pool2", None),
+                          ("conv3", ("relu", None)), ("bn1", None), ("pool3", None), ("flatten", None),
+                          ("fc1", None)]
+    tuned = tb.make_predictor(model, "tuned")(x)
+    assert_close(tuned, idiomatic, scaled(LOGIT_ATOL, idiomatic), "tuned PyTorch plan vs the plain one")
