@@ -212,7 +212,9 @@ def _session_processes(sid: int) -> list[int]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
-def test_ctrl_c_stops_every_worker_and_leaves_nothing(tmp_path, tiny_dir):
+@pytest.mark.parametrize("how", ["ctrl-c", "kill"])
+def test_interrupt_stops_every_worker_and_leaves_nothing(tmp_path, tiny_dir, how):
+    """Ctrl-C reaches the whole process group; a kill (SIGTERM) reaches the parent alone."""
     name = frameworks(1)[0]
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "twincnn", "compare", "--frameworks", f"{name},{name}", "--data", str(tiny_dir),
@@ -222,7 +224,10 @@ def test_ctrl_c_stops_every_worker_and_leaves_nothing(tmp_path, tiny_dir):
     while len(_session_processes(proc.pid)) < 3 and time.time() < deadline:  # parent and both workers
         time.sleep(0.2)
     time.sleep(3)  # let them import and start training
-    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
+    if how == "ctrl-c":
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
+    else:
+        proc.terminate()
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "interrupted" in err.strip().splitlines()[-1]

@@ -6,6 +6,7 @@ import datetime as dt
 import math
 import os
 import platform
+import signal
 import sys
 import time
 from pathlib import Path
@@ -56,7 +57,12 @@ def default_out(root: Path = Path("results")) -> Path:
     return root / machine.machine_id() / f"{stamp}-{commit}"
 
 
+def _terminate(signum, frame):
+    raise KeyboardInterrupt  # a kill ends the run as Ctrl-C does: workers stopped, nothing written
+
+
 def run(args) -> int:
+    signal.signal(signal.SIGTERM, _terminate)
     names = parse_frameworks(args.frameworks)
     labels = worker_labels(names)
     spec = load_spec(args.spec)
