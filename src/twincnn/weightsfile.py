@@ -19,8 +19,9 @@ from .weights import check_layout
 SUFFIX = ".safetensors"
 SPEC_KEY = "twincnn.spec"
 LAYOUT_KEY = "twincnn.layout"
-LAYOUT = ("conv kernel (kh, kw, in, out) on NHWC input, bias (out,); dense kernel (in, out), bias (out,); "
-          "a dense layer after flatten reads its input in (H, W, C) order")
+LAYOUT = ("conv kernel (kh, kw, in, out) on NHWC input (in: per group), bias (out,); depthwise kernel (kh, kw, in, "
+          "multiplier), output channel c * multiplier + m; dense kernel (in, out), bias (out,); batchnorm gamma, beta, "
+          "moving_mean, moving_variance (C,), layernorm gamma, beta (C,); after flatten, features in (H, W, C) order")
 
 
 def to_bytes(spec: Spec, weights: dict) -> bytes:
