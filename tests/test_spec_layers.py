@@ -184,3 +184,16 @@ def test_zoo_files_are_plain_spec_json():
             doc = json.loads(entry.read_text())
             assert set(doc) == {"description", "input_shape", "layers"}, entry.name
             assert Spec.from_dict(doc) == load_spec(f"zoo:{entry.name[:-5]}")
+
+
+def test_neutral_file_accepts_a_spec_written_another_way():
+    """The stored spec and --spec are compared as networks, not as texts."""
+    from twincnn import weightsfile
+    from twincnn.weights import initial_weights
+
+    spelled = Spec((8, 8, 1), ({**conv(2, [3, 3], [1, 1]), "dilation_rate": 1}, {"type": "batchnorm"}, FLATTEN,
+                               dense(10)))
+    short = Spec((8, 8, 1), (conv(2), batchnorm(), FLATTEN, dense(10)))
+    blob = weightsfile.to_bytes(spelled, initial_weights(spelled, 0))
+    _, spec = weightsfile.from_bytes(blob, short)
+    assert spec == short

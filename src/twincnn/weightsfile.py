@@ -57,7 +57,7 @@ def from_bytes(data: bytes, spec: Spec | None = None) -> tuple[dict[str, np.ndar
             raise ValueError(f"its stored spec is unusable ({exc})") from None
     if stored is None and spec is None:
         raise ValueError("no spec in its metadata; pass --spec")
-    if stored is not None and spec is not None and stored.to_dict() != spec.to_dict():
+    if stored is not None and spec is not None and stored != spec:  # the same network, however written
         raise ValueError(f"its stored spec ({stored.describe()}) does not match --spec ({spec.describe()})")
     spec = stored or spec
     try:
