@@ -1,5 +1,8 @@
 """The hardware floor: training FLOPs from the spec, the matmul rate at the training's thread count."""
 
+from types import SimpleNamespace
+
+import numpy as np
 import pytest
 
 from twincnn import floor
@@ -38,10 +41,66 @@ def test_matmul_runs_with_the_training_thread_count(monkeypatch):
     assert seen == [(1, "blas")] and rate > 0
 
 
+class Clock:
+    """perf_counter stand-in: each timed product takes the next of ``durations`` seconds."""
+
+    def __init__(self, durations, start=100.0):
+        self.readings = []
+        now = start
+        for d in durations:
+            self.readings += [now, now + d]
+            now += d + 7.0
+        self.calls = 0
+
+    def perf_counter(self):
+        self.calls += 1
+        return self.readings[self.calls - 1]
+
+
+def fake_operands(monkeypatch):
+    """Small stand-in operands; records the shape and dtype the measurement asked for."""
+    asked = []
+
+    class Generator:
+        def random(self, shape, dtype):
+            asked.append((shape, dtype))
+            return np.ones((2, 2), dtype)
+
+    monkeypatch.setattr(floor.np.random, "default_rng", lambda seed: Generator())
+    return asked
+
+
+def test_matmul_rate_is_the_gemm_flops_over_the_fastest_repeat(monkeypatch):
+    asked = fake_operands(monkeypatch)
+    clock = Clock([3.0, 2.0, 4.0])
+    monkeypatch.setattr(floor, "time", SimpleNamespace(perf_counter=clock.perf_counter))
+    rate = floor.matmul_gflops(threads=1, n=1000, repeats=3)
+    assert rate == pytest.approx(2 * 1000 ** 3 / 2.0 / 1e9, rel=1e-12)
+    assert asked == [((1000, 1000), np.float32)] * 2 and clock.calls == 6
+
+
+def test_the_default_measurement_is_the_one_the_results_describe(monkeypatch):
+    asked = fake_operands(monkeypatch)
+    clock = Clock([0.5] * 5)
+    monkeypatch.setattr(floor, "time", SimpleNamespace(perf_counter=clock.perf_counter))
+    result = floor.measure_floor(DEFAULT_SPEC, 10, 1)
+    assert result["method"] == "numpy float32 matmul 2048x2048, best of 5, all BLAS thread(s)"
+    assert asked == [((2048, 2048), np.float32)] * 2 and clock.calls == 2 * 5
+    assert result["matmul_gflops"] == pytest.approx(2 * 2048 ** 3 / 0.5 / 1e9, rel=1e-12)
+    assert result["threads"] is None
+
+
 def test_measure_floor_divides_flops_by_the_rate(monkeypatch):
-    monkeypatch.setattr(floor, "matmul_gflops", lambda threads=None: 100.0)
+    asked_threads = []
+
+    def rate(threads=None):
+        asked_threads.append(threads)
+        return 100.0
+
+    monkeypatch.setattr(floor, "matmul_gflops", rate)
     result = floor.measure_floor(DEFAULT_SPEC, 1000, 2, threads=3)
+    assert asked_threads == [3]  # the floor is measured with the training's thread count
     assert result["matmul_gflops"] == 100.0 and result["threads"] == 3
     assert result["train_flops"] == floor.step_flops(DEFAULT_SPEC) * 2000
-    assert result["floor_seconds"] == pytest.approx(result["train_flops"] / 100e9)
-    assert "3 BLAS thread(s)" in result["method"]
+    assert result["floor_seconds"] == pytest.approx(result["train_flops"] / 100e9, rel=1e-12)
+    assert result["method"] == "numpy float32 matmul 2048x2048, best of 5, 3 BLAS thread(s)"
