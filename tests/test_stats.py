@@ -175,3 +175,114 @@ def test_noise_flags_name_each_reason_with_its_numbers():
     outlier = stats.noise_flags({"c": [10.0, 10.0, 10.0, 10.0, 10.0, 10.0, 10.0, 20.0]})
     assert any("c: epoch 8 took 20.00 s" in f for f in outlier)
     assert stats.steal_share({}, {}) is None
+
+
+def test_zero_or_negative_times_on_either_side_are_refused_with_the_reason():
+    for a, b in (([1.0], [0.0]), ([1.0], [-1.0]), ([0.0], [1.0])):
+        with pytest.raises(ValueError, match="^epoch times must be positive$"):
+            stats.log_ratios(a, b)
+    with pytest.raises(ValueError, match="^no values to resample$"):
+        stats.bootstrap_means([[], []])
+    with pytest.raises(ValueError, match="^no paired epochs to judge$"):
+        stats.ratio_interval([])
+
+
+def test_bootstrap_and_interval_are_reproducible_and_the_seed_is_honoured():
+    groups = [[0.01, 0.03, -0.02], [0.02, 0.0, 0.05], [0.04, -0.01, 0.01]]
+    boot = stats.bootstrap_means(groups, samples=500, seed=5)
+    assert np.array_equal(boot, stats.bootstrap_means(groups, samples=500, seed=5))
+    assert not np.array_equal(boot, stats.bootstrap_means(groups, samples=500, seed=6))
+    # the default seed is 0: a recorded verdict reproduces with seed=0
+    assert np.array_equal(stats.bootstrap_means(groups, samples=500), stats.bootstrap_means(groups, 500, seed=0))
+    interval = stats.ratio_interval(groups, samples=500, seed=5)
+    assert interval == stats.ratio_interval(groups, samples=500, seed=5)
+    assert interval != stats.ratio_interval(groups, samples=500, seed=6)
+    assert stats.ratio_interval(groups, samples=500) == stats.ratio_interval(groups, samples=500, seed=0)
+
+
+def test_a_shorter_repeat_averages_exactly_its_own_number_of_draws():
+    # repeat means: the short repeat's resample mean is 0, 1 or 2 (two draws of 0 or 2); the long one's is 10
+    boot = stats.bootstrap_means([[0.0, 2.0], [10.0, 10.0, 10.0]], samples=2000, seed=0)
+    possible = {(x + y) / 2 for x in (0.0, 1.0, 2.0, 10.0) for y in (0.0, 1.0, 2.0, 10.0)}
+    assert set(np.unique(boot)) <= possible and {0.5, 5.5} <= set(np.unique(boot))
+
+
+def test_two_repeats_are_two_units_and_give_a_finite_interval():
+    two = stats.ratio_interval([[0.01, 0.0, 0.02], [0.02, 0.01, 0.03]], samples=1000)
+    assert (two.units, two.unit) == (2, "repeats")
+    assert 0 < two.low < two.ratio < two.high < math.inf
+    two_epochs = stats.ratio_interval([[0.01, 0.03]], samples=1000)
+    assert (two_epochs.units, two_epochs.unit) == (2, "epochs") and two_epochs.high < math.inf
+    lone = stats.ratio_interval([[0.2]])
+    assert lone == stats.Interval(math.exp(0.2), 0.0, math.inf, 1, "epochs")
+
+
+def test_each_verdict_records_the_pair_interval_and_threshold():
+    cases = {
+        "unjudgeable": (stats.Interval(1.2, 0.0, math.inf, 1, "epochs"), False,
+                        "a vs b: one timed epoch cannot be judged (time ratio 1.200); use --repeats 3 or more"),
+        "contains one": (stats.Interval(1.01, 0.98, 1.04, 3, "repeats"), False,
+                         "a vs b: no significant difference (time ratio 1.010, 95 % CI 0.98–1.04)"),
+        "within noise": (stats.Interval(0.98, 0.975, 0.985, 3, "repeats"), False,
+                         "a vs b: difference within noise (time ratio 0.980, 95 % CI 0.97–0.98, inside ±3%)"),
+        "a faster": (stats.Interval(0.5, 0.4, 0.625, 3, "repeats"), True,
+                     "a 2.00× faster than b (95 % CI 1.60–2.50)"),
+        "b faster": (stats.Interval(2.0, 1.6, 2.5, 3, "repeats"), True,
+                     "b 2.00× faster than a (95 % CI 1.60–2.50)"),
+    }
+    for name, (interval, significant, text) in cases.items():
+        verdict = stats.judge("a", "b", interval)
+        assert verdict == stats.Verdict(("a", "b"), interval, stats.NOISE_THRESHOLD, significant, text), name
+        assert verdict.to_dict()["noise_threshold"] == stats.NOISE_THRESHOLD
+        assert verdict.to_dict()["significant"] is significant
+
+
+def test_interval_bounds_on_the_rule_s_edges_count_as_inside():
+    # a CI that touches 1 contains it; one that touches the noise threshold lies within noise
+    assert "no significant difference" in stats.judge("a", "b", stats.Interval(1.02, 1.0, 1.04, 3, "repeats")).text
+    assert "no significant difference" in stats.judge("a", "b", stats.Interval(0.98, 0.96, 1.0, 3, "repeats")).text
+    for low, high in ((0.75, 0.9), (1.1, 1.25)):
+        verdict = stats.judge("a", "b", stats.Interval(math.sqrt(low * high), low, high, 3, "repeats"), 0.25)
+        assert not verdict.significant and "difference within noise" in verdict.text
+
+
+def test_repeats_for_grows_with_the_interval_and_keeps_enough_repeats():
+    lone = stats.Interval(1.0, 0.0, math.inf, 1, "epochs")
+    assert stats.repeats_for(lone, 1) == 3 and stats.repeats_for(lone, 5) == 6
+    on_target = stats.Interval(1.0, 0.75, 1.25, 3, "repeats")  # half-width exactly 25 %
+    assert stats.repeats_for(on_target, 3, target=0.25) == 3 and stats.repeats_for(on_target, 1, target=0.25) == 1
+    barely_wider = stats.Interval(1.0, 0.74, 1.26, 3, "repeats")
+    assert stats.repeats_for(barely_wider, 3, target=0.25) == 4
+    assert stats.repeats_for(barely_wider, 1, target=0.25) == 3  # from at least 2 repeats' worth
+
+
+def test_noise_flags_on_their_thresholds_and_with_few_epochs():
+    # cv exactly 10 %; an epoch exactly 50 % from the mean; steal exactly 2 %; busy exactly 25 %
+    assert stats.noise_flags({"a": [9.0, 10.0, 11.0]}) == [
+        "a: epoch times vary by 10% (coefficient of variation ≥ 10%)"]
+    assert "b: epoch 3 took 6.00 s against a mean of 4.00 s" in stats.noise_flags({"b": [3.0, 3.0, 6.0]})
+    flags = stats.noise_flags({}, None, None, {"cpu_jiffies": 1000, "steal_jiffies": 10, "busy_share": 0.25},
+                              {"cpu_jiffies": 2000, "steal_jiffies": 30})
+    assert flags == ["the hypervisor took 2.0% of the CPU time (steal)",
+                     "other work used 25% of the CPU just before training"]
+    # two epochs are enough to judge a run; a one-epoch run does not stop the others being judged
+    assert stats.noise_flags({"a": [10.0], "b": [10.0, 14.0]}) == [
+        "b: epoch times vary by 24% (coefficient of variation ≥ 10%)"]
+    # an epoch far below the mean is an outlier too
+    low = stats.noise_flags({"c": [10.0] * 7 + [2.0]})
+    assert any(f.startswith("c: epoch 8 took 2.00 s against a mean of 9.00 s") for f in low)
+
+
+def test_noise_flags_need_both_readings():
+    assert stats.noise_flags({}, 300, None) == [] and stats.noise_flags({}, None, 200) == []
+    busy = {"cpu_jiffies": 0, "steal_jiffies": 0, "busy_share": 0.9}
+    assert stats.noise_flags({}, machine_before=busy) == []
+    assert stats.noise_flags({}, machine_before=None, machine_after=busy) == []
+
+
+def test_steal_share_is_the_stolen_part_of_the_elapsed_jiffies():
+    assert stats.steal_share({"cpu_jiffies": 1000, "steal_jiffies": 10},
+                             {"cpu_jiffies": 2000, "steal_jiffies": 30}) == pytest.approx(0.02)
+    assert stats.steal_share({"cpu_jiffies": 5, "steal_jiffies": 0}, {"cpu_jiffies": 6, "steal_jiffies": 1}) == 1.0
+    assert stats.steal_share({"cpu_jiffies": 5, "steal_jiffies": 0}, {"cpu_jiffies": 5, "steal_jiffies": 0}) is None
+    assert stats.steal_share({"cpu_jiffies": 5}, {"cpu_jiffies": 6}) is None

@@ -36,7 +36,8 @@ BUSY_LIMIT = 0.25  # share of the CPU busy in the second before training (twincn
 
 def log_ratios(times_a, times_b) -> np.ndarray:
     """Paired log ratios log(a / b); refuses unpaired or non-positive times (they would be a bug)."""
-    a, b = np.asarray(times_a, float), np.asarray(times_b, float)
+    # float: equivalent for the Python numbers that epoch times are, kept for other array types
+    a, b = np.asarray(times_a, float), np.asarray(times_b, float)  # pragma: no mutate
     if a.shape != b.shape:
         raise ValueError(f"unpaired epoch times: {a.shape} vs {b.shape}")
     if (a <= 0).any() or (b <= 0).any():
@@ -46,7 +47,7 @@ def log_ratios(times_a, times_b) -> np.ndarray:
 
 def bootstrap_means(groups, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> np.ndarray:
     """Bootstrap distribution of the mean of group means: resample groups, then values within each."""
-    groups = [np.asarray(g, float) for g in groups if len(g)]
+    groups = [np.asarray(g, float) for g in groups if len(g)]  # pragma: no mutate (float: as in log_ratios)
     if not groups:
         raise ValueError("no values to resample")
     rng = np.random.default_rng(seed)
@@ -80,7 +81,7 @@ def ratio_interval(groups, confidence: float = CONFIDENCE, samples: int = BOOTST
     """CI of the time ratio from per-repeat lists of paired log ratios."""
     from scipy import stats
 
-    groups = [np.asarray(g, float) for g in groups if len(g)]
+    groups = [np.asarray(g, float) for g in groups if len(g)]  # pragma: no mutate (float: as in log_ratios)
     if not groups:
         raise ValueError("no paired epochs to judge")
     units, unit = (len(groups), "repeats") if len(groups) > 1 else (len(groups[0]), "epochs")
@@ -122,7 +123,8 @@ def judge(a: str, b: str, interval: Interval, noise_threshold: float = NOISE_THR
         return Verdict((a, b), interval, noise_threshold, False,
                        f"{a} vs {b}: difference within noise (time ratio {interval.ratio:.3f}, {ci}, "
                        f"inside ±{noise_threshold:.0%})")
-    if interval.ratio > 1:  # b takes less time
+    # ratio == 1 lies inside any interval around it, so it never gets here: > and >= agree
+    if interval.ratio > 1:  # pragma: no mutate (b takes less time)
         speed, lo, hi = interval.ratio, interval.low, interval.high
         faster, slower = b, a
     else:
@@ -138,7 +140,7 @@ def repeats_for(interval: Interval, repeats: int, target: float = NOISE_THRESHOL
         return max(3, repeats + 1)
     if interval.half_width <= target:
         return repeats
-    return max(repeats + 1, math.ceil(max(repeats, 2) * (interval.half_width / target) ** 2))
+    return math.ceil(max(repeats, 2) * (interval.half_width / target) ** 2)  # > repeats: half_width > target
 
 
 def noise_flags(epoch_times: dict, matmul_before: float | None = None, matmul_after: float | None = None,
@@ -146,7 +148,7 @@ def noise_flags(epoch_times: dict, matmul_before: float | None = None, matmul_af
     """Reasons to distrust a run, each with its numbers. epoch_times: {label: [seconds, ...]} per run."""
     flags = []
     for label, times in epoch_times.items():
-        times = np.asarray(times, float)
+        times = np.asarray(times, float)  # pragma: no mutate (float: as in log_ratios)
         if len(times) < 2:
             continue
         mean = times.mean()
@@ -158,7 +160,8 @@ def noise_flags(epoch_times: dict, matmul_before: float | None = None, matmul_af
             flags.append(f"{label}: epoch {worst + 1} took {times[worst]:.2f} s against a mean of {mean:.2f} s")
     if matmul_before and matmul_after:
         drift = matmul_after / matmul_before - 1
-        if abs(drift) > MATMUL_DRIFT_LIMIT:
+        # |after / before - 1| is never exactly 0.1 in binary floating point: > and >= agree
+        if abs(drift) > MATMUL_DRIFT_LIMIT:  # pragma: no mutate
             flags.append(f"matmul rate moved {drift:+.0%} during the run ({matmul_before:.0f} -> "
                          f"{matmul_after:.0f} GFLOP/s)")
     if machine_before and machine_after:
