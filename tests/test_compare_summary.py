@@ -1,6 +1,7 @@
 """compare/summary.py on made-up worker messages: runs, medians over repeats, and verdicts. No framework."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -78,3 +79,57 @@ def test_verdicts_judge_each_framework_against_the_first():
     assert not second["significant"] and "no significant difference" in second["text"]
     assert second["noise_threshold"] == stats.NOISE_THRESHOLD
     assert verdicts(runs, noise_threshold=0.9)[0]["text"].startswith("b 1.9")  # far outside any threshold
+
+
+def test_build_run_keeps_the_job_and_each_epoch_s_curves():
+    run = build_run(job("b", label="b-tuned", seed=43), messages([5.0, 3.0], losses=[0.8, 0.4], accuracy=0.7), 100)
+    assert (run["framework"], run["label"], run["seed"], run["variant"]) == ("b", "b-tuned", 43, "tuned")
+    assert run["threads"] == {"intra_op_threads": 2} and run["later_epoch_seconds"] == 3.0
+    assert run["history"] == {"epoch_seconds": [5.0, 3.0], "train_loss": [0.8, 0.4], "test_loss": [0.4, 0.2],
+                              "test_accuracy": [0.7, 0.7]}
+
+
+def test_aggregate_of_one_repeat_and_of_missing_figures():
+    run = build_run(job(), messages([5.0, 3.0], median_step=None), 600)
+    out = aggregate([run], Y_TEST, floor_seconds=None)
+    assert out["median_step_ms"] is None and "median_step_ms" not in out["spread"]
+    assert out["train_seconds"] == 8.0 and out["spread"]["train_seconds"] == [8.0, 8.0]
+    assert (out["framework"], out["steps"], out["variant"]) == ("a", 20, "tuned")
+    assert out["threads"] == {"intra_op_threads": 2}
+    assert out["history"]["epoch_seconds"] == [5.0, 3.0] and out["history"]["train_loss"] == [1.0, 0.5]
+
+
+def test_aggregate_reports_all_ten_classes_of_the_first_repeat_s_model():
+    y_test = np.array([0, 1, 2, 3, 4] * 4)  # classes 5..9 never occur
+    first = y_test.copy()
+    first[0] = 5  # one 0 taken for a 5
+    runs = [build_run(job(seed=42), messages([5.0], predictions=first), 600),
+            build_run(job(seed=43), messages([5.0], predictions=y_test), 600)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # classes never predicted count as 0, without a warning
+        out = aggregate(runs, y_test, None)
+    matrix = np.array(out["confusion_matrix"])
+    assert matrix.shape == (10, 10) and matrix[0, 5] == 1 and np.trace(matrix) == 19
+    report = out["classification_report"]
+    assert {k for k in report if k.isdigit()} == {str(c) for c in range(10)}
+    assert report["0"]["recall"] == 0.75 and report["5"]["precision"] == 0.0
+    assert report["9"] == {"precision": 0.0, "recall": 0.0, "f1-score": 0.0, "support": 0}
+    rows = {line.split()[0]: line.split()[1:] for line in out["classification_report_text"].splitlines()
+            if line.strip() and line.split()[0].isdigit()}
+    assert list(rows) == [str(c) for c in range(10)]
+    assert rows["0"] == ["1.0000", "0.7500", "0.8571", "4"] and rows["9"] == ["0.0000", "0.0000", "0.0000", "0"]
+
+
+def test_verdicts_pass_the_threshold_on_and_name_the_epochs_judged():
+    def pair(seconds_a, seconds_b):
+        return {"a": [build_run(job("a", seed=s), messages(seconds_a(i)), 600) for i, s in enumerate((42, 43, 44))],
+                "b": [build_run(job("b", seed=s), messages(seconds_b(i)), 600) for i, s in enumerate((42, 43, 44))]}
+
+    runs = pair(lambda i: [9.0, 2.1 + 0.001 * i], lambda i: [4.0, 2.0])  # a is 5 % slower, tightly
+    strict, = verdicts(runs)
+    loose, = verdicts(runs, noise_threshold=0.1)
+    assert strict["significant"] and strict["text"].startswith("b 1.05× faster than a")
+    assert not loose["significant"] and "difference within noise" in loose["text"]
+    assert loose["noise_threshold"] == 0.1 and strict["epochs"] == "2"
+    one, = verdicts(pair(lambda i: [2.0 + 0.01 * i], lambda i: [1.0]))
+    assert one["epochs"] == "1 (warm-up incl.)" and one["unit"] == "repeats"

@@ -56,7 +56,7 @@ def aggregate(runs: list[dict], y_test: np.ndarray, floor_seconds: float | None)
     first = runs[0]  # the reports describe the first seed's model
     out["confusion_matrix"] = confusion_matrix(y_test, first["predictions"], labels=range(10)).tolist()
     out["classification_report"] = classification_report(
-        y_test, first["predictions"], labels=list(range(10)), digits=4, output_dict=True, zero_division=0)
+        y_test, first["predictions"], labels=list(range(10)), output_dict=True, zero_division=0)
     out["classification_report_text"] = classification_report(
         y_test, first["predictions"], labels=list(range(10)), digits=4, zero_division=0)
     out["runs"] = [{k: v for k, v in r.items() if k != "predictions"} for r in runs]
