@@ -19,7 +19,7 @@ try:  # hypothesis is a test extra; property tests import it themselves
     from hypothesis import HealthCheck, settings
 
     # CI: derandomized and bounded so the default run stays well under a minute.
-    settings.register_profile("ci", max_examples=60, derandomize=True, deadline=None,
+    settings.register_profile("ci", max_examples=30, derandomize=True, deadline=None,
                               suppress_health_check=[HealthCheck.too_slow])
     # Local: a longer, random search. HYPOTHESIS_PROFILE=thorough pytest tests/test_properties.py
     settings.register_profile("thorough", max_examples=300, deadline=None,

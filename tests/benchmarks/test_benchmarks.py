@@ -97,21 +97,23 @@ def test_inference(benchmark, allocator, train_data, name, variant, batch):
 
 @pytest.mark.parametrize("name,variant", CASES, ids=IDS)
 def test_epoch(benchmark, allocator, train_data, name, variant):
-    """One full epoch (60,000 images, 938 steps) in pedantic mode: few rounds, warm-up excluded."""
+    """One full epoch (60,000 images, 938 steps) in pedantic mode: few rounds, warm-up excluded.
+    Untimed (--benchmark-disable, as CI runs it) it checks the same code on 40 steps instead of 938."""
     x, y, _ = train_data
     backend, trainer, threads = _trainer(name, variant, x, y)
     rng = np.random.default_rng(0)
     trainer.train_epoch(rng.permutation(len(x))[: 20 * BATCH], BATCH)  # warm-up, untimed
+    rows = 40 * BATCH if benchmark.disabled else len(x)
 
     def epoch():
-        loss = trainer.train_epoch(rng.permutation(len(x)), BATCH)
+        loss = trainer.train_epoch(rng.permutation(len(x))[:rows], BATCH)
         trainer.sync()
         return loss
 
     benchmark.group = f"epoch, 60,000 images ({variant})"
     _info(benchmark, allocator, backend, variant, threads)
     loss = benchmark.pedantic(epoch, rounds=2, iterations=1)
-    assert math.isfinite(loss) and loss < 1.0  # an epoch of MNIST must have learned something
+    assert math.isfinite(loss) and loss < 1.0  # 60 steps of MNIST must have learned something
 
 
 @pytest.mark.parametrize("harness", ["bare", "harness"])
