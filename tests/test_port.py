@@ -8,7 +8,7 @@ import pytest
 from tests.helpers import assert_close, assert_same_argmax
 from twincnn.cli import main
 
-PORT_ATOL = 1e-4  # the bar for a ported model; observed ~1e-6
+PORT_ATOL = 1e-4  # port's default --tolerance; observed ~1e-6
 
 
 @pytest.fixture(scope="module")
