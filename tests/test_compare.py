@@ -219,7 +219,10 @@ def test_interrupt_stops_every_worker_and_leaves_nothing(tmp_path, tiny_dir, how
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "twincnn", "compare", "--frameworks", f"{name},{name}", "--data", str(tiny_dir),
            "--epochs", "50", "--repeats", "1", "--no-floor", "--out", str(out)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # SIGINT restored to its default: a test runner started in the background inherits it ignored, and a
+    # process that ignores Ctrl-C cannot show what Ctrl-C does.
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while len(_session_processes(proc.pid)) < 3 and time.time() < deadline:  # parent and both workers
         time.sleep(0.2)
