@@ -166,14 +166,14 @@ def test_noise_flags_name_each_reason_with_its_numbers():
                               {"cpu_jiffies": 0, "steal_jiffies": 0, "loadavg_1min": 1.5, "busy_share": 0.6},
                               {"cpu_jiffies": 1000, "steal_jiffies": 50})
     text = "\n".join(flags)
-    assert "a: epoch 4 took 16.00 s against a mean of 11.50 s" not in text  # 39 % away: not an outlier
+    assert "a: epoch time 4 of 4 was 16.00 s against a mean of 11.50 s" not in text  # 39 % away: not an outlier
     assert "b: epoch times vary by 24%" in text
     assert "a: epoch times vary by 26%" in text
     assert "matmul rate moved -17%" in text
     assert "5.0% of the CPU time" in text
     assert "other work used 60% of the CPU just before training (load average 1.50)" in text
     outlier = stats.noise_flags({"c": [10.0, 10.0, 10.0, 10.0, 10.0, 10.0, 10.0, 20.0]})
-    assert any("c: epoch 8 took 20.00 s" in f for f in outlier)
+    assert any("c: epoch time 8 of 8 was 20.00 s" in f for f in outlier)
     assert stats.steal_share({}, {}) is None
 
 
@@ -260,7 +260,7 @@ def test_noise_flags_on_their_thresholds_and_with_few_epochs():
     # cv exactly 10 %; an epoch exactly 50 % from the mean; steal exactly 2 %; busy exactly 25 %
     assert stats.noise_flags({"a": [9.0, 10.0, 11.0]}) == [
         "a: epoch times vary by 10% (coefficient of variation ≥ 10%)"]
-    assert "b: epoch 3 took 6.00 s against a mean of 4.00 s" in stats.noise_flags({"b": [3.0, 3.0, 6.0]})
+    assert "b: epoch time 3 of 3 was 6.00 s against a mean of 4.00 s" in stats.noise_flags({"b": [3.0, 3.0, 6.0]})
     flags = stats.noise_flags({}, None, None, {"cpu_jiffies": 1000, "steal_jiffies": 10, "busy_share": 0.25},
                               {"cpu_jiffies": 2000, "steal_jiffies": 30})
     assert flags == ["the hypervisor took 2.0% of the CPU time (steal)",
@@ -270,7 +270,7 @@ def test_noise_flags_on_their_thresholds_and_with_few_epochs():
         "b: epoch times vary by 24% (coefficient of variation ≥ 10%)"]
     # an epoch far below the mean is an outlier too
     low = stats.noise_flags({"c": [10.0] * 7 + [2.0]})
-    assert any(f.startswith("c: epoch 8 took 2.00 s against a mean of 9.00 s") for f in low)
+    assert any(f.startswith("c: epoch time 8 of 8 was 2.00 s against a mean of 9.00 s") for f in low)
 
 
 def test_noise_flags_need_both_readings():

@@ -157,7 +157,9 @@ def noise_flags(epoch_times: dict, matmul_before: float | None = None, matmul_af
             flags.append(f"{label}: epoch times vary by {cv:.0%} (coefficient of variation ≥ {CV_LIMIT:.0%})")
         worst = int(np.argmax(np.abs(times - mean)))
         if abs(times[worst] - mean) >= OUTLIER_LIMIT * mean:
-            flags.append(f"{label}: epoch {worst + 1} took {times[worst]:.2f} s against a mean of {mean:.2f} s")
+            # the times may pool several repeats' steady-state epochs, so say which of them, not "epoch N"
+            flags.append(f"{label}: epoch time {worst + 1} of {len(times)} was {times[worst]:.2f} s against a "
+                         f"mean of {mean:.2f} s")
     if matmul_before and matmul_after:
         drift = matmul_after / matmul_before - 1
         # |after / before - 1| is never exactly 0.1 in binary floating point: > and >= agree
