@@ -249,10 +249,11 @@ def test_interrupted_run_leaves_nothing(tmp_path):
 
 
 def test_default_results_folder_names_machine_time_and_commit(tmp_path):
-    out = default_out(tmp_path)
+    out = default_out(tmp_path, commit="0123456789abcdef")
     assert out.parent.name == machine.machine_id() and out.parent.parent == tmp_path
     stamp, commit = out.name.split("-", 1)
-    assert stamp.endswith("Z") and len(stamp) == 16 and commit
+    assert stamp.endswith("Z") and len(stamp) == 16 and commit == "01234567"
+    assert default_out(tmp_path).name.endswith("-nogit")  # outside a git checkout
 
 
 def test_machine_id_is_readable_and_ignores_the_host_name():

@@ -50,10 +50,10 @@ def parse_frameworks(text: str | None) -> list[str]:
     return names
 
 
-def default_out(root: Path = Path("results")) -> Path:
+def default_out(root: Path = Path("results"), commit: str | None = None) -> Path:
     """results/<machine-id>/<UTC time>-<commit>/: results from many machines copy together without clashes."""
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    commit = (machine.git_commit() or "nogit")[:8]
+    commit = (commit or "nogit")[:8]
     return root / machine.machine_id() / f"{stamp}-{commit}"
 
 
@@ -77,7 +77,8 @@ def run(args) -> int:
     threads = args.threads or os.cpu_count()
     variant = args.variant if args.protocol == "fair" else "idiomatic"
     seeds = [args.seed + i for i in range(repeats)]
-    out = Path(args.out) if args.out else default_out()
+    commit = machine.git_commit()  # once: it runs git
+    out = Path(args.out) if args.out else default_out(commit=commit)
     refuse_nonempty(out)  # now, not after minutes of training
     n_train, n_test = len(dataset.y_train), len(dataset.y_test)
     y_test = dataset.labels("test")
@@ -139,7 +140,7 @@ def run(args) -> int:
         "machine": machine.describe(),
         "environment": {
             "python": platform.python_version(), "platform": platform.platform(), "allocator": allocator,
-            "git_commit": machine.git_commit(), "argv": sys.argv[1:],
+            "git_commit": commit, "argv": sys.argv[1:],
             "frameworks": environments,
             "load_before": before, "load_after": after,
         },
