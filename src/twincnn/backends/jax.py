@@ -9,7 +9,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-import jax  # noqa: I001 -- the framework itself, not this module
+# Read when JAX's runtime starts. A compare runs two workers side by side (both JAX in an A/A run); XLA's
+# default of taking 75 % of the GPU's memory at start would fail the second. PyTorch allocates on demand too.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+import jax  # noqa: E402, I001 -- the framework itself, not this module
 import jax.numpy as jnp
 import optax
 from flax import nnx
@@ -304,10 +308,10 @@ def _idiomatic_step(model, optimizer, x, y):
     return loss
 
 
-def _tuned_step(graphdef, tx):
-    """One jitted step on (parameters, Adam state, the rest): a pure function, its input buffers donated to
-    its output. The rest is every other variable (BatchNorm's moving statistics, the dropout stream's
-    counter): the step returns it as the forward pass left it."""
+def pure_step(graphdef, tx):
+    """One step on (parameters, Adam state, the rest) as a pure function. The rest is every other variable
+    (BatchNorm's moving statistics, the dropout stream's counter): the step returns it as the forward pass
+    left it."""
 
     def step(params, opt_state, rest, x, y, idx):
         xb, yb = x[idx], y[idx]
@@ -321,7 +325,13 @@ def _tuned_step(graphdef, tx):
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, rest, loss
 
-    return jax.jit(step, donate_argnums=(0, 1, 2))
+    return step
+
+
+def _tuned_step(graphdef, tx):
+    """The pure step jitted, its input buffers donated to its output. One dispatch per step: a whole epoch
+    in one lax.scan ran 10× slower on XLA's CPU backend (scripts/jax_scan_vs_step.py)."""
+    return jax.jit(pure_step(graphdef, tx), donate_argnums=(0, 1, 2))
 
 
 class Trainer:
@@ -413,6 +423,7 @@ def environment() -> dict:
         "framework": "jax", "version": version(),
         **configure(), "threads_set_by": _THREADS["how"],
         "xla_flags": os.environ.get("XLA_FLAGS", "unset"),
+        "gpu_preallocate": os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE"),
         "devices": [str(d) for d in jax.devices()],
         "matmul_precision": str(jax.config.jax_default_matmul_precision or "default"),
         "python": platform.python_version(),
