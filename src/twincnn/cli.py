@@ -144,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="results directory (default: results/<machine-id>/<UTC time>-<commit>/)")
     p.add_argument("--quick", action="store_true", help="demo: the first 12,000/2,000 images (the report says so)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    p.add_argument("--no-floor", action="store_true", help="skip measuring the matmul floor")
+    p.add_argument("--no-floor", action="store_true",
+                   help="skip measuring the matmul floor (a CPU rate: --device cuda never measures it)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_compare)
 

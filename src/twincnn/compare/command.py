@@ -93,7 +93,9 @@ def run(args) -> int:
     time.sleep(1.0)  # one quiet second: what the CPU does now is other work, not twincnn
     before = machine.load_reading()
     before["busy_share"] = machine.busy_share(idle_check, before)
-    matmul_before = None if args.no_floor else matmul_gflops(threads)
+    # The floor is a CPU matmul rate: it says nothing of a GPU's, so a CUDA run has none.
+    measure_floor = not args.no_floor and args.device == "cpu"
+    matmul_before = matmul_gflops(threads) if measure_floor else None
 
     runs = {label: [] for label in labels}
     environments = {}
@@ -107,7 +109,7 @@ def run(args) -> int:
             runs[job["label"]].append(build_run(job, messages, n_train))
             environments.setdefault(job["label"], messages["ready"]["environment"])
 
-    matmul_after = None if args.no_floor else matmul_gflops(threads)
+    matmul_after = matmul_gflops(threads) if measure_floor else None
     after = machine.load_reading()
     floor = None
     if matmul_before:
