@@ -405,3 +405,50 @@ def test_predictors_are_in_inference_mode(jb, variant):
     assert np.array_equal(first, jb.make_predictor(model, variant)(x))
     assert_close(first, jb.predict(model, x), 1e-6, f"{variant} predictor vs predict")
     assert all(np.array_equal(v, weights[k]) for k, v in jb.get_weights(model, spec).items())
+
+
+# -- the GPU path (runs where JAX sees a GPU; skips elsewhere) -----------------------------------------
+@pytest.fixture
+def jax_gpu(jb):
+    import jax
+
+    try:
+        if jax.devices("gpu"):
+            return jb
+    except RuntimeError:  # no GPU backend in this jaxlib
+        pass
+    pytest.skip("no GPU visible to JAX")
+
+
+@pytest.mark.gpu
+def test_gpu_logits_match_the_numpy_reference(jax_gpu, spec):
+    """Full float32 on the GPU: with TF32 or bf16 passes (XLA's GPU default) logits move by ~1e-4."""
+    from tests.helpers import LOGIT_ATOL
+    from twincnn import data, reference
+    from twincnn.weights import random_weights
+
+    weights = random_weights(spec, 0)
+    model = jax_gpu.build(spec, seed=0, device="cuda")
+    jax_gpu.set_weights(model, spec, weights)
+    x = data.load().images("test")[:1000]
+    assert_close(jax_gpu.predict(model, x), reference.forward(spec, weights, x), LOGIT_ATOL,
+                 "JAX on the GPU vs NumPy, 1,000 test images")
+
+
+@pytest.mark.gpu
+def test_gpu_tuned_steps_match_cpu(jax_gpu, spec):
+    """The tuned loop with data resident on the GPU trains like the same loop on the CPU."""
+    from twincnn import data
+
+    ds = data.load()
+    x, y = ds.images("train")[:3200], ds.labels("train")[:3200]
+    weights = {}
+    for device in ("cpu", "cuda"):
+        model = jax_gpu.build(spec, seed=0, device=device)
+        jax_gpu.set_weights(model, spec, initial_weights(spec, 0))
+        trainer = jax_gpu.make_trainer(model, spec, variant="tuned", device=device)
+        trainer.set_data(x, y)
+        trainer.train_epoch(np.arange(128), 64)
+        trainer.sync()
+        weights[device] = jax_gpu.get_weights(trainer.model, spec)
+    assert_close(weights["cuda"], weights["cpu"], 10 * STEP_ATOL, "JAX tuned on the GPU vs the CPU after 2 steps")
