@@ -3,7 +3,7 @@
 # has its own time limit and writes its own file, so a part that fails or runs long leaves the others' results.
 #   1. the tests that touch the device paths, 2. `twincnn compare` on cuda, tuned then idiomatic,
 #   3. JAX's tuned loop per step vs one lax.scan per epoch, 4. the benchmark suite on cuda.
-# Usage: OUT=/some/dir bash scripts/gpu_check.sh     (results land in $OUT)
+# Usage: OUT=/some/dir bash scripts/gpu_check.sh     (results land in $OUT; about 8 minutes on an H200)
 set -u
 OUT=${OUT:-/tmp/gpu_check}
 mkdir -p "$OUT"
@@ -23,7 +23,7 @@ timeout 150 $PY -m pytest -q -p no:cacheprovider -rfEs --benchmark-disable tests
 echo "== 2. compare on cuda: tuned (PyTorch: whole step in a CUDA graph; JAX: jitted step, data resident), then idiomatic"
 for variant in tuned idiomatic; do
   rm -rf /tmp/cmp_$variant
-  timeout 120 $PY -m twincnn compare --frameworks torch,jax --device cuda --variant $variant --epochs 4 \
+  timeout 180 $PY -m twincnn compare --frameworks torch,jax --device cuda --variant $variant --epochs 4 \
     --no-progress --out /tmp/cmp_$variant 2>&1 | tee -a "$OUT/compare.txt" | tail -30
   cp /tmp/cmp_$variant/results.json "$OUT/compare_$variant.json" 2>/dev/null
 done

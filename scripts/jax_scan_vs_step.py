@@ -1,7 +1,7 @@
-"""Time JAX's tuned loop two ways in one process: one jitted call per step (what the tuned trainer does), or
-an epoch's batches in one jitted lax.scan over the same pure step. Epochs alternate A B B A ... so drift hits
-both alike; the first epoch of each (compilation) is left out of the ratio. After a few steps both must hold
-the same weights (the scan is the same steps, only dispatched at once; float rounding may differ).
+"""Time JAX's tuned loop two ways in one process: one jitted call per step, or an epoch's full batches in
+one jitted lax.scan over the same pure step (the tuned trainer's ``epoch_scan``). Epochs alternate
+A B B A ... so drift hits both alike; the first epoch of each (compilation) is left out of the ratio. After a
+few steps both must hold the same weights: the scan is the same steps, only dispatched at once.
 
     PYTHONPATH=src python scripts/jax_scan_vs_step.py [--device cpu|cuda] [--epochs 4] [--rows 60000]
 """
@@ -11,7 +11,6 @@ import time
 
 import jax
 import numpy as np
-from flax import nnx
 
 from twincnn import data, stats
 from twincnn.backends import jax as jb
@@ -19,35 +18,15 @@ from twincnn.spec import DEFAULT_SPEC as SPEC
 from twincnn.weights import initial_weights, worst_mismatch
 
 BATCH = 64
+MODES = {"step": False, "scan": True}
 
 
-def trainer_for(x, y, device):
+def trainer_for(x, y, device, mode):
     model = jb.build(SPEC, seed=0, device=device)
     jb.set_weights(model, SPEC, initial_weights(SPEC, 42))
-    trainer = jb.make_trainer(model, SPEC, variant="tuned", device=device)
+    trainer = jb.make_trainer(model, SPEC, variant="tuned", device=device, epoch_scan=MODES[mode])
     trainer.set_data(x, y)
     return trainer
-
-
-def scan_epoch_for(trainer):
-    step = jb.pure_step(nnx.split(trainer.model, nnx.Param, ...)[0], trainer.tx)
-
-    def epoch(params, opt_state, rest, x, y, batches):
-        def body(carry, idx):
-            *carry, loss = step(*carry, x, y, idx)
-            return tuple(carry), loss
-
-        return jax.lax.scan(body, (params, opt_state, rest), batches)
-
-    jitted = jax.jit(epoch, donate_argnums=(0, 1, 2))
-
-    def run(order):
-        (trainer.params, trainer.opt_state, trainer.rest), losses = jitted(
-            trainer.params, trainer.opt_state, trainer.rest, trainer.x, trainer.y, order.reshape(-1, BATCH))
-        nnx.update(trainer.model, trainer.params, trainer.rest)
-        return float(np.mean(jax.device_get(losses)))
-
-    return run
 
 
 def main():
@@ -59,26 +38,25 @@ def main():
     args = parser.parse_args()
 
     jb.configure(args.threads)
-    rows = args.rows // BATCH * BATCH  # full batches only, so both modes do the same steps
     ds = data.load()
-    x, y = ds.images("train")[:rows], ds.labels("train")[:rows]
+    x, y = ds.images("train")[:args.rows], ds.labels("train")[:args.rows]
 
     # the same 5 steps both ways first: the scan must be the same training
-    check = {"step": trainer_for(x, y, args.device), "scan": trainer_for(x, y, args.device)}
-    order = np.arange(5 * BATCH, dtype=np.int32)
-    check["step"].train_epoch(order, BATCH)
-    scan_epoch_for(check["scan"])(order)
-    w = {mode: jb.get_weights(t.model, SPEC) for mode, t in check.items()}
+    order = np.arange(5 * BATCH)
+    w = {}
+    for mode in MODES:
+        trainer = trainer_for(x, y, args.device, mode)
+        trainer.train_epoch(order, BATCH)
+        w[mode] = jb.get_weights(trainer.model, SPEC)
     print("weights after 5 steps, scan vs step:", worst_mismatch(w["scan"], w["step"]), flush=True)
 
-    trainers = {"step": trainer_for(x, y, args.device), "scan": trainer_for(x, y, args.device)}
-    epoch_of = {"step": lambda o: trainers["step"].train_epoch(o, BATCH), "scan": scan_epoch_for(trainers["scan"])}
-    times = {"step": [], "scan": []}
+    trainers = {mode: trainer_for(x, y, args.device, mode) for mode in MODES}
+    times = {mode: [] for mode in MODES}
     for epoch in range(args.epochs):
-        order = np.random.default_rng(epoch).permutation(rows).astype(np.int32)
+        order = np.random.default_rng(epoch).permutation(len(x))
         for mode in (("step", "scan") if epoch % 2 == 0 else ("scan", "step")):
             start = time.perf_counter()
-            loss = epoch_of[mode](order)
+            loss = trainers[mode].train_epoch(order, BATCH)
             trainers[mode].sync()
             times[mode].append(time.perf_counter() - start)
             print(f"epoch {epoch + 1} {mode}: {times[mode][-1]:.3f} s, loss {loss:.4f}", flush=True)

@@ -452,3 +452,43 @@ def test_gpu_tuned_steps_match_cpu(jax_gpu, spec):
         trainer.sync()
         weights[device] = jax_gpu.get_weights(trainer.model, spec)
     assert_close(weights["cuda"], weights["cpu"], 10 * STEP_ATOL, "JAX tuned on the GPU vs the CPU after 2 steps")
+
+
+def test_epoch_scan_trains_like_one_step_at_a_time(jb):
+    """The GPU's tuned loop (full batches in one lax.scan, the partial batch after it) on the CPU: the same
+    weights, moving statistics and mean loss as a dispatch per step, and progress reported up to the last
+    step it reached. A transposed (steps, batch) reshape, a dropped partial batch or a lost BatchNorm update fails it."""
+    from twincnn.spec import batchnorm, dense, dropout
+
+    spec = _spec((6, 6, 1), {**CONV, "filters": 4}, batchnorm(momentum=0.5), {"type": "flatten"}, dropout(0.3),
+                 dense(10))
+    rng = np.random.default_rng(0)
+    x, y = rng.random((400, 6, 6, 1), dtype=np.float32), rng.integers(0, 10, 400)
+    order = rng.permutation(400)[:5 * 16 + 7]  # 5 full batches of 16 and a partial one
+    results = {}
+    for scan in (False, True):
+        model = jb.build(spec, seed=0)
+        jb.set_weights(model, spec, initial_weights(spec, 0))
+        trainer = jb.make_trainer(model, spec, variant="tuned", epoch_scan=scan)
+        trainer.set_data(x, y)
+        progress = []
+        loss = trainer.train_epoch(order, 16, progress.append)
+        trainer.sync()
+        results[scan] = loss, jb.get_weights(trainer.model, spec), progress
+    assert results[False][2] == [1, 2, 3, 4, 5, 6] and results[True][2] == [5, 6]  # the scan reports once
+    assert abs(results[True][0] - results[False][0]) <= 1e-6, (results[True][0], results[False][0])
+    assert_close(results[True][1], results[False][1], STEP_ATOL, "epoch in one scan vs a step at a time")
+
+
+@pytest.mark.parametrize("scan", [False, True], ids=["step", "epoch scan"])
+def test_tuned_loop_compiles_once(jb, spec, scan):
+    """A second compilation would land in a timed steady-state epoch (an uncommitted Adam step count once
+    made the second call of the step, and the second epoch's scan, compile again)."""
+    x = np.random.default_rng(0).random((128, 28, 28, 1), dtype=np.float32)
+    model = jb.build(spec, seed=0)
+    trainer = jb.make_trainer(model, spec, variant="tuned", epoch_scan=scan)
+    trainer.set_data(x, np.arange(128) % 10)
+    for _ in range(3):
+        trainer.train_epoch(np.arange(128), 64)
+    compiled = trainer._epoch if scan else trainer._step
+    assert compiled._cache_size() == 1

@@ -308,7 +308,7 @@ def _idiomatic_step(model, optimizer, x, y):
     return loss
 
 
-def pure_step(graphdef, tx):
+def _pure_step(graphdef, tx):
     """One step on (parameters, Adam state, the rest) as a pure function. The rest is every other variable
     (BatchNorm's moving statistics, the dropout stream's counter): the step returns it as the forward pass
     left it."""
@@ -329,9 +329,24 @@ def pure_step(graphdef, tx):
 
 
 def _tuned_step(graphdef, tx):
-    """The pure step jitted, its input buffers donated to its output. One dispatch per step: a whole epoch
-    in one lax.scan ran 10× slower on XLA's CPU backend (scripts/jax_scan_vs_step.py)."""
-    return jax.jit(pure_step(graphdef, tx), donate_argnums=(0, 1, 2))
+    """The pure step jitted, its input buffers donated to its output."""
+    return jax.jit(_pure_step(graphdef, tx), donate_argnums=(0, 1, 2))
+
+
+def _tuned_epoch(graphdef, tx):
+    """An epoch's full batches in one jitted lax.scan over the (steps, batch) index array: one dispatch per
+    epoch. scripts/jax_scan_vs_step.py: 3.8x faster than a dispatch per step on an H200, 10.5x slower on
+    XLA's CPU backend."""
+    step = _pure_step(graphdef, tx)
+
+    def epoch(params, opt_state, rest, x, y, batches):
+        def body(carry, idx):
+            *carry, loss = step(*carry, x, y, idx)
+            return tuple(carry), loss
+
+        return jax.lax.scan(body, (params, opt_state, rest), batches)
+
+    return jax.jit(epoch, donate_argnums=(0, 1, 2))
 
 
 class Trainer:
@@ -340,10 +355,13 @@ class Trainer:
     variant 'idiomatic': the Flax MNIST tutorial's loop: nnx.Optimizer and an nnx.jit step fed NumPy batches.
     variant 'tuned': a pure jax.jit step on the parameter pytree with donated buffers and the training data
     resident on the device; the other variables (moving statistics, dropout stream) go through the step too.
+    On a GPU an epoch's full batches run in one lax.scan; on the CPU one dispatch per step, whichever was
+    faster there (``epoch_scan`` overrides the choice).
     The model's variables are brought up to date after step() and after an epoch.
     """
 
-    def __init__(self, model, spec, lr=1e-3, adam="keras", variant="idiomatic", device="cpu", seed=0, metrics=()):
+    def __init__(self, model, spec, lr=1e-3, adam="keras", variant="idiomatic", device="cpu", seed=0, metrics=(),
+                 epoch_scan=None):
         # metrics: accepted for symmetry with Keras's compile(); a plain JAX loop computes none.
         if variant not in ("idiomatic", "tuned"):
             raise ValueError(f"unknown variant {variant!r}; use idiomatic or tuned")
@@ -351,12 +369,21 @@ class Trainer:
         self.model, self.variant = model, variant
         self.tx = make_optimizer(lr, adam)
         self.key = jax.random.key(seed)  # the notebook protocol's own shuffle
+        self._epoch = None
         if variant == "idiomatic":
             self.optimizer = nnx.Optimizer(model, self.tx, wrt=nnx.Param)
         else:
-            graphdef, self.params, self.rest = nnx.split(model, nnx.Param, ...)
-            self.opt_state = self.tx.init(self.params)
+            graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+            # Committed to the device, as the step's outputs are: an uncommitted input (a fresh model's
+            # weights, Adam's zero step count) made the second call compile the step again, which for the
+            # scan lands inside the first timed steady-state epoch.
+            self.params, self.opt_state, self.rest = jax.device_put((params, self.tx.init(params), rest),
+                                                                    self.device)
             self._step = _tuned_step(graphdef, self.tx)
+            if epoch_scan is None:
+                epoch_scan = self.device.platform == "gpu"
+            if epoch_scan:
+                self._epoch = _tuned_epoch(graphdef, self.tx)
         self.x = self.y = None
 
     def set_data(self, x: np.ndarray, y: np.ndarray) -> None:
@@ -386,13 +413,21 @@ class Trainer:
         if order is None:
             self.key, key = jax.random.split(self.key)
             order = np.asarray(jax.random.permutation(key, len(self.x_np)))
-        losses = []
-        for steps, start in enumerate(range(0, len(order), batch_size), 1):
+        losses, scanned = [], 0
+        if self._epoch is not None and len(order) >= batch_size:  # full batches in one scan, the rest a step
+            scanned = len(order) // batch_size
+            batches = np.asarray(order[:scanned * batch_size], np.int32).reshape(scanned, batch_size)
+            (self.params, self.opt_state, self.rest), step_losses = self._epoch(
+                self.params, self.opt_state, self.rest, self.x, self.y, batches)
+            losses.append(step_losses)
+            if on_step is not None:
+                on_step(scanned)
+        for steps, start in enumerate(range(scanned * batch_size, len(order), batch_size), scanned + 1):
             losses.append(self._train_step(order[start:start + batch_size]))  # dispatched, not waited for
             if on_step is not None:
                 on_step(steps)
         self._write_back()
-        return float(np.mean(jax.device_get(losses)))
+        return float(np.mean(np.concatenate([np.ravel(v) for v in jax.device_get(losses)])))
 
     def run(self, epochs, batch_size, order_for_epoch, hooks, validation=None) -> None:
         run_epochs(self, epochs, batch_size, order_for_epoch, hooks, validation)
