@@ -492,3 +492,38 @@ def test_tuned_loop_compiles_once(jb, spec, scan):
         trainer.train_epoch(np.arange(128), 64)
     compiled = trainer._epoch if scan else trainer._step
     assert compiled._cache_size() == 1
+
+
+TILED_POOLS = {  # input size, pool layer, whether its windows tile the input (the tuned plan reshapes those)
+    "2x2 on 12": (12, {"type": "maxpool2d", "pool_size": 2}, True),
+    "2x2 on 11, last row dropped": (11, {"type": "maxpool2d", "pool_size": 2}, True),
+    "3x3 stride 3 on 11": (11, {"type": "maxpool2d", "pool_size": 3}, True),
+    "2x3 on 12": (12, {"type": "maxpool2d", "pool_size": [2, 3]}, True),
+    "2x2 stride 1": (12, {"type": "maxpool2d", "pool_size": 2, "strides": 1}, False),
+    "3x3 stride 2 same": (11, {"type": "maxpool2d", "pool_size": 3, "strides": 2, "padding": "same"}, False),
+}
+
+
+@pytest.mark.parametrize("case", TILED_POOLS)
+def test_tuned_plan_is_the_same_function(jb, case):
+    """The tuned variant's reshaped max-pools give the spec's logits and gradients, on data with exact ties
+    (a blank border, ReLU zeros) where the gradient must go to the first maximal cell as max_pool's does;
+    pools whose windows do not tile the input are left as they are."""
+    from tests.helpers import GRAD_ATOL, LOGIT_ATOL
+    from twincnn.spec import dense
+    from twincnn.weights import random_weights
+
+    size, pool, tiled = TILED_POOLS[case]
+    spec = _spec((size + 2, size + 2, 1), {**CONV, "activation": "relu"}, pool, {"type": "flatten"}, dense(10))
+    rng = np.random.default_rng(0)
+    x = np.pad(rng.random((32, size, size, 1), dtype=np.float32), ((0, 0), (1, 1), (1, 1), (0, 0)))
+    y = rng.integers(0, 10, 32)
+    model = jb.build(spec, seed=0)
+    jb.set_weights(model, spec, random_weights(spec, 0))
+    logits, (loss, grads) = jb.predict(model, x), jb.loss_and_grads(model, spec, x, y)
+    model.use_tuned_plan()
+    assert [kind for _, kind, *_ in model.plan].count("maxpool2d_tiled") == int(tiled)
+    assert_close(jb.predict(model, x), logits, LOGIT_ATOL, f"{case}: tuned plan logits")
+    tuned_loss, tuned_grads = jb.loss_and_grads(model, spec, x, y)
+    assert abs(tuned_loss - loss) <= LOGIT_ATOL
+    assert_close(tuned_grads, grads, GRAD_ATOL, f"{case}: tuned plan gradients")
