@@ -48,3 +48,16 @@ DROPOUT_SIGMAS = 5.0
 def scaled(atol, values):
     """``atol`` times the size of ``values`` where they are larger than 1: float32 error grows with them."""
     return atol * max(1.0, float(np.abs(values).max()))
+
+
+def assert_gpu_logits_match_reference(backend, spec, what):
+    """The twin on the GPU against the NumPy forward pass on 1,000 test images, random weights: full
+    float32 (TF32 or bf16 passes would move the logits by ~1e-4)."""
+    from twincnn import data, reference
+    from twincnn.weights import random_weights
+
+    weights = random_weights(spec, 0)
+    model = backend.build(spec, seed=0, device="cuda")
+    backend.set_weights(model, spec, weights)
+    x = data.load().images("test")[:1000]
+    assert_close(backend.predict(model, x), reference.forward(spec, weights, x), LOGIT_ATOL, what)

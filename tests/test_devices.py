@@ -138,17 +138,7 @@ def test_compare_on_cuda(tmp_path):
 @cuda
 @pytest.mark.gpu
 def test_cuda_logits_match_the_numpy_reference(spec):
-    """Full float32 on the GPU: with TF32 convolutions or matmuls the logits move by ~1e-4."""
     from conftest import require
+    from tests.helpers import assert_gpu_logits_match_reference
 
-    tb = require("torch")
-    from tests.helpers import LOGIT_ATOL
-    from twincnn import data, reference
-    from twincnn.weights import random_weights
-
-    weights = random_weights(spec, 0)
-    model = tb.build(spec, seed=0, device="cuda")
-    tb.set_weights(model, spec, weights)
-    x = data.load().images("test")[:1000]
-    assert_close(tb.predict(model, x), reference.forward(spec, weights, x), LOGIT_ATOL,
-                 "PyTorch on the GPU vs NumPy, 1,000 test images")
+    assert_gpu_logits_match_reference(require("torch"), spec, "PyTorch on the GPU vs NumPy")

@@ -422,17 +422,9 @@ def jax_gpu(jb):
 
 @pytest.mark.gpu
 def test_gpu_logits_match_the_numpy_reference(jax_gpu, spec):
-    """Full float32 on the GPU: with TF32 or bf16 passes (XLA's GPU default) logits move by ~1e-4."""
-    from tests.helpers import LOGIT_ATOL
-    from twincnn import data, reference
-    from twincnn.weights import random_weights
+    from tests.helpers import assert_gpu_logits_match_reference
 
-    weights = random_weights(spec, 0)
-    model = jax_gpu.build(spec, seed=0, device="cuda")
-    jax_gpu.set_weights(model, spec, weights)
-    x = data.load().images("test")[:1000]
-    assert_close(jax_gpu.predict(model, x), reference.forward(spec, weights, x), LOGIT_ATOL,
-                 "JAX on the GPU vs NumPy, 1,000 test images")
+    assert_gpu_logits_match_reference(jax_gpu, spec, "JAX on the GPU vs NumPy")
 
 
 @pytest.mark.gpu
