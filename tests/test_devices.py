@@ -1,4 +1,4 @@
-"""Device paths. The CUDA tests run where a GPU is present (the lent GPU machine) and skip cleanly elsewhere;
+"""Device paths. The CUDA tests run where a GPU is present and skip cleanly elsewhere;
 the capturable optimizer and the error paths are checked on every machine."""
 
 import numpy as np
