@@ -301,15 +301,23 @@ def to_input(x: np.ndarray, device="cpu", channels_last=False) -> torch.Tensor:
     return t.to(device)
 
 
+@contextmanager
+def _mode(model: nn.Module, training: bool):
+    """The model in training or eval mode inside, in the mode it had afterwards."""
+    was_training = model.training
+    model.train(training)
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
 def predict(model: nn.Module, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     out = []
-    with torch.no_grad():
+    with _mode(model, training=False), torch.no_grad():
         for start in range(0, len(x), batch_size):
             out.append(model(to_input(x[start:start + batch_size], device)).float().cpu().numpy())
-    model.train(was_training)
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 
@@ -317,12 +325,10 @@ def loss_and_grads(model: nn.Module, spec: Spec, x: np.ndarray, y: np.ndarray):
     """Mean sparse cross-entropy from logits on one batch in training mode (batch statistics, dropout; the
     moving statistics move as in a training step) and the gradients of the trainable weights."""
     device = next(model.parameters()).device
-    was_training = model.training
-    model.train()
     model.zero_grad(set_to_none=True)
-    loss = F.cross_entropy(model(to_input(x, device)), torch.as_tensor(y, dtype=torch.long, device=device))
+    with _mode(model, training=True):
+        loss = F.cross_entropy(model(to_input(x, device)), torch.as_tensor(y, dtype=torch.long, device=device))
     loss.backward()
-    model.train(was_training)
     grads = {name: np.array(_from_torch(info, key, g.detach().cpu().numpy()), order="C")
              for name, info, key, g in _named(model, spec, "grad")}
     return float(loss.detach()), grads
@@ -335,14 +341,11 @@ def layer_summary(model: nn.Module, spec: Spec) -> list[tuple[str, tuple, int]]:
     hooks = [getattr(model, info.name).register_forward_hook(
         lambda mod, inp, out, name=info.name: shapes.__setitem__(name, tuple(out.shape[1:])))
         for info in spec.info]
-    was_training = model.training
     try:
         device = next(model.parameters()).device
-        model.eval()
-        with torch.no_grad():
+        with _mode(model, training=False), torch.no_grad():
             model(torch.zeros((1, spec.input_shape[2], *spec.input_shape[:2]), device=device))
     finally:
-        model.train(was_training)
         for hook in hooks:
             hook.remove()
     rows = []
