@@ -14,6 +14,11 @@ import numpy as np
 from .. import backends  # the registry: load() raises FrameworkMissing with the install hint
 
 
+def _default(obj, name):
+    """A parameter's default, read from the installed framework's signature."""
+    return inspect.signature(obj).parameters[name].default
+
+
 def _tf_determinism(tf) -> str:
     from tensorflow.python.framework import config as tf_config  # the public API does not export the getter
 
@@ -48,8 +53,8 @@ def _keras_defaults() -> dict:
         "graph": f"fit() runs a tf.function; jit_compile={compile_['jit_compile'].default!r}",
         "layout": f"{keras.config.image_data_format()} (NHWC), Flatten in (H, W, C) order",
         "precision": keras.config.floatx(),
-        "conv_padding": f"Conv2D(padding={inspect.signature(keras.layers.Conv2D).parameters['padding'].default!r})",
-        "pool_strides": (f"MaxPooling2D(strides={inspect.signature(keras.layers.MaxPooling2D).parameters['strides'].default})"
+        "conv_padding": f"Conv2D(padding={_default(keras.layers.Conv2D, 'padding')!r})",
+        "pool_strides": (f"MaxPooling2D(strides={_default(keras.layers.MaxPooling2D, 'strides')})"
                          " = pool_size"),
         "loss": f"reduction={loss.reduction!r}",
         "onednn": f"TF_ENABLE_ONEDNN_OPTS={os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset (on)')}",
@@ -59,26 +64,23 @@ def _keras_defaults() -> dict:
 
 def _keras_layer_defaults(keras) -> dict:
     """The layer defaults behind the zoo's layers: signatures, and what one step of a layer does."""
-    def default(obj, name):
-        return inspect.signature(obj).parameters[name].default
-
     bn = keras.layers.BatchNormalization(momentum=0.0)  # momentum 0: the moving variance becomes the batch's
     bn(np.array([[0.0], [2.0]], np.float32), training=True)
     depthwise = keras.layers.DepthwiseConv2D(3, depth_multiplier=2)
     depthwise.build((None, 5, 5, 3))
     return {
-        "bn_momentum": (f"BatchNormalization(momentum={default(keras.layers.BatchNormalization, 'momentum'):g}): "
+        "bn_momentum": (f"BatchNormalization(momentum={_default(keras.layers.BatchNormalization, 'momentum'):g}): "
                         f"moving = m·moving + (1-m)·batch"),
-        "bn_epsilon": f"BatchNormalization(epsilon={default(keras.layers.BatchNormalization, 'epsilon'):g})",
+        "bn_epsilon": f"BatchNormalization(epsilon={_default(keras.layers.BatchNormalization, 'epsilon'):g})",
         "bn_variance": (f"biased: the moving variance after one batch [0, 2] is "
                         f"{float(bn.moving_variance.numpy()[0]):g}"),
         "avgpool_same": "AveragePooling2D(padding='same'): the real cells (padding not counted)",
         "same_side": "'same' in every layer with strides: the odd padded pixel at the bottom/right",
-        "gelu": (f"keras.activations.gelu(approximate={default(keras.activations.gelu, 'approximate')}), "
-                 f"keras.ops.gelu(approximate={default(keras.ops.gelu, 'approximate')})"),
-        "leaky_slope": (f"LeakyReLU layer {default(keras.layers.LeakyReLU, 'negative_slope'):g}, "
-                        f"activations.leaky_relu {default(keras.activations.leaky_relu, 'negative_slope'):g}"),
-        "ln_epsilon": f"LayerNormalization(epsilon={default(keras.layers.LayerNormalization, 'epsilon'):g})",
+        "gelu": (f"keras.activations.gelu(approximate={_default(keras.activations.gelu, 'approximate')}), "
+                 f"keras.ops.gelu(approximate={_default(keras.ops.gelu, 'approximate')})"),
+        "leaky_slope": (f"LeakyReLU layer {_default(keras.layers.LeakyReLU, 'negative_slope'):g}, "
+                        f"activations.leaky_relu {_default(keras.activations.leaky_relu, 'negative_slope'):g}"),
+        "ln_epsilon": f"LayerNormalization(epsilon={_default(keras.layers.LayerNormalization, 'epsilon'):g})",
         "depthwise_layout": f"DepthwiseConv2D kernel {tuple(depthwise.kernel.shape)} = (kh, kw, in, multiplier)",
     }
 
@@ -117,9 +119,9 @@ def _torch_defaults() -> dict:
         "graph": "eager (torch.compile is opt-in)",
         "layout": "NCHW (contiguous), flatten in (C, H, W) order",
         "precision": str(torch.get_default_dtype()).replace("torch.", ""),
-        "conv_padding": f"Conv2d(padding={inspect.signature(torch.nn.Conv2d).parameters['padding'].default!r})",
-        "pool_strides": f"MaxPool2d(stride={inspect.signature(torch.nn.MaxPool2d).parameters['stride'].default}) = kernel_size",
-        "loss": f"reduction={inspect.signature(torch.nn.CrossEntropyLoss).parameters['reduction'].default!r}",
+        "conv_padding": f"Conv2d(padding={_default(torch.nn.Conv2d, 'padding')!r})",
+        "pool_strides": f"MaxPool2d(stride={_default(torch.nn.MaxPool2d, 'stride')}) = kernel_size",
+        "loss": f"reduction={_default(torch.nn.CrossEntropyLoss, 'reduction')!r}",
         "onednn": f"mkldnn enabled={torch.backends.mkldnn.enabled}",
         **_torch_layer_defaults(torch),
     }
@@ -128,26 +130,23 @@ def _torch_defaults() -> dict:
 def _torch_layer_defaults(torch) -> dict:
     nn = torch.nn
 
-    def default(obj, name):
-        return inspect.signature(obj).parameters[name].default
-
     bn = nn.BatchNorm1d(1, momentum=1.0)  # momentum 1 in PyTorch's meaning: running_var becomes the batch's
     with torch.no_grad():
         bn.train()(torch.tensor([[0.0], [2.0]]))
     depthwise = nn.Conv2d(3, 6, 3, groups=3)
     return {
-        "bn_momentum": (f"BatchNorm2d(momentum={default(nn.BatchNorm2d, 'momentum'):g}): "
+        "bn_momentum": (f"BatchNorm2d(momentum={_default(nn.BatchNorm2d, 'momentum'):g}): "
                         f"running = (1-m)·running + m·batch"),
-        "bn_epsilon": f"BatchNorm2d(eps={default(nn.BatchNorm2d, 'eps'):g})",
+        "bn_epsilon": f"BatchNorm2d(eps={_default(nn.BatchNorm2d, 'eps'):g})",
         "bn_variance": (f"unbiased (x N/(N-1)): running_var after one batch [0, 2] is {bn.running_var.item():g}, "
                         f"while normalising with the biased one"),
-        "avgpool_same": (f"AvgPool2d(count_include_pad={default(nn.AvgPool2d, 'count_include_pad')}): "
+        "avgpool_same": (f"AvgPool2d(count_include_pad={_default(nn.AvgPool2d, 'count_include_pad')}): "
                          f"the whole window; no 'same', symmetric padding only"),
         "same_side": ("Conv2d(padding='same'): stride 1 only, odd pixel after; pools: symmetric padding only "
                       "(Keras's extra bottom/right row needs an explicit pad)"),
-        "gelu": f"nn.GELU(approximate={default(nn.GELU, 'approximate')!r})",
-        "leaky_slope": f"nn.LeakyReLU({default(nn.LeakyReLU, 'negative_slope'):g})",
-        "ln_epsilon": f"LayerNorm(eps={default(nn.LayerNorm, 'eps'):g})",
+        "gelu": f"nn.GELU(approximate={_default(nn.GELU, 'approximate')!r})",
+        "leaky_slope": f"nn.LeakyReLU({_default(nn.LeakyReLU, 'negative_slope'):g})",
+        "ln_epsilon": f"LayerNorm(eps={_default(nn.LayerNorm, 'eps'):g})",
         "depthwise_layout": f"Conv2d(groups=in) weight {tuple(depthwise.weight.shape)} = (in·multiplier, 1, kh, kw)",
     }
 
@@ -178,7 +177,7 @@ def _jax_defaults() -> dict:
     precision = jax.config.jax_default_matmul_precision
     return {
         "conv_init": _init_name(conv["kernel_init"].default),
-        "dense_init": _init_name(inspect.signature(nnx.Linear.__init__).parameters["kernel_init"].default),
+        "dense_init": _init_name(_default(nnx.Linear.__init__, "kernel_init")),
         "bias_init": _init_name(conv["bias_init"].default),
         "adam_eps": f"{adam['eps'].default:g}",
         "adam_betas": f"{adam['b1'].default:g}, {adam['b2'].default:g}",
@@ -206,27 +205,24 @@ def _jax_defaults() -> dict:
 
 def _jax_layer_defaults(jax, nnx) -> dict:
     """The layer defaults behind the zoo's layers, read from Flax and jax.nn: signatures, one BatchNorm step."""
-    def default(obj, name):
-        return inspect.signature(obj).parameters[name].default
-
     bn = nnx.BatchNorm(1, momentum=0.0, rngs=nnx.Rngs(0))  # momentum 0: the moving variance becomes the batch's
     bn(jax.numpy.array([[0.0], [2.0]]), use_running_average=False)
     depthwise = nnx.Conv(3, 6, (3, 3), feature_group_count=3, rngs=nnx.Rngs(0))
     pads = jax.lax.padtype_to_pads((5, 5), (2, 2), (2, 2), "SAME")  # 5 -> 3 windows of 2: one padded pixel
-    include_pad = default(nnx.avg_pool, "count_include_pad")
+    include_pad = _default(nnx.avg_pool, "count_include_pad")
     return {
-        "bn_momentum": (f"nnx.BatchNorm(momentum={default(nnx.BatchNorm.__init__, 'momentum'):g}): "
+        "bn_momentum": (f"nnx.BatchNorm(momentum={_default(nnx.BatchNorm.__init__, 'momentum'):g}): "
                         f"moving = m·moving + (1-m)·batch"),
-        "bn_epsilon": f"nnx.BatchNorm(epsilon={default(nnx.BatchNorm.__init__, 'epsilon'):g})",
+        "bn_epsilon": f"nnx.BatchNorm(epsilon={_default(nnx.BatchNorm.__init__, 'epsilon'):g})",
         "bn_variance": (f"biased: the moving variance after one batch [0, 2] is {float(bn.var[...][0]):g}; "
-                        f"use_fast_variance={default(nnx.BatchNorm.__init__, 'use_fast_variance')} (E[x²] - E[x]²)"),
+                        f"use_fast_variance={_default(nnx.BatchNorm.__init__, 'use_fast_variance')} (E[x²] - E[x]²)"),
         "avgpool_same": (f"avg_pool(count_include_pad={include_pad}): "
                          + ("the whole window" if include_pad else "the real cells")),
         "same_side": (f"padding='SAME' (lax): 5 -> 3 windows of 2 pad {tuple(pads[0])}: the odd pixel "
                       + ("after (bottom/right)" if pads[0][1] > pads[0][0] else "before (top/left)")),
-        "gelu": f"jax.nn.gelu(approximate={default(jax.nn.gelu, 'approximate')})",
-        "leaky_slope": f"jax.nn.leaky_relu(negative_slope={default(jax.nn.leaky_relu, 'negative_slope'):g})",
-        "ln_epsilon": f"nnx.LayerNorm(epsilon={default(nnx.LayerNorm.__init__, 'epsilon'):g})",
+        "gelu": f"jax.nn.gelu(approximate={_default(jax.nn.gelu, 'approximate')})",
+        "leaky_slope": f"jax.nn.leaky_relu(negative_slope={_default(jax.nn.leaky_relu, 'negative_slope'):g})",
+        "ln_epsilon": f"nnx.LayerNorm(epsilon={_default(nnx.LayerNorm.__init__, 'epsilon'):g})",
         "depthwise_layout": (f"nnx.Conv(feature_group_count=in) kernel {tuple(depthwise.kernel.shape)} "
                              f"= (kh, kw, 1, in·multiplier)"),
     }
