@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import os
 import platform
+import re
 from typing import NamedTuple
 
 import numpy as np
@@ -20,6 +21,7 @@ import optax
 from flax import nnx
 from jax._src import xla_bridge  # the public API has no "is the runtime started?" query
 
+from .. import machine
 from ..errors import UserError
 from ..spec import Spec
 from ..weights import check_layout
@@ -138,15 +140,17 @@ def _tiled_max_pool_fwd(x, window):
 
 def _tiled_max_pool_bwd(window, saved, g):
     """The whole gradient to each window's first maximal cell in row-major order, as max_pool's
-    select-and-scatter does (a reduce-max's own gradient would split it among tied cells), elementwise."""
+    select-and-scatter does (a reduce-max's own gradient would split it among tied cells), elementwise.
+    The first maximal cell is the one of highest priority (ph*pw - its row-major index) among the maximal
+    ones: a compare, a select and a max. Invariant: no cumulative sum over a boolean mask here; XLA's CPU
+    code for one, fused into a BatchNorm's backward, gave wrong gradients at AVX2 (docs/equivalence.md)."""
     x, out = saved
-    is_max = _tiled(x, window) == out[:, :, None, :, None, :]
-    first_in_row = is_max & (jnp.cumsum(is_max, axis=4) == 1)
-    row_has_max = is_max.any(axis=4)
-    earlier_row_has_max = (jnp.cumsum(row_has_max, axis=2) - row_has_max) > 0
-    first = first_in_row & ~earlier_row_has_max[:, :, :, :, None]
-    dx = (first * g[:, :, None, :, None, :]).reshape(first.shape[0], -1, first.shape[3] * first.shape[4],
-                                                      first.shape[5])
+    tiles = _tiled(x, window)
+    n, h, ph, w, pw, c = tiles.shape
+    priority = (ph * pw - jnp.arange(ph * pw, dtype=jnp.int32)).reshape(1, 1, ph, 1, pw, 1)
+    score = jnp.where(tiles == out[:, :, None, :, None, :], priority, 0)
+    first = score == score.max(axis=(2, 4), keepdims=True)
+    dx = jnp.where(first, g[:, :, None, :, None, :], 0).reshape(n, h * ph, w * pw, c)
     return jnp.pad(dx, ((0, 0), (0, x.shape[1] - dx.shape[1]), (0, x.shape[2] - dx.shape[2]), (0, 0))),
 
 
@@ -509,9 +513,15 @@ def make_predictor(model, variant: str = "idiomatic"):
     return lambda x: np.asarray(forward(state, x))
 
 
+def isa() -> str:
+    """The instruction set XLA's CPU code is generated for: the CPU's, capped by --xla_cpu_max_isa."""
+    cap = re.search(r"--xla_cpu_max_isa=(\S+)", os.environ.get("XLA_FLAGS", ""))
+    return machine.capped_isa(cap and cap.group(1))
+
+
 def environment() -> dict:
     return {
-        "framework": "jax", "version": version(),
+        "framework": "jax", "version": version(), "isa": isa(),
         **configure(), "threads_set_by": _THREADS["how"],
         "xla_flags": os.environ.get("XLA_FLAGS", "unset"),
         "gpu_preallocate": os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE"),
