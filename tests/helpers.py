@@ -24,6 +24,32 @@ def assert_close(actual, expected, atol, what):
     return m
 
 
+def unidentified_weights(spec) -> set[str]:
+    """Weights that no loss determines: the bias of a layer whose output feeds a BatchNorm directly (no
+    activation between), and that BatchNorm's moving mean. In training mode BatchNorm subtracts the batch
+    mean, so the loss does not depend on such a bias: its gradient is float32 rounding (~1e-7, the size of
+    Adam's eps), and each Adam step moves it by up to lr in a direction rounding decides. Two compilations of
+    one step (another instruction set, a fused or scanned loop) then disagree there by up to 2 lr per step,
+    and the moving mean, which follows the bias, by as much."""
+    found = set()
+    for layer, after in zip(spec.info, spec.info[1:]):
+        if "bias" in layer.weight_shapes and layer.activation is None and after.type == "batchnorm":
+            found |= {f"{layer.name}/bias", f"{after.name}/moving_mean"}
+    return found
+
+
+def assert_trained_alike(actual, expected, spec, steps, what, atol=STEP_ATOL, lr=1e-3):
+    """Weights after ``steps`` Adam steps of two programs: within ``atol`` where the loss determines them;
+    within 2 lr per step (all that can be said) for unidentified_weights(spec)."""
+    loose = unidentified_weights(spec) & set(expected)
+    m = assert_close({k: v for k, v in actual.items() if k not in loose},
+                     {k: v for k, v in expected.items() if k not in loose}, atol, what)
+    for key in sorted(loose):
+        assert_close(actual[key], expected[key], 2 * lr * steps,
+                     f"{what}, {key} (no loss determines it; Adam moves it by rounding)")
+    return m
+
+
 def assert_same_argmax(a, b, what):
     a, b = np.asarray(a), np.asarray(b)
     differ = np.flatnonzero(a.argmax(1) != b.argmax(1))
