@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import os
 import random
+import sys
 
 import numpy as np
 import pytest
@@ -37,6 +38,8 @@ PAIRS = list(itertools.combinations(FRAMEWORKS, 2))
 def pytest_addoption(parser):
     parser.addoption("--run-slow", action="store_true", default=False,
                      help="run the slow tests (full 5-epoch accuracy gate); CI passes this")
+    parser.addoption("--isa-cap", choices=backends.ISA_CAP_LEVELS, default=None,
+                     help="cap every framework's CPU code at this instruction set (equivalence must hold there too)")
 
 
 def frameworks_of(item) -> set[str]:
@@ -56,9 +59,20 @@ def frameworks_of(item) -> set[str]:
 def pytest_configure(config):
     """Plain `pytest` times nothing: benchmarks are skipped unless asked for. `--benchmark-disable` runs each
     benchmarked function once, untimed, as a check (CI does); `--benchmark-only` times them."""
+    cap_isa(config.getoption("--isa-cap"))
     asked = [config.getoption(name, False) for name in ("benchmark_only", "benchmark_disable", "benchmark_enable")]
     if hasattr(config.option, "benchmark_skip") and not any(asked):
         config.option.benchmark_skip = True
+
+
+def cap_isa(level: str | None) -> None:
+    """Set the frameworks' instruction-set caps; they are read when a framework starts, so none may have yet."""
+    if level is None:
+        return
+    started = [name for name, (_, package, _) in backends.BACKENDS.items() if package in sys.modules]
+    if started:
+        raise pytest.UsageError(f"--isa-cap {level}: {', '.join(started)} already started; its cap would not apply")
+    os.environ.update(backends.isa_cap_environment(level, os.environ))
 
 
 def pytest_collection_modifyitems(config, items):

@@ -11,7 +11,7 @@ import pytest
 
 from tests.helpers import assert_close
 
-pytestmark = [pytest.mark.tensorflow, pytest.mark.torch, pytest.mark.both]
+pytestmark = [pytest.mark.tensorflow, pytest.mark.torch, pytest.mark.both, pytest.mark.equivalence]
 
 LR = 1e-3
 SHAPES = [(6, 40), (40,)]  # two tensors: the update runs over a list of parameters

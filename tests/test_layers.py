@@ -13,6 +13,8 @@ from twincnn.spec import (FLATTEN, GLOBAL_AVG_POOL, Spec, avgpool, batchnorm, co
 from twincnn.summary import summarize
 from twincnn.weights import random_weights
 
+pytestmark = pytest.mark.equivalence
+
 INPUT = (12, 10, 3)  # height != width, so a swapped axis changes some number
 STEM = conv(4, 3, 1, "same", "relu")  # gives the layer under test a non-trivial, multi-channel input
 ACTIVATIONS = ["relu", "sigmoid", "tanh", "elu", "silu", "gelu", "gelu_tanh", "leaky_relu"]

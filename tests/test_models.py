@@ -5,6 +5,8 @@ import pytest
 
 from twincnn.spec import FLATTEN, Spec, conv, dense, pool
 
+pytestmark = pytest.mark.equivalence
+
 OTHER_SPECS = {
     "same-stride2": Spec((28, 28, 1), (conv(6, 3, 2, "same"), conv(5, 2, 1, "same"), pool(3, 2), FLATTEN,
                                        dense(12, "relu"), dense(10))),

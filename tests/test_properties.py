@@ -19,6 +19,8 @@ from twincnn.spec import (FLATTEN, GLOBAL_AVG_POOL, Spec, SpecError, batchnorm, 
                           dropout, layernorm)
 from twincnn.weights import random_weights, worst_mismatch  # noqa: E402
 
+pytestmark = pytest.mark.equivalence
+
 
 ACTIVATIONS = st.sampled_from([None, "relu", "sigmoid", "tanh", "elu", "silu", "gelu", "gelu_tanh", "leaky_relu"])
 PADDING = st.sampled_from(["valid", "same"])

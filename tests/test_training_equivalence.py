@@ -7,6 +7,8 @@ import pytest
 from tests.helpers import STEP_ATOL
 from twincnn.equivalence import trajectory_drift
 
+pytestmark = pytest.mark.equivalence
+
 # After 50 steps the twins differ by what training itself does to a one-ulp difference: Adam divides by
 # sqrt(v) + eps, so weights whose gradients are near eps, and ReLUs sitting at 0, turn rounding noise into
 # lr-sized steps. Observed (seed 0, 6,400 MNIST images): relative drift ||Δw||/||w|| = 9.1e-3 across

@@ -7,6 +7,8 @@ import pytest
 from tests.helpers import GRAD_ATOL, LOGIT_ATOL, assert_close, assert_same_argmax
 from twincnn.weights import initial_weights, random_weights, worst_mismatch
 
+pytestmark = pytest.mark.equivalence
+
 SEEDS = [0, 1, 2]
 
 

@@ -23,9 +23,40 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+# x86-64 instruction-set levels in the order the frameworks' caps use them; each implies the ones before it.
+ISA_LEVELS = ("SSE4_1", "SSE4_2", "AVX", "AVX2", "AVX512")
+_ISA_FLAGS = {"SSE4_1": "sse4_1", "SSE4_2": "sse4_2", "AVX": "avx", "AVX2": "avx2", "AVX512": "avx512f"}
+
+
+def cpu_isa(flags: set[str] | None = None) -> str:
+    """The highest of ISA_LEVELS this CPU offers (from /proc/cpuinfo's flags), or the architecture's name
+    (aarch64, arm64) where there is no x86 level to name."""
+    if flags is None:
+        flags = set()
+        try:
+            for line in Path("/proc/cpuinfo").read_text().splitlines():
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+        except OSError:
+            pass
+    offered = [level for level in ISA_LEVELS if _ISA_FLAGS[level] in flags]
+    return offered[-1] if offered else platform.machine()
+
+
+def capped_isa(cap: str | None, cpu: str | None = None) -> str:
+    """The level code runs at when a framework is capped at ``cap`` (one of ISA_LEVELS, any case; None or
+    unknown: no cap) on a CPU offering ``cpu``: the lower of the two."""
+    cpu = cpu_isa() if cpu is None else cpu
+    cap = (cap or "").upper()
+    if cpu not in ISA_LEVELS or cap not in ISA_LEVELS:
+        return cpu
+    return ISA_LEVELS[min(ISA_LEVELS.index(cpu), ISA_LEVELS.index(cap))]
+
+
 def describe() -> dict:
     """What machine.json records."""
-    return {"machine_id": machine_id(), "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
+    return {"machine_id": machine_id(), "cpu_model": cpu_model(), "cpu_isa": cpu_isa(), "cpu_count": os.cpu_count(),
             "os": platform.system(), "os_release": platform.release(), "arch": platform.machine(),
             "memory_gib": _memory_gib(), "python": platform.python_version()}
 

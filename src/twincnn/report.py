@@ -42,6 +42,12 @@ def load_result(path: Path) -> dict:
     return doc
 
 
+def _isa_note(doc: dict) -> str:
+    """', at jax AVX2, torch AVX2, ...': the instruction set each framework ran at ('' where not recorded)."""
+    levels = [f"{name} {env['isa']}" for name, env in doc["environment"]["frameworks"].items() if "isa" in env]
+    return f", at {', '.join(levels)}" if levels else ""
+
+
 def rows_of(docs: list[dict]) -> list[dict]:
     """One row per verdict (or per single-framework run), tagged with its machine and run."""
     rows = []
@@ -49,7 +55,7 @@ def rows_of(docs: list[dict]) -> list[dict]:
         cfg = doc["config"]
         common = {"machine": doc["machine"]["machine_id"], "run": doc["_path"].parent.name,
                   "setup": f"{cfg['protocol']}/{cfg['variant']}, {cfg['epochs']} ep x {cfg['repeats']}"
-                           + (" quick" if cfg.get("quick") else ""),
+                           + (" quick" if cfg.get("quick") else "") + _isa_note(doc),
                   "accuracy": {k: v["test_accuracy"] for k, v in doc["frameworks"].items()}}
         for v in doc["verdicts"] or [None]:
             rows.append({**common, "verdict": v})

@@ -28,6 +28,27 @@ ALIASES = {"tf": "tensorflow", "keras": "tensorflow", "pytorch": "torch", "flax"
 FILE_FORMATS = {".keras": ("tensorflow", True), ".h5": ("tensorflow", True), ".pt": ("torch", False),
                 ".pth": ("torch", False), ".msgpack": ("jax", False)}
 
+# The variable that caps each framework's CPU code at an older instruction-set level, read when the framework
+# starts, and its value per level: equivalence must hold on every CPU users have (pytest --isa-cap LEVEL).
+ISA_CAPS = {
+    "tensorflow": ("ONEDNN_MAX_CPU_ISA", {"AVX2": "AVX2", "SSE4_2": "SSE41"}),  # oneDNN's kernels only
+    "torch": ("ATEN_CPU_CAPABILITY", {"AVX2": "avx2", "SSE4_2": "default"}),
+    "jax": ("XLA_FLAGS", {"AVX2": "--xla_cpu_max_isa=AVX2", "SSE4_2": "--xla_cpu_max_isa=SSE4_2"}),
+}
+ISA_CAP_LEVELS = ("AVX2", "SSE4_2")
+
+
+def isa_cap_environment(level: str, environ: dict) -> dict[str, str]:
+    """The variables that run every framework at ``level`` (one of ISA_CAP_LEVELS); XLA_FLAGS keeps the
+    flags ``environ`` already has."""
+    if level not in ISA_CAP_LEVELS:
+        raise UserError(f"unknown instruction-set cap {level!r}; choose from {', '.join(ISA_CAP_LEVELS)}")
+    capped = {}
+    for variable, values in ISA_CAPS.values():
+        earlier = environ.get(variable, "") if variable == "XLA_FLAGS" else ""
+        capped[variable] = f"{earlier} {values[level]}".strip()
+    return capped
+
 
 class FrameworkMissing(UserError, ImportError):
     """The framework is not installed; the message says what to install."""

@@ -78,7 +78,11 @@ class Backend(Protocol):
 
     def make_predictor(self, model, variant: str = "idiomatic") -> Callable[[np.ndarray], np.ndarray]: ...
 
-    def environment(self) -> dict: ...
+    def isa(self) -> str:
+        """The CPU instruction set the framework's kernels run at (the CPU's, under its own cap variable)."""
+
+    def environment(self) -> dict:
+        """What results.json records of the framework: version, threads, isa(), ..."""
 
     def load_file(self, path, spec: Spec | None) -> tuple[Any, Spec]: ...
 

@@ -42,6 +42,7 @@ def _import_quietly():
 
 keras, tf = _import_quietly()
 
+from .. import machine  # noqa: E402
 from ..errors import UserError  # noqa: E402
 from ..spec import Spec, SpecError  # noqa: E402
 from ..weights import check_layout  # noqa: E402
@@ -327,9 +328,22 @@ def make_trainer(model, spec, **kwargs) -> Trainer:
     return Trainer(model, spec, **kwargs)
 
 
+# oneDNN's names for its ISA cap (ONEDNN_MAX_CPU_ISA) -> machine.ISA_LEVELS
+_ONEDNN_LEVELS = {"SSE41": "SSE4_1", "AVX": "AVX", "AVX2": "AVX2", "AVX2_VNNI": "AVX2", "AVX2_VNNI_2": "AVX2",
+                  "AVX512_CORE": "AVX512", "AVX512_CORE_VNNI": "AVX512", "AVX512_CORE_BF16": "AVX512",
+                  "AVX512_CORE_FP16": "AVX512", "AVX512_CORE_AMX": "AVX512", "AVX512_CORE_AMX_FP16": "AVX512"}
+
+
+def isa() -> str:
+    """oneDNN's instruction set (the CPU's, capped by ONEDNN_MAX_CPU_ISA); TensorFlow's own Eigen kernels run
+    the instructions the wheel was built for, which no variable changes."""
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    return f"oneDNN {machine.capped_isa(_ONEDNN_LEVELS.get(cap))}"
+
+
 def environment() -> dict:
     return {
-        "framework": "tensorflow", "version": version(),
+        "framework": "tensorflow", "version": version(), "isa": isa(),
         **configure(),
         "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
         "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on)"),

@@ -579,9 +579,14 @@ def make_trainer(model, spec, **kwargs) -> Trainer:
     return Trainer(model, spec, **kwargs)
 
 
+def isa() -> str:
+    """The vector kernels ATen dispatched to (ATEN_CPU_CAPABILITY caps them): DEFAULT, AVX2, AVX512..."""
+    return torch.backends.cpu.get_cpu_capability()
+
+
 def environment() -> dict:
     return {
-        "framework": "torch", "version": version(),
+        "framework": "torch", "version": version(), "isa": isa(),
         "intra_op_threads": torch.get_num_threads(), "inter_op_threads": torch.get_num_interop_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "mkldnn": torch.backends.mkldnn.is_available(), "python": platform.python_version(),

@@ -76,8 +76,9 @@ def report_markdown(doc: dict) -> str:
         f"seeds {cfg['seeds']}, threads {cfg['threads']}, device {cfg['device']}; one process per framework "
         f"and repeat, epochs interleaved",
         f"- machine `{doc['machine']['machine_id']}`: {doc['machine']['cpu_model']} "
-        f"({doc['machine']['cpu_count']} cores); allocator: {env.get('allocator', 'not recorded')}",
-        "- " + "; ".join(e["version"] for e in env["frameworks"].values()),
+        f"({doc['machine']['cpu_count']} cores, {doc['machine'].get('cpu_isa', 'instruction set not recorded')}); allocator: {env.get('allocator', 'not recorded')}",
+        "- " + "; ".join(f"{e['version']} (instruction set {e.get('isa', 'not recorded')})"
+                         for e in env["frameworks"].values()),
     ]
     if doc.get("floor"):
         f = doc["floor"]
