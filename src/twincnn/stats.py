@@ -1,20 +1,20 @@
-"""The speed verdict: paired log ratios, a hierarchical bootstrap CI, and noise flags. Framework-free.
+"""The speed verdict: paired log ratios, a Student's t interval on the independent units, and noise flags.
+Framework-free.
 
 Data for one pair of frameworks (A, B): for each repeat (a fresh pair of worker processes), the log
 ratio log(t_A / t_B) of each steady-state epoch, where A's and B's epochs ran next to each other in the
 interleaved schedule. Repeats are the independent level; epochs within a repeat share a process.
 
-The CI's spread comes from a hierarchical bootstrap: resample repeats, then epochs within each chosen
-repeat, and take the standard deviation of the mean of repeat means. With a handful of repeats a
-percentile interval would be far too narrow (its tails are the extremes of three values), so the
-interval is center +- t(n-1) * SE * sqrt(n / (n-1)), Student's critical value for n independent units
-(repeats; epochs when there is a single repeat). Resampling both levels counts the epoch noise twice,
-so the interval errs on the wide side when a repeat has several epochs; tests/test_stats.py measures
-its false-positive rate and power on simulated machines.
+The interval is center +- t(n-1) * sd(repeat means) / sqrt(n) on the n repeat means: the repeat mean
+already carries its epochs' noise, so nothing is counted twice, and for equal repeats the interval is
+exact under normal noise whatever the split between epoch and process noise. With one repeat the units
+are its epochs, which share one process: process-to-process differences are then not covered, and
+compare says so. tests/test_stats.py measures the false-positive rate and the power on simulated machines.
 
 The verdict follows criterion.rs and asv: a CI that contains 1 is "no significant difference"; a CI
 that excludes 1 but lies within the noise threshold is "difference within noise"; anything else names
-the faster framework with its ratio and CI.
+the faster framework with its ratio and CI. Printed bounds are rounded outward, with as many digits as
+it takes for the printed interval to lead to the same outcome.
 """
 
 from __future__ import annotations
@@ -25,13 +25,15 @@ from dataclasses import dataclass
 import numpy as np
 
 CONFIDENCE = 0.95
-NOISE_THRESHOLD = 0.03  # a ratio within 1 +- 3 % is not worth a claim (criterion.rs's default noise)
-BOOTSTRAP_SAMPLES = 10_000
+# A ratio within 1 +- 3 % is not worth a claim between frameworks. (criterion.rs's noise threshold defaults
+# to 1 %, for one function's microbenchmark on a quiet machine; whole training epochs on shared cores vary more.)
+NOISE_THRESHOLD = 0.03
 CV_LIMIT = 0.10  # coefficient of variation of epoch times that marks a run as noisy
 OUTLIER_LIMIT = 0.50  # an epoch this far from its run's mean (relative) marks the run as noisy
 MATMUL_DRIFT_LIMIT = 0.10  # matmul rate before vs after training, relative
 STEAL_LIMIT = 0.02  # share of CPU time stolen by the hypervisor during the run
 BUSY_LIMIT = 0.25  # share of the CPU busy in the second before training (twincnn itself is idle then)
+WAITING_CPU_LIMIT = 0.01  # CPU a waiting worker used, as a share of its own training time
 
 
 def log_ratios(times_a, times_b) -> np.ndarray:
@@ -43,23 +45,6 @@ def log_ratios(times_a, times_b) -> np.ndarray:
     if (a <= 0).any() or (b <= 0).any():
         raise ValueError("epoch times must be positive")
     return np.log(a) - np.log(b)
-
-
-def bootstrap_means(groups, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> np.ndarray:
-    """Bootstrap distribution of the mean of group means: resample groups, then values within each."""
-    groups = [np.asarray(g, float) for g in groups if len(g)]  # pragma: no mutate (float: as in log_ratios)
-    if not groups:
-        raise ValueError("no values to resample")
-    rng = np.random.default_rng(seed)
-    width = max(len(g) for g in groups)
-    # Pad to a rectangle; a draw within group g picks among its own len(g) values only.
-    values = np.array([np.pad(g, (0, width - len(g))) for g in groups])
-    sizes = np.array([len(g) for g in groups])
-    chosen = rng.integers(len(groups), size=(samples, len(groups)))
-    picks = np.floor(rng.random((samples, len(groups), width)) * sizes[chosen][..., None]).astype(int)
-    drawn = values[chosen[..., None], picks]
-    counted = np.arange(width) < sizes[chosen][..., None]  # only the first len(g) draws count
-    return ((drawn * counted).sum(2) / counted.sum(2)).mean(1)
 
 
 @dataclass(frozen=True)
@@ -76,21 +61,25 @@ class Interval:
         return (self.high - self.low) / 2 / self.ratio
 
 
-def ratio_interval(groups, confidence: float = CONFIDENCE, samples: int = BOOTSTRAP_SAMPLES,
-                   seed: int = 0) -> Interval:
-    """CI of the time ratio from per-repeat lists of paired log ratios."""
+def ratio_interval(groups, confidence: float = CONFIDENCE) -> Interval:
+    """CI of the time ratio from per-repeat lists of paired log ratios: Student's t on the repeat means (on
+    the epochs where there is one repeat)."""
     from scipy import stats
 
     groups = [np.asarray(g, float) for g in groups if len(g)]  # pragma: no mutate (float: as in log_ratios)
     if not groups:
         raise ValueError("no paired epochs to judge")
-    units, unit = (len(groups), "repeats") if len(groups) > 1 else (len(groups[0]), "epochs")
-    center = float(np.mean([g.mean() for g in groups]))
+    values, unit = (np.array([g.mean() for g in groups]), "repeats") if len(groups) > 1 else (groups[0], "epochs")
+    units, center = len(values), float(values.mean())
     if units < 2:  # one epoch of one repeat: nothing to estimate a spread from
         return Interval(math.exp(center), 0.0, math.inf, units, unit)
-    se = float(bootstrap_means(groups, samples, seed).std()) * math.sqrt(units / (units - 1))
-    half = float(stats.t.ppf(1 - (1 - confidence) / 2, units - 1)) * se
+    half = float(stats.t.ppf(1 - (1 - confidence) / 2, units - 1)) * float(values.std(ddof=1)) / math.sqrt(units)
     return Interval(math.exp(center), math.exp(center - half), math.exp(center + half), units, unit)
+
+
+# The outcomes a verdict can have, as results.json records them.
+FASTER, NO_DIFFERENCE, WITHIN_NOISE, UNJUDGED = ("faster", "no significant difference", "within noise",
+                                                 "cannot be judged")
 
 
 @dataclass(frozen=True)
@@ -98,31 +87,58 @@ class Verdict:
     frameworks: tuple  # (A, B): the ratio is time of A / time of B
     interval: Interval
     noise_threshold: float
-    significant: bool
+    outcome: str  # one of FASTER, NO_DIFFERENCE, WITHIN_NOISE, UNJUDGED
     text: str
+
+    @property
+    def significant(self) -> bool:
+        return self.outcome == FASTER
 
     def to_dict(self) -> dict:
         iv = self.interval
         high = iv.high if math.isfinite(iv.high) else None  # JSON has no infinity
         return {"frameworks": list(self.frameworks), "ratio": iv.ratio, "ci95": [iv.low, high],
-                "significant": self.significant, "text": self.text, "units": iv.units, "unit": iv.unit,
-                "noise_threshold": self.noise_threshold}
+                "outcome": self.outcome, "significant": self.significant, "text": self.text, "units": iv.units,
+                "unit": iv.unit, "noise_threshold": self.noise_threshold}
+
+
+def outcome_of(low: float, high: float, noise_threshold: float = NOISE_THRESHOLD) -> str:
+    """The verdict rule on a time-ratio interval (bounds on the rule's edges count as inside)."""
+    if not math.isfinite(high):
+        return UNJUDGED
+    if low <= 1 <= high:
+        return NO_DIFFERENCE
+    if 1 - noise_threshold <= low and high <= 1 + noise_threshold:
+        return WITHIN_NOISE
+    return FASTER
+
+
+def printed_bounds(low: float, high: float, keeps) -> str:
+    """'low–high' rounded outward, with the fewest digits (2 at least) for which ``keeps(low, high)`` holds
+    of the printed numbers: a printed interval never leads to another outcome than the exact one."""
+    for digits in range(2, 7):
+        scale = 10 ** digits
+        # round(.., 6) first: 1.09 * 100 is 109.00000000000001 in binary, which must not print as 1.10
+        lo, hi = math.floor(round(low * scale, 6)) / scale, math.ceil(round(high * scale, 6)) / scale
+        if keeps(lo, hi):
+            break
+    return f"{lo:.{digits}f}–{hi:.{digits}f}"
 
 
 def judge(a: str, b: str, interval: Interval, noise_threshold: float = NOISE_THRESHOLD) -> Verdict:
-    """The verdict rule. ratio = time(a) / time(b): above 1 means b is faster."""
-    if not math.isfinite(interval.high):
-        return Verdict((a, b), interval, noise_threshold, False,
+    """The verdict. ratio = time(a) / time(b): above 1 means b is faster."""
+    outcome = outcome_of(interval.low, interval.high, noise_threshold)
+    if outcome == UNJUDGED:
+        return Verdict((a, b), interval, noise_threshold, outcome,
                        f"{a} vs {b}: one timed epoch cannot be judged (time ratio {interval.ratio:.3f}); "
                        f"use --repeats 3 or more")
-    ci = f"95 % CI {interval.low:.2f}–{interval.high:.2f}"
-    if interval.low <= 1 <= interval.high:
-        return Verdict((a, b), interval, noise_threshold, False,
-                       f"{a} vs {b}: no significant difference (time ratio {interval.ratio:.3f}, {ci})")
-    if 1 - noise_threshold <= interval.low and interval.high <= 1 + noise_threshold:
-        return Verdict((a, b), interval, noise_threshold, False,
-                       f"{a} vs {b}: difference within noise (time ratio {interval.ratio:.3f}, {ci}, "
-                       f"inside ±{noise_threshold:.0%})")
+    if outcome != FASTER:
+        ci = printed_bounds(interval.low, interval.high,
+                            lambda lo, hi: outcome_of(lo, hi, noise_threshold) == outcome)
+        detail = {NO_DIFFERENCE: "no significant difference", WITHIN_NOISE: "difference within noise"}[outcome]
+        band = f", inside ±{noise_threshold:.0%}" if outcome == WITHIN_NOISE else ""
+        return Verdict((a, b), interval, noise_threshold, outcome,
+                       f"{a} vs {b}: {detail} (time ratio {interval.ratio:.3f}, 95 % CI {ci}{band})")
     # ratio == 1 lies inside any interval around it, so it never gets here: > and >= agree
     if interval.ratio > 1:  # pragma: no mutate (b takes less time)
         speed, lo, hi = interval.ratio, interval.low, interval.high
@@ -130,23 +146,39 @@ def judge(a: str, b: str, interval: Interval, noise_threshold: float = NOISE_THR
     else:
         speed, lo, hi = 1 / interval.ratio, 1 / interval.high, 1 / interval.low
         faster, slower = a, b
-    return Verdict((a, b), interval, noise_threshold, True,
-                   f"{faster} {speed:.2f}× faster than {slower} (95 % CI {lo:.2f}–{hi:.2f})")
+    # speed-ups: the printed interval must still exclude 1 and reach beyond the noise band
+    ci = printed_bounds(lo, hi, lambda lo, hi: outcome_of(lo, hi, noise_threshold) == FASTER)
+    return Verdict((a, b), interval, noise_threshold, outcome, f"{faster} {speed:.2f}× faster than {slower} (95 % CI {ci})")
 
 
 def repeats_for(interval: Interval, repeats: int, target: float = NOISE_THRESHOLD) -> int:
-    """Repeats that would shrink the CI's half-width to ``target`` (half-width ~ 1/sqrt(repeats))."""
-    if not math.isfinite(interval.high):
+    """Repeats that would bring the CI's half-width to ``target``: the smallest n whose t(n-1) s / sqrt(n)
+    reaches it, with s the spread of repeat means this interval implies. A run without a spread between
+    repeats (one repeat, or one epoch) needs 3 or more."""
+    from scipy import stats
+
+    if interval.unit != "repeats" or not math.isfinite(interval.high):
         return max(3, repeats + 1)
     if interval.half_width <= target:
         return repeats
-    return math.ceil(max(repeats, 2) * (interval.half_width / target) ** 2)  # > repeats: half_width > target
+    t = lambda n: float(stats.t.ppf(1 - (1 - CONFIDENCE) / 2, n - 1))  # noqa: E731
+    spread = interval.half_width * math.sqrt(interval.units) / t(interval.units)
+    n = max(repeats, interval.units) + 1
+    while t(n) * spread / math.sqrt(n) > target and n < 10_000:
+        n += 1
+    return n
 
 
 def noise_flags(epoch_times: dict, matmul_before: float | None = None, matmul_after: float | None = None,
-                machine_before: dict | None = None, machine_after: dict | None = None) -> list[str]:
-    """Reasons to distrust a run, each with its numbers. epoch_times: {label: [seconds, ...]} per run."""
+                machine_before: dict | None = None, machine_after: dict | None = None,
+                waiting_cpu: dict | None = None) -> list[str]:
+    """Reasons to distrust a run, each with its numbers. epoch_times: {label: [seconds, ...]} per run;
+    waiting_cpu: {label: (CPU seconds used while waiting for its epochs, seconds of its own epochs)}."""
     flags = []
+    for label, (waiting, training) in (waiting_cpu or {}).items():
+        if training > 0 and waiting >= WAITING_CPU_LIMIT * training:
+            flags.append(f"{label}: used {waiting:.2f} s of CPU while waiting, inside other workers' epochs "
+                         f"({waiting / training:.1%} of its own training time)")
     for label, times in epoch_times.items():
         times = np.asarray(times, float)  # pragma: no mutate (float: as in log_ratios)
         if len(times) < 2:
