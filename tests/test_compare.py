@@ -239,6 +239,29 @@ def test_interrupt_stops_every_worker_and_leaves_nothing(tmp_path, tiny_dir, how
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_a_worker_killed_from_outside_ends_the_run_in_one_line(tmp_path, tiny_dir):
+    """The out-of-memory killer or a user's kill -9 on one worker: the run ends with one line naming the
+    worker and the signal, writes nothing, and leaves no worker behind."""
+    name = frameworks(1)[0]
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "twincnn", "compare", "--frameworks", f"{name},{name}", "--data", str(tiny_dir),
+           "--epochs", "50", "--repeats", "1", "--no-floor", "--no-progress", "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 120
+    while len(workers := [p for p in _session_processes(proc.pid) if p != proc.pid]) < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(3)  # let them import and start training
+    os.kill(max(workers), signal.SIGKILL)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2, err
+    last = err.strip().splitlines()[-1]
+    assert "worker was killed by SIGKILL" in last and "Traceback" not in err, err
+    time.sleep(0.5)
+    assert _session_processes(proc.pid) == [], "a worker outlived the parent"
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
 def test_interrupted_run_leaves_nothing(tmp_path):
     final = tmp_path / "res"
     with pytest.raises(KeyboardInterrupt):
@@ -281,3 +304,46 @@ def test_cross_entropy_matches_definition():
     labels = np.array([0, 2])
     p0 = np.exp(2) / (np.exp(2) + 1 + np.exp(-1))
     assert cross_entropy(logits, labels) == pytest.approx((-np.log(p0) - np.log(1 / 3)) / 2)
+
+
+def test_waiting_workers_use_no_cpu_and_each_run_records_it(two_run):
+    """CPU a worker used while it waited for "go" ran inside another worker's timed epoch: recorded per
+    epoch and per run, and ~0 for the tuned loops (no prefetch, no spinning pool)."""
+    names, _, doc = two_run
+    for label in worker_labels(names):
+        for run in doc["frameworks"][label]["runs"]:
+            per_epoch = [e["waiting_cpu_seconds"] for e in run["schedule"]]
+            assert run["waiting_cpu_seconds"] == pytest.approx(sum(per_epoch))
+            assert max(per_epoch) <= 0.05, f"{label} used {per_epoch} s of CPU while waiting"
+
+
+def test_a_worker_wraps_up_before_the_next_go_and_exits_after_the_schedule(monkeypatch):
+    """Every worker's "done" (its trainer's wrap-up) comes before anyone's next "go"; no worker is closed
+    (and so tears down) before the last epoch of the repeat has run."""
+    from twincnn.compare import scheduler
+
+    events = []
+
+    class Recorder:
+        def __init__(self, job):
+            self.label, self.epochs = job["label"], 0
+
+        def expect(self, event):
+            events.append((event, self.label))
+            return {"event": event}
+
+        def train_epoch(self):
+            self.epochs += 1
+            events.append(("go", self.label))
+            return {"event": "epoch", "epoch": self.epochs}
+
+        def close(self):
+            events.append(("close", self.label))
+
+        def stop(self):
+            pass
+
+    monkeypatch.setattr(scheduler, "Worker", Recorder)
+    scheduler.run_repeat([{"label": "a", "epochs": 2}, {"label": "b", "epochs": 2}], repeat=0)
+    assert events == [("ready", "a"), ("ready", "b"), ("go", "a"), ("go", "b"), ("go", "b"), ("done", "b"),
+                      ("go", "a"), ("done", "a"), ("close", "a"), ("close", "b")]

@@ -16,7 +16,8 @@ def messages(seconds, losses=None, accuracy=0.9, predictions=None, steps=10, med
     losses = losses or [1.0 / (i + 1) for i in range(len(seconds))]
     epochs = [{"epoch": i + 1, "seconds": s, "start": 1000.0 + 100 * i, "end": 1000.0 + 100 * i + s,
                "position": 2 * i, "steps": steps, "median_step_seconds": median_step, "train_loss": loss,
-               "test_loss": loss / 2, "test_accuracy": accuracy} for i, (s, loss) in enumerate(zip(seconds, losses))]
+               "test_loss": loss / 2, "test_accuracy": accuracy, "waiting_cpu_seconds": 0.001 * i}
+              for i, (s, loss) in enumerate(zip(seconds, losses))]
     return {"ready": {"threads": {"intra_op_threads": 2}, "pid": pid}, "epochs": epochs,
             "done": {"predictions": list(Y_TEST if predictions is None else predictions)}}
 
@@ -33,7 +34,9 @@ def test_build_run_adds_up_epochs_and_keeps_the_schedule():
     assert run["steps"] == 30 and run["pid"] == 100 and run["test_loss"] == pytest.approx(1 / 6)
     assert run["history"]["epoch_seconds"] == [5.0, 3.0, 4.0]
     assert [e["position"] for e in run["schedule"]] == [0, 2, 4]
-    assert run["schedule"][1] == {"epoch": 2, "position": 2, "start": 1100.0, "end": 1103.0}
+    assert run["schedule"][1] == {"epoch": 2, "position": 2, "start": 1100.0, "end": 1103.0,
+                                  "waiting_cpu_seconds": 0.001}
+    assert run["waiting_cpu_seconds"] == pytest.approx(0.003)
     one = build_run(job(), messages([5.0], median_step=0.02), images=600)
     assert one["later_epoch_seconds"] is None and one["median_step_ms"] == pytest.approx(20.0)
 

@@ -54,6 +54,14 @@ def capped_isa(cap: str | None, cpu: str | None = None) -> str:
     return ISA_LEVELS[min(ISA_LEVELS.index(cpu), ISA_LEVELS.index(cap))]
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask, as a container or taskset sets it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity masks on this OS
+        return os.cpu_count() or 1
+
+
 def describe() -> dict:
     """What machine.json records."""
     return {"machine_id": machine_id(), "cpu_model": cpu_model(), "cpu_isa": cpu_isa(), "cpu_count": os.cpu_count(),

@@ -66,8 +66,9 @@ def configure(threads: int | None = None) -> dict:
             tf.config.threading.set_inter_op_parallelism_threads(1)
         except RuntimeError:
             pass  # already initialised: the values below say what is in force
-    return {"intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count(),
-            "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads() or os.cpu_count()}
+    # 0 means TensorFlow's default: the CPUs this process may run on
+    return {"intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads() or machine.usable_cpus(),
+            "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads() or machine.usable_cpus()}
 
 
 def resolve_device(device: str = "cpu") -> str:

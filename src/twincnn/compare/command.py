@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import os
 import platform
 import signal
 import sys
@@ -74,7 +73,7 @@ def run(args) -> int:
     repeats = args.repeats or DEFAULT_REPEATS
     if args.protocol == "notebook" and args.device == "cuda":
         raise UserError("--protocol notebook reproduces a CPU run; use --device cpu")
-    threads = args.threads or os.cpu_count()
+    threads = args.threads or machine.usable_cpus()
     variant = args.variant if args.protocol == "fair" else "idiomatic"
     seeds = [args.seed + i for i in range(repeats)]
     commit = machine.git_commit()  # once: it runs git
@@ -122,7 +121,13 @@ def run(args) -> int:
     # Steady-state epochs of every repeat together: a slow repeat is noise as much as a slow epoch.
     epoch_times = {label: [t for r in runs[label] for t in steady_epochs(r["history"]["epoch_seconds"])]
                    for label in labels}
-    flags = stats.noise_flags(epoch_times, matmul_before, matmul_after, before, after)
+    waiting = {label: (sum(r["waiting_cpu_seconds"] for r in runs[label]), sum(r["train_seconds"] for r in runs[label]))
+               for label in labels}
+    flags = stats.noise_flags(epoch_times, matmul_before, matmul_after, before, after, waiting)
+    in_force = {label: runs[label][0]["threads"]["intra_op_threads"] for label in labels}
+    if len(set(in_force.values())) > 1:
+        flags.append("the workers trained on different thread counts: "
+                     + ", ".join(f"{label} {n}" for label, n in in_force.items()))
     advice = [f"{v['frameworks'][0]} vs {v['frameworks'][1]}: a CI within ±{args.noise_threshold:.0%} needs "
               f"about --repeats {stats.repeats_for(_interval(v), repeats, args.noise_threshold)}"
               for v in judged if stats.repeats_for(_interval(v), repeats, args.noise_threshold) > repeats]

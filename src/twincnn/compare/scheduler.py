@@ -4,6 +4,7 @@ time in the interleaved order, and collect what they report. The parent imports 
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 
@@ -34,6 +35,9 @@ class Worker:
         line = self.process.stdout.readline()
         if not line:
             code = self.process.wait()
+            if code < 0:  # a signal from outside (the out-of-memory killer, a user's kill): not a bug here
+                raise UserError(f"the {self.label} worker was killed by {signal.Signals(-code).name} before "
+                                f"sending '{event}'; nothing was written (out of memory? see dmesg)")
             raise WorkerFailed(f"the {self.label} worker exited with code {code} before sending '{event}' "
                                f"(its traceback, if any, is above)")
         message = json.loads(line)
@@ -47,11 +51,10 @@ class Worker:
         self._send("go")
         return self.expect("epoch")
 
-    def finish(self) -> dict:
-        done = self.expect("done")
+    def close(self) -> None:
+        """End an idle worker (after its "done"): it exits once stdin closes."""
         self.process.stdin.close()
         self.process.wait()
-        return done
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -60,18 +63,26 @@ class Worker:
 
 
 def run_repeat(jobs: list[dict], repeat: int, log=print) -> list[dict]:
-    """Train every job's epochs interleaved; return, per job, its ready/epoch/done messages."""
-    workers = []
+    """Train every job's epochs interleaved; return, per job, its ready/epoch/done messages.
+
+    A worker's last epoch is followed by its "done" before any other worker gets "go": the trainer's
+    wrap-up (a fit() ending, final predictions) runs while nobody is timed. Workers exit only after the
+    whole schedule."""
+    workers, last_epoch = [], jobs[0]["epochs"]
     try:
         for job in jobs:  # start them all; their imports and set-up overlap, their training never does
             workers.append(Worker(job))
         ready = [w.expect("ready") for w in workers]
         epochs = {w.label: [] for w in workers}
-        for position, (epoch, slot) in enumerate(interleaved(len(workers), jobs[0]["epochs"], repeat)):
+        done = [None] * len(workers)
+        for position, (epoch, slot) in enumerate(interleaved(len(workers), last_epoch, repeat)):
             message = workers[slot].train_epoch()
             message["position"] = position
             epochs[workers[slot].label].append(message)
-        done = [w.finish() for w in workers]
+            if epoch == last_epoch:
+                done[slot] = workers[slot].expect("done")
+        for w in workers:
+            w.close()
     finally:
         for w in workers:  # on any failure or Ctrl-C, no worker survives the parent
             w.stop()

@@ -25,13 +25,15 @@ def build_run(job: dict, messages: dict, images: int) -> dict:
         "median_step_ms": float(np.median(step_medians) * 1e3) if step_medians else None,
         "images_per_second": images * len(seconds) / sum(seconds),
         "steps": sum(e["steps"] for e in epochs),
+        # CPU this worker used while it waited for "go", i.e. while others were timed: ~0 unless it prefetches
+        "waiting_cpu_seconds": sum(e["waiting_cpu_seconds"] for e in epochs),
         "test_accuracy": epochs[-1]["test_accuracy"],
         "test_loss": epochs[-1]["test_loss"],
         "history": {"epoch_seconds": seconds, "train_loss": [e["train_loss"] for e in epochs],
                     "test_loss": [e["test_loss"] for e in epochs],
                     "test_accuracy": [e["test_accuracy"] for e in epochs]},
-        "schedule": [{"epoch": e["epoch"], "position": e["position"], "start": e["start"], "end": e["end"]}
-                     for e in epochs],
+        "schedule": [{"epoch": e["epoch"], "position": e["position"], "start": e["start"], "end": e["end"],
+                      "waiting_cpu_seconds": e["waiting_cpu_seconds"]} for e in epochs],
         "predictions": np.asarray(messages["done"]["predictions"]),
     }
 

@@ -4,9 +4,11 @@ The parent (compare/scheduler.py) sends one JSON job on stdin, then a line "go" 
 worker imports only its own framework, prepares everything untimed, and answers with JSON lines:
   {"event": "ready", ...}         set up, waiting for the first "go"
   {"event": "epoch", ...}         one epoch's timestamps, seconds and untimed evaluation
-  {"event": "done", ...}          final predictions
+  {"event": "done", ...}          final predictions, after the trainer has wrapped up
   {"event": "error", "message"}   bad input (a missing framework, no GPU): one line for the user
-Anything a framework prints goes to stderr, so stdout carries only these messages.
+Anything a framework prints goes to stderr, so stdout carries only these messages. After "done" the
+worker stays alive and idle until the parent closes stdin, which it does once the whole schedule has run:
+no worker's exit (interpreter and framework teardown) runs while another worker's epoch is timed.
 """
 
 from __future__ import annotations
@@ -46,10 +48,19 @@ class Channel:
         self.out.write(json.dumps({"event": event, **fields}, default=_jsonable) + "\n")
 
     @staticmethod
-    def wait_for_go() -> None:
+    def wait_for_go() -> float:
+        """Block until "go"; return the CPU seconds this process used meanwhile (threads that prepare data
+        or spin while another worker is timed: it should be ~0)."""
+        before = time.process_time()
         line = sys.stdin.readline()
         if line.strip() != "go":  # the parent closed the pipe or was interrupted: stop quietly
             raise SystemExit(0)
+        return time.process_time() - before
+
+    @staticmethod
+    def wait_for_close() -> None:
+        """Stay idle until the parent closes stdin at the end of the schedule."""
+        sys.stdin.read()
 
 
 def _jsonable(value):
@@ -68,7 +79,7 @@ class EpochClock:
         self.logits = None
 
     def epoch_start(self, epoch: int) -> None:
-        self.channel.wait_for_go()
+        self.waiting_cpu_seconds = self.channel.wait_for_go()
         self.bar = Progress(f"{self.job['label']} epoch {epoch}/{self.job['epochs']}", self.steps_per_epoch,
                             enabled=self.job["progress"])
         self.step_seconds = []
@@ -95,6 +106,7 @@ class EpochClock:
             else None
         self.channel.send("epoch", epoch=epoch, seconds=seconds, start=self.wall_start, end=wall_end,
                           steps=len(self.step_seconds), median_step_seconds=median_step,
+                          waiting_cpu_seconds=self.waiting_cpu_seconds,
                           train_loss=float(train_loss), test_loss=test_loss, test_accuracy=accuracy)
 
 
@@ -128,6 +140,7 @@ def run_job(job: dict, channel: Channel) -> None:
     trainer.run(job["epochs"], job["batch_size"], lambda epoch: orders[epoch - 1] if orders else None, clock,
                 validation=(x_test, y_test) if validates else None)
     channel.send("done", predictions=clock.logits.argmax(1))
+    channel.wait_for_close()
 
 
 def main() -> int:
