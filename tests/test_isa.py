@@ -45,6 +45,8 @@ def test_every_framework_has_a_cap_for_every_level():
 def test_cap_environment_keeps_other_xla_flags_and_refuses_unknown_levels():
     env = backends.isa_cap_environment("SSE4_2", {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false"})
     assert env["XLA_FLAGS"] == "--xla_cpu_multi_thread_eigen=false --xla_cpu_max_isa=SSE4_2"
+    again = backends.isa_cap_environment("AVX2", env)  # a cap replaces an earlier one
+    assert again["XLA_FLAGS"] == "--xla_cpu_multi_thread_eigen=false --xla_cpu_max_isa=AVX2"
     assert env["ATEN_CPU_CAPABILITY"] == "default" and env["ONEDNN_MAX_CPU_ISA"] == "SSE41"
     with pytest.raises(backends.UserError, match="unknown instruction-set cap 'AVX9'"):
         backends.isa_cap_environment("AVX9", {})

@@ -93,7 +93,8 @@ def test_tuned_step_is_the_idiomatic_step(jb, spec, mnist):
     assert tuned_losses == pytest.approx(plain_losses, abs=1e-6)
     moved = max(np.abs(plain[k] - w).max() for k, w in initial_weights(spec, 0).items())
     assert moved > 100 * STEP_ATOL, f"three steps moved the weights by only {moved:.3g}"
-    assert_close(tuned, plain, STEP_ATOL, "tuned vs idiomatic JAX weights after 3 steps")
+    m = assert_close(tuned, plain, STEP_ATOL, "tuned vs idiomatic JAX weights after 3 steps")
+    print(f"JAX tuned vs idiomatic, 3 steps, the notebook's CNN: {m}")
 
 
 @pytest.mark.parametrize("variant", ["idiomatic", "tuned"])
@@ -471,8 +472,9 @@ def test_epoch_scan_trains_like_one_step_at_a_time(jb):
     assert results[False][2] == [1, 2, 3, 4, 5, 6] and results[True][2] == [5, 6]  # the scan reports once
     assert abs(results[True][0] - results[False][0]) <= 1e-6, (results[True][0], results[False][0])
     assert unidentified_weights(spec) == {"conv1/bias", "bn1/moving_mean"}
-    assert_trained_alike(results[True][1], results[False][1], spec, len(results[False][2]),
-                         "epoch in one scan vs a step at a time")
+    m = assert_trained_alike(results[True][1], results[False][1], spec, len(results[False][2]),
+                             "epoch in one scan vs a step at a time")
+    print(f"JAX epoch in one scan vs a step at a time, 6 steps: {m}")
 
 
 @pytest.mark.parametrize("scan", [False, True], ids=["step", "epoch scan"])
@@ -586,6 +588,7 @@ def test_tuned_plan_trains_the_spec_plans_gradient_under_jit(jb, mnist):
                         for attr, v in g[layer].items()}
     loose = {k for k in unidentified_weights(spec) if k in grads[True]}
     assert loose == {"conv1/bias"}  # its gradient is rounding: compared at the size of rounding
-    assert_close({k: v for k, v in grads[True].items() if k not in loose},
-                 {k: v for k, v in grads[False].items() if k not in loose}, GRAD_ATOL, "tuned vs spec plan, jitted")
+    m = assert_close({k: v for k, v in grads[True].items() if k not in loose},
+                     {k: v for k, v in grads[False].items() if k not in loose}, GRAD_ATOL, "tuned vs spec plan, jitted")
+    print(f"JAX tuned plan vs spec plan, jitted gradients through BatchNorm and dropout: {m}")
     assert_close(grads[True]["conv1/bias"], grads[False]["conv1/bias"], 1e-5, "conv1/bias (rounding only)")

@@ -73,4 +73,5 @@ def test_tuned_torch_is_the_same_function(spec):
     assert_close(tb.predict(tuned_trainer.model, x), tb.predict(plain, x), LOGIT_ATOL, "tuned vs plain logits")
     _, g_tuned = tb.loss_and_grads(tuned_trainer.model, spec, x, y)
     _, g_plain = tb.loss_and_grads(plain, spec, x, y)
-    assert_close(g_tuned, g_plain, GRAD_ATOL, "tuned vs plain gradients")
+    m = assert_close(g_tuned, g_plain, GRAD_ATOL, "tuned vs plain gradients")
+    print(f"PyTorch tuned vs plain plan, gradients: {m}")

@@ -40,13 +40,15 @@ ISA_CAP_LEVELS = ("AVX2", "SSE4_2")
 
 def isa_cap_environment(level: str, environ: dict) -> dict[str, str]:
     """The variables that run every framework at ``level`` (one of ISA_CAP_LEVELS); XLA_FLAGS keeps the
-    flags ``environ`` already has."""
+    other flags ``environ`` already has."""
     if level not in ISA_CAP_LEVELS:
         raise UserError(f"unknown instruction-set cap {level!r}; choose from {', '.join(ISA_CAP_LEVELS)}")
     capped = {}
     for variable, values in ISA_CAPS.values():
-        earlier = environ.get(variable, "") if variable == "XLA_FLAGS" else ""
-        capped[variable] = f"{earlier} {values[level]}".strip()
+        # XLA_FLAGS holds other flags too: keep them, and replace any earlier cap
+        name = values[level].split("=")[0]
+        earlier = environ.get(variable, "").split() if variable == "XLA_FLAGS" else []
+        capped[variable] = " ".join([flag for flag in earlier if flag.split("=")[0] != name] + [values[level]])
     return capped
 
 

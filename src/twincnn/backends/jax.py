@@ -515,8 +515,8 @@ def make_predictor(model, variant: str = "idiomatic"):
 
 def isa() -> str:
     """The instruction set XLA's CPU code is generated for: the CPU's, capped by --xla_cpu_max_isa."""
-    cap = re.search(r"--xla_cpu_max_isa=(\S+)", os.environ.get("XLA_FLAGS", ""))
-    return machine.capped_isa(cap and cap.group(1))
+    caps = re.findall(r"--xla_cpu_max_isa=(\S+)", os.environ.get("XLA_FLAGS", ""))
+    return machine.capped_isa(caps[-1] if caps else None)  # the last given (isa_cap_environment leaves one)
 
 
 def environment() -> dict:
