@@ -1,6 +1,6 @@
-"""twincnn: one CNN spec, a Keras twin and a PyTorch twin, proven equal and timed fairly.
+"""twincnn: one CNN spec, a twin of it in each framework (Keras, PyTorch, Flax), proven equal and timed fairly.
 
-Importing twincnn imports neither TensorFlow nor PyTorch; each backend imports its own.
+Importing twincnn imports no framework; each backend imports its own.
 """
 
 __version__ = "0.1.0"

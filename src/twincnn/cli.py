@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--markdown", action="store_true", help="print a Markdown table")
     p.set_defaults(func=cmd_audit)
 
-    p = sub.add_parser("port", help="MODEL.keras -> OUT.pt, or WEIGHTS.pt -> OUT.keras, verified on MNIST")
+    p = sub.add_parser("port", help="move weights between .keras, .pt, .msgpack and .safetensors, verified on MNIST")
     p.add_argument("source")
     p.add_argument("dest")
     p.add_argument("--spec", help="the spec of WEIGHTS.pt (default: the notebook's CNN)")
