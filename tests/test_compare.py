@@ -345,5 +345,6 @@ def test_a_worker_wraps_up_before_the_next_go_and_exits_after_the_schedule(monke
 
     monkeypatch.setattr(scheduler, "Worker", Recorder)
     scheduler.run_repeat([{"label": "a", "epochs": 2}, {"label": "b", "epochs": 2}], repeat=0)
-    assert events == [("ready", "a"), ("ready", "b"), ("go", "a"), ("go", "b"), ("go", "b"), ("done", "b"),
-                      ("go", "a"), ("done", "a"), ("close", "a"), ("close", "b")]
+    # repeat 0 of two 2-epoch workers runs A1 B1 A2 B2: A's wrap-up before B's last "go"
+    assert events == [("ready", "a"), ("ready", "b"), ("go", "a"), ("go", "b"), ("go", "a"), ("done", "a"),
+                      ("go", "b"), ("done", "b"), ("close", "a"), ("close", "b")]
