@@ -199,10 +199,9 @@ class TwinNet(nnx.Module):
     def use_tuned_plan(self, tuned: bool = True) -> None:
         """The tuned variant's plan: the same function and gradients, computed faster on XLA's CPU backend.
         A max-pool whose windows tile the input (window = strides, no padding) is a reshape and a max, with
-        an elementwise gradient to each window's first maximal cell: XLA's gradient of max_pool
-        (select-and-scatter) took 6-7x PyTorch's time here, and the tuned step went from 36 to 17 ms with
-        the same weights after 60 steps. (A plain reduce-max gradient splits it among tied cells, which
-        MNIST's blank background makes common, and drifted from the other twins.) tuned=False: the spec's."""
+        an elementwise gradient to each window's first maximal cell, as max_pool's (XLA's select-and-scatter
+        is slow on the CPU; measurements in docs/benchmarks.md). A plain reduce-max gradient would split it
+        among tied cells, which MNIST's blank background makes common. tuned=False: the spec's."""
         if not tuned:
             self.plan = self.spec_plan
             return
