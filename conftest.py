@@ -13,6 +13,7 @@ import sys
 import numpy as np
 import pytest
 
+from tests.helpers import require
 from twincnn import backends
 from twincnn.spec import DEFAULT_SPEC
 
@@ -89,14 +90,6 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
-
-
-def require(name: str):
-    """The backend module, or a skip that says how to install it."""
-    try:
-        return backends.load(name)
-    except backends.FrameworkMissing as exc:
-        pytest.skip(str(exc))
 
 
 @pytest.fixture(autouse=True)

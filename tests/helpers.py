@@ -1,6 +1,9 @@
 """Reference comparison in the tinygrad/micrograd style: one stated tolerance, the worst element on failure."""
 
 import numpy as np
+import pytest
+
+from twincnn import backends
 
 from twincnn.weights import worst_mismatch
 
@@ -87,3 +90,28 @@ def assert_gpu_logits_match_reference(backend, spec, what):
     backend.set_weights(model, spec, weights)
     x = data.load().images("test")[:1000]
     assert_close(backend.predict(model, x), reference.forward(spec, weights, x), LOGIT_ATOL, what)
+
+
+def require(name: str):
+    """The backend module, or a skip that says how to install it."""
+    try:
+        return backends.load(name)
+    except backends.FrameworkMissing as exc:
+        pytest.skip(str(exc))
+
+
+# Where the kernel benchmarks keep their minima for the lower-bound summary (tests/benchmarks/conftest.py).
+KERNEL_MINIMA = pytest.StashKey[dict]()
+
+
+def record_kernel(config, benchmark, framework: str, dispatch: bool = False) -> None:
+    """Keep the minimum of a kernel benchmark that really timed (not under --benchmark-disable): some kernels
+    are bimodal, and a lower bound adds what each kernel can take, not a median between two modes."""
+    stats = getattr(benchmark, "stats", None)
+    if stats is None or getattr(stats, "stats", None) is None:
+        return
+    entry = config.stash.setdefault(KERNEL_MINIMA, {}).setdefault(framework, {"kernels": [], "dispatch": None})
+    if dispatch:
+        entry["dispatch"] = stats.stats.min
+    else:
+        entry["kernels"].append(stats.stats.min)

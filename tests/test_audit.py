@@ -19,7 +19,7 @@ def test_audit_names_the_known_differences(both, capsys):
 
 def test_audit_reads_flax_and_optax(capsys):
     """The JAX column: the defaults the JAX twin must override (padding, pool strides) and optax's Adam."""
-    from conftest import require
+    from tests.helpers import require
 
     require("jax")
     rows = {r[0]: r for r in audit_rows()}

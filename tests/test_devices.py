@@ -28,7 +28,7 @@ def test_capturable_keras_adam_matches_plain(spec):
 
     Two steps (so the bias correction changes with t); later steps on one repeated batch can hit a
     rounding-amplifying event (a weight whose gradient is near eps) that says nothing about the formula."""
-    from conftest import require
+    from tests.helpers import require
 
     tb = require("torch")
     import torch
@@ -52,7 +52,7 @@ def test_capturable_keras_adam_matches_plain(spec):
 def test_steps_inside_training_state_kept_leave_no_trace(spec, steps_before):
     """What a CUDA graph capture does to training, checked on the CPU: the warm-up steps around a capture
     (for the last, partial batch, in the middle of the first epoch) must not restart or advance Adam."""
-    from conftest import require
+    from tests.helpers import require
 
     tb = require("torch")
     import torch
@@ -89,7 +89,7 @@ def test_steps_inside_training_state_kept_leave_no_trace(spec, steps_before):
 def test_cuda_without_gpu_is_one_clear_line(tmp_path, capsys):
     if _has_cuda():
         pytest.skip("a GPU is present")
-    from conftest import require
+    from tests.helpers import require
 
     require("torch")
     rc = main(["compare", "--frameworks", "torch", "--device", "cuda", "--quick", "--no-floor",
@@ -102,7 +102,7 @@ def test_cuda_without_gpu_is_one_clear_line(tmp_path, capsys):
 @pytest.mark.gpu
 def test_cuda_graph_step_matches_eager(spec):
     """The tuned CUDA path (whole step in a CUDA graph) trains exactly like the eager CPU twin."""
-    from conftest import require
+    from tests.helpers import require
 
     tb = require("torch")
     from twincnn import data
@@ -138,7 +138,7 @@ def test_compare_on_cuda(tmp_path):
 @cuda
 @pytest.mark.gpu
 def test_cuda_logits_match_the_numpy_reference(spec):
-    from conftest import require
+    from tests.helpers import require
     from tests.helpers import assert_gpu_logits_match_reference
 
     assert_gpu_logits_match_reference(require("torch"), spec, "PyTorch on the GPU vs NumPy")

@@ -86,7 +86,7 @@ TORCH_BAD = ["text", "empty", "truncated", "corrupted", "foreign zip", "plain pi
 @pytest.mark.torch
 @pytest.mark.parametrize("case", TORCH_BAD)
 def test_torch_load_file_bad_input_is_value_error(tmp_path, case):
-    from conftest import require
+    from tests.helpers import require
 
     tb = require("torch")
     path = tmp_path / "bad.pt"
@@ -98,7 +98,7 @@ def test_torch_load_file_bad_input_is_value_error(tmp_path, case):
 
 @pytest.mark.torch
 def test_torch_load_file_wrong_contents_name_the_problem(tmp_path):
-    from conftest import require
+    from tests.helpers import require
 
     tb = require("torch")
     import torch
@@ -117,7 +117,7 @@ def test_torch_load_file_wrong_contents_name_the_problem(tmp_path):
 @pytest.mark.torch
 @pytest.mark.parametrize("error", [ZeroDivisionError("bug"), RuntimeError("CUDA error: out of memory")])
 def test_torch_load_file_propagates_other_errors(monkeypatch, tmp_path, error):
-    from conftest import require
+    from tests.helpers import require
 
     tb = require("torch")
 
@@ -152,7 +152,7 @@ def _keras_bad_files(tmp_path):
 
 @pytest.mark.tensorflow
 def test_keras_load_file_bad_input_is_value_error(tmp_path):
-    from conftest import require
+    from tests.helpers import require
 
     tfb = require("tensorflow")
     for path in _keras_bad_files(tmp_path):
@@ -163,7 +163,7 @@ def test_keras_load_file_bad_input_is_value_error(tmp_path):
 
 @pytest.mark.tensorflow
 def test_keras_load_file_propagates_other_errors(monkeypatch, tmp_path):
-    from conftest import require
+    from tests.helpers import require
 
     tfb = require("tensorflow")
 
@@ -201,7 +201,7 @@ def test_failed_keras_import_shows_what_it_wrote(tmp_path):
 
 @pytest.mark.tensorflow
 def test_keras_import_is_quiet_when_it_works():
-    from conftest import require
+    from tests.helpers import require
 
     require("tensorflow")
     result = _import_tensorflow_backend()

@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.jax, pytest.mark.equivalence]
 
 @pytest.fixture(scope="module")
 def jb():
-    from conftest import require
+    from tests.helpers import require
 
     return require("jax")
 
@@ -36,7 +36,7 @@ def run_keras_adam_in_optax(jb, start, steps):
 
 
 def test_optax_keras_adam_matches_keras_over_twelve_steps(jb):
-    from conftest import require
+    from tests.helpers import require
 
     tfb = require("tensorflow")
     start, steps = start_and_gradients()
@@ -49,7 +49,7 @@ def test_optax_keras_adam_matches_keras_over_twelve_steps(jb):
 
 
 def test_optax_keras_adam_matches_torch_keras_adam(jb):
-    from conftest import require
+    from tests.helpers import require
 
     tb = require("torch")
     start, steps = start_and_gradients(seed=1)
@@ -125,7 +125,7 @@ def test_configure_threads_before_the_first_operation(tmp_path):
     """One thread: the XLA client is created pinned to one CPU and Eigen's multi-threading is off."""
     if len(os.sched_getaffinity(0)) < 2:
         pytest.skip("needs two CPUs to tell one thread from all")
-    from conftest import require
+    from tests.helpers import require
 
     require("jax")
     code = ("import os; from twincnn.backends import load; jb = load('jax'); threads = jb.configure(1);"

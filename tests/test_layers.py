@@ -175,7 +175,7 @@ def test_batchnorm_trainer_step_updates_moving_statistics(framework, variant):
 def test_stock_torch_batchnorm_fails_the_check():
     """nn.BatchNorm2d, even with momentum translated (1 - 0.9) and Keras's epsilon, keeps the unbiased batch
     variance: the moving-variance check above would fail for it, while its mean passes."""
-    from conftest import require
+    from tests.helpers import require
 
     require("torch")
     import torch
@@ -270,7 +270,7 @@ def test_summary_agrees_for_each_type(framework, name):
 
 def test_tuned_torch_plan_moves_only_a_max_pool_right_after_relu():
     """Max-pool commutes with ReLU, not with GELU, and not across a BatchNorm: only the first pool here moves."""
-    from conftest import require
+    from tests.helpers import require
 
     tb = require("torch")
     spec = Spec((16, 16, 2), (conv(4, 3, 1, "same", "relu"), pool(2), conv(4, 3, 1, "same", "gelu"), pool(2, 1),

@@ -41,7 +41,7 @@ def test_output_shape_and_dtype(framework, model, n):
 
 @pytest.mark.torch
 def test_torch_state_dict_loads_into_notebook_class(spec):
-    from conftest import require
+    from tests.helpers import require
 
     tb = require("torch")
     import torch
@@ -59,7 +59,7 @@ def test_torch_state_dict_loads_into_notebook_class(spec):
 @pytest.mark.torch
 def test_tuned_torch_is_the_same_function(spec):
     """The tuned variant (channels-last, pool before ReLU) must not change a single logit or gradient."""
-    from conftest import require
+    from tests.helpers import require
 
     tb = require("torch")
     from tests.helpers import GRAD_ATOL, LOGIT_ATOL, assert_close

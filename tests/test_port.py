@@ -14,7 +14,7 @@ PORT_ATOL = 1e-4  # port's default --tolerance; observed ~1e-6
 @pytest.fixture(scope="module")
 def users_keras_model(tmp_path_factory):
     """Written the way the notebook's author wrote it, with random non-zero biases, saved to .keras."""
-    from conftest import require
+    from tests.helpers import require
 
     tfb = require("tensorflow")
     keras = tfb.keras

@@ -16,7 +16,7 @@ PORT_ATOL = 1e-4  # the bar for a ported model; observed ~1e-6
 
 @pytest.fixture(scope="module")
 def trained_bn_model(tmp_path_factory, mnist):
-    from conftest import require
+    from tests.helpers import require
 
     keras = require("tensorflow").keras
     keras.utils.set_random_seed(11)

@@ -40,7 +40,7 @@ def test_round_trip_is_bit_exact(pair, spec, seed):
 
 def test_layouts_really_differ(spec):
     """The transfer is not trivial: PyTorch stores conv kernels OIHW and fc1 rows in (C, H, W) order."""
-    from conftest import require
+    from tests.helpers import require
 
     tb = require("torch")
     model = tb.build(spec, seed=0)

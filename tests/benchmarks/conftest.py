@@ -4,11 +4,11 @@ import math
 
 import pytest
 
+from tests.helpers import KERNEL_MINIMA
 from twincnn.allocator import keep_freed_memory
 from twincnn.floor import measure_floor
 from twincnn.spec import DEFAULT_SPEC
 
-KERNEL_MINIMA = pytest.StashKey[dict]()
 IMAGES, EPOCHS, BATCH = 60_000, 5, 64
 
 
@@ -16,19 +16,6 @@ IMAGES, EPOCHS, BATCH = 60_000, 5, 64
 def allocator() -> str:
     """As `twincnn compare` does, before anything here is timed: timings independent of the heap's history."""
     return keep_freed_memory()
-
-
-def record_kernel(config, benchmark, framework: str, dispatch: bool = False) -> None:
-    """Keep the minimum of a kernel benchmark that really timed (not under --benchmark-disable): some kernels
-    are bimodal, and a lower bound adds what each kernel can take, not a median between two modes."""
-    stats = getattr(benchmark, "stats", None)
-    if stats is None or getattr(stats, "stats", None) is None:
-        return
-    entry = config.stash.setdefault(KERNEL_MINIMA, {}).setdefault(framework, {"kernels": [], "dispatch": None})
-    if dispatch:
-        entry["dispatch"] = stats.stats.min
-    else:
-        entry["kernels"].append(stats.stats.min)
 
 
 def pytest_terminal_summary(terminalreporter, config):

@@ -14,7 +14,8 @@ import time
 import numpy as np
 import pytest
 
-from conftest import FRAMEWORKS, require
+from tests.helpers import require
+from twincnn.backends import BACKENDS
 from twincnn.machine import cpu_model
 from twincnn.errors import UserError
 from twincnn.progress import Progress
@@ -25,7 +26,7 @@ VARIANTS = ["idiomatic", "tuned"]
 # TWINCNN_BENCH_DEVICE=cuda runs the same suite on a GPU (frameworks without one are skipped).
 DEVICE = os.environ.get("TWINCNN_BENCH_DEVICE", "cpu")
 BATCH = 64
-CASES = [(f, v) for f in FRAMEWORKS for v in VARIANTS]
+CASES = [(f, v) for f in list(BACKENDS) for v in VARIANTS]
 IDS = [f"{f}-{v}" for f, v in CASES]
 
 
@@ -117,7 +118,7 @@ def test_epoch(benchmark, allocator, train_data, name, variant):
 
 
 @pytest.mark.parametrize("harness", ["bare", "harness"])
-@pytest.mark.parametrize("name", FRAMEWORKS)
+@pytest.mark.parametrize("name", list(BACKENDS))
 def test_harness_overhead(benchmark, allocator, train_data, name, harness):
     """compare's per-step timing and progress bar vs a bare loop (goal: under 2 %), 200 steps."""
     x, y, _ = train_data

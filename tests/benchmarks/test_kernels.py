@@ -13,10 +13,10 @@ get without new kernels.
 import numpy as np
 import pytest
 
-from conftest import FRAMEWORKS, require
+from tests.helpers import record_kernel, require
+from twincnn.backends import BACKENDS
 from twincnn.spec import DEFAULT_SPEC
 
-from .conftest import record_kernel
 
 BATCH = 64
 LAYERS = [info for info in DEFAULT_SPEC.info if info.type in ("conv2d", "maxpool2d")]
@@ -154,7 +154,7 @@ KERNELS = {"torch": torch_kernel, "tensorflow": tensorflow_kernel, "jax": jax_ke
 DISPATCH = {"torch": torch_dispatch, "tensorflow": tensorflow_dispatch, "jax": jax_dispatch}
 
 
-@pytest.mark.parametrize("name", FRAMEWORKS)
+@pytest.mark.parametrize("name", list(BACKENDS))
 @pytest.mark.parametrize("info,direction", CASES, ids=IDS)
 def test_kernel(benchmark, allocator, request, name, info, direction):
     require(name)
@@ -169,7 +169,7 @@ def test_kernel(benchmark, allocator, request, name, info, direction):
         record_kernel(request.config, benchmark, name)
 
 
-@pytest.mark.parametrize("name", FRAMEWORKS)
+@pytest.mark.parametrize("name", list(BACKENDS))
 def test_dispatch(benchmark, allocator, request, name):
     """One trivial call: what each kernel timing above pays once and a whole training step pays once."""
     require(name)
