@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers import frameworks
 from tests.mnist_files import tiny_arrays, write_idx_dir
 from twincnn import backends, machine
 from twincnn.cli import main
@@ -32,14 +33,6 @@ def compare(tmp_path, *args, name="out"):
     out = tmp_path / name
     rc = main(["compare", "--no-progress", "--no-floor", "--out", str(out), *args])
     return rc, out
-
-
-def frameworks(count):
-    """`count` installed frameworks, the quickest to start first; one framework twice (A/A) if only one."""
-    names = sorted(backends.available(), key=lambda n: n != "torch")
-    if not names:
-        pytest.skip("no framework installed: pip install 'twincnn[all]'")
-    return (names * count)[:count] if len(names) < count else names[:count]
 
 
 @pytest.fixture(scope="module")

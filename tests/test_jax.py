@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from tests.helpers import GRAD_ATOL, STEP_ATOL, assert_close, scaled, assert_trained_alike, unidentified_weights
-from tests.test_keras_adam import ADAM_ATOL, LR, run_keras, run_keras_adam_in_torch, start_and_gradients
+from tests.helpers import (ADAM_ATOL, GRAD_ATOL, LR, STEP_ATOL, assert_close, run_keras, run_keras_adam_in_torch,
+                           start_and_gradients, scaled, assert_trained_alike, unidentified_weights)
 from twincnn.weights import initial_weights
 
 pytestmark = [pytest.mark.jax, pytest.mark.equivalence]

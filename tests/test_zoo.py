@@ -6,7 +6,7 @@ import json
 import pytest
 
 from tests.mnist_files import tiny_arrays, write_idx_dir
-from tests.test_compare import frameworks
+from tests.helpers import frameworks
 from twincnn import zoo
 from twincnn.cli import main
 
