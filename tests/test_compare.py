@@ -37,11 +37,12 @@ def compare(tmp_path, *args, name="out"):
 
 @pytest.fixture(scope="module")
 def two_run(tmp_path_factory, tiny_dir):
-    """One fair compare of two workers: 3 epochs x 2 repeats on tiny data."""
+    """One fair compare of two workers: 3 epochs x 2 repeats on tiny data (10 steps an epoch), in blocks of
+    5 steps."""
     names = frameworks(2)
     out = tmp_path_factory.mktemp("two") / "out"
     rc = main(["compare", "--no-progress", "--out", str(out), "--frameworks", ",".join(names),
-               "--data", str(tiny_dir), "--epochs", "3", "--repeats", "2"])
+               "--data", str(tiny_dir), "--epochs", "3", "--repeats", "2", "--block-steps", "4"])
     assert rc == 0
     return names, out, json.loads((out / "results.json").read_text())
 
@@ -55,10 +56,11 @@ def test_results_hold_verdicts_with_a_ci(two_run):
     low, high = verdict["ci95"]
     assert low <= verdict["ratio"] <= high and isinstance(verdict["significant"], bool)
     assert verdict["text"] and verdict["epochs"] == "2..3" and verdict["units"] == 2
-    # the ratio is time(first) / time(second) over the steady-state epochs
+    # the ratio is time(first) / time(second) over the steady-state blocks, paired block by block
     runs = [doc["frameworks"][label]["runs"] for label in labels]
-    logs = [np.mean(np.log(a["history"]["epoch_seconds"][1:]) - np.log(b["history"]["epoch_seconds"][1:]))
-            for a, b in zip(*runs)]
+    steady = [[np.ravel(r["history"]["block_seconds"][1:]) for r in label_runs] for label_runs in runs]
+    assert all(len(blocks) == 4 for label_blocks in steady for blocks in label_blocks)  # 2 epochs x 2 blocks
+    logs = [np.mean(np.log(a) - np.log(b)) for a, b in zip(*steady)]
     assert verdict["ratio"] == pytest.approx(np.exp(np.mean(logs)))
     assert doc["floor"]["matmul_gflops"] > 0 and doc["floor"]["threads"] == doc["config"]["threads"]
     for name in ("results.json", "report.md", "schedule.png", "loss_accuracy.png", "confusion_matrices.png"):
@@ -66,17 +68,22 @@ def test_results_hold_verdicts_with_a_ci(two_run):
     assert verdict["text"] in (out / "report.md").read_text()
 
 
-def test_epochs_ran_interleaved_and_never_together(two_run):
+def test_blocks_ran_interleaved_and_never_together(two_run):
     names, _, doc = two_run
     labels = worker_labels(names)
+    assert doc["config"]["block_steps"] == 4 and doc["config"]["steps_per_epoch"] == 10
     for repeat in range(2):
-        epochs = [(e["position"], e["epoch"], slot, e["start"], e["end"])
+        blocks = [(b["position"], b["epoch"], b["block"], slot, b["start"], b["end"])
                   for slot, label in enumerate(labels)
-                  for e in doc["frameworks"][label]["runs"][repeat]["schedule"]]
-        epochs.sort()
-        assert [(epoch, slot) for _, epoch, slot, _, _ in epochs] == interleaved(2, 3, repeat)
-        for before, after in zip(epochs, epochs[1:]):  # one worker trains at a time, in schedule order
-            assert before[4] <= after[3], f"epochs overlap: {before} and {after}"
+                  for b in doc["frameworks"][label]["runs"][repeat]["schedule"]]
+        blocks.sort()
+        assert [(epoch, block, slot) for _, epoch, block, slot, _, _ in blocks] == interleaved(2, 3, repeat, 2)
+        for before, after in zip(blocks, blocks[1:]):  # one worker trains at a time, in schedule order
+            assert before[5] <= after[4], f"blocks overlap: {before} and {after}"
+    for label in labels:  # an epoch's time is its blocks' and its steps are theirs
+        for run in doc["frameworks"][label]["runs"]:
+            assert [sum(b) for b in run["history"]["block_seconds"]] == pytest.approx(run["history"]["epoch_seconds"])
+            assert [b["steps"] for b in run["schedule"]] == [5, 5] * 3
 
 
 def test_each_repeat_is_a_fresh_process_per_framework(two_run):
@@ -311,24 +318,23 @@ def test_waiting_workers_use_no_cpu_and_each_run_records_it(two_run):
 
 
 def test_a_worker_wraps_up_before_the_next_go_and_exits_after_the_schedule(monkeypatch):
-    """Every worker's "done" (its trainer's wrap-up) comes before anyone's next "go"; no worker is closed
-    (and so tears down) before the last epoch of the repeat has run."""
+    """Every worker's epoch report (untimed evaluation) and "done" (its trainer's wrap-up) come before
+    anyone's next "go"; no worker is closed (and so tears down) before the last block of the repeat."""
     from twincnn.compare import scheduler
 
     events = []
 
     class Recorder:
         def __init__(self, job):
-            self.label, self.epochs = job["label"], 0
+            self.label = job["label"]
 
         def expect(self, event):
             events.append((event, self.label))
             return {"event": event}
 
-        def train_epoch(self):
-            self.epochs += 1
+        def train_block(self):
             events.append(("go", self.label))
-            return {"event": "epoch", "epoch": self.epochs}
+            return {"event": "block"}
 
         def close(self):
             events.append(("close", self.label))
@@ -337,7 +343,9 @@ def test_a_worker_wraps_up_before_the_next_go_and_exits_after_the_schedule(monke
             pass
 
     monkeypatch.setattr(scheduler, "Worker", Recorder)
-    scheduler.run_repeat([{"label": "a", "epochs": 2}, {"label": "b", "epochs": 2}], repeat=0)
+    job = {"epochs": 2, "steps_per_epoch": 10, "block_steps": 0}
+    scheduler.run_repeat([{**job, "label": "a"}, {**job, "label": "b"}], repeat=0)
     # repeat 0 of two 2-epoch workers runs A1 B1 A2 B2: A's wrap-up before B's last "go"
-    assert events == [("ready", "a"), ("ready", "b"), ("go", "a"), ("go", "b"), ("go", "a"), ("done", "a"),
-                      ("go", "b"), ("done", "b"), ("close", "a"), ("close", "b")]
+    assert events == [("ready", "a"), ("ready", "b"), ("go", "a"), ("epoch", "a"), ("go", "b"), ("epoch", "b"),
+                      ("go", "a"), ("epoch", "a"), ("done", "a"), ("go", "b"), ("epoch", "b"), ("done", "b"),
+                      ("close", "a"), ("close", "b")]

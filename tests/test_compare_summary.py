@@ -12,13 +12,16 @@ from twincnn.compare.summary import aggregate, build_run, steady_epochs, verdict
 Y_TEST = np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9] * 2)
 
 
-def messages(seconds, losses=None, accuracy=0.9, predictions=None, steps=10, median_step=0.01, pid=100):
+def messages(seconds, losses=None, accuracy=0.9, predictions=None, steps=10, median_step=0.01, pid=100, blocks=1):
+    """A worker's messages for epochs of ``seconds``, each cut into ``blocks`` equal blocks."""
     losses = losses or [1.0 / (i + 1) for i in range(len(seconds))]
-    epochs = [{"epoch": i + 1, "seconds": s, "start": 1000.0 + 100 * i, "end": 1000.0 + 100 * i + s,
-               "position": 2 * i, "steps": steps, "median_step_seconds": median_step, "train_loss": loss,
-               "test_loss": loss / 2, "test_accuracy": accuracy, "waiting_cpu_seconds": 0.001 * i}
-              for i, (s, loss) in enumerate(zip(seconds, losses))]
-    return {"ready": {"threads": {"intra_op_threads": 2}, "pid": pid}, "epochs": epochs,
+    epochs = [{"epoch": i + 1, "seconds": s, "steps": steps, "median_step_seconds": median_step, "train_loss": loss,
+               "test_loss": loss / 2, "test_accuracy": accuracy} for i, (s, loss) in enumerate(zip(seconds, losses))]
+    timed = [{"epoch": i + 1, "block": k + 1, "seconds": s / blocks, "start": 1000.0 + 100 * i + k * s / blocks,
+              "end": 1000.0 + 100 * i + (k + 1) * s / blocks, "position": 2 * (i * blocks + k), "steps": steps // blocks,
+              "cpu_seconds": 2 * s / blocks, "waiting_cpu_seconds": 0.001 * i, "other_cpu_share": 0.01}
+             for i, s in enumerate(seconds) for k in range(blocks)]
+    return {"ready": {"threads": {"intra_op_threads": 2}, "pid": pid}, "epochs": epochs, "blocks": timed,
             "done": {"predictions": list(Y_TEST if predictions is None else predictions)}}
 
 
@@ -34,9 +37,15 @@ def test_build_run_adds_up_epochs_and_keeps_the_schedule():
     assert run["steps"] == 30 and run["pid"] == 100 and run["test_loss"] == pytest.approx(1 / 6)
     assert run["history"]["epoch_seconds"] == [5.0, 3.0, 4.0]
     assert [e["position"] for e in run["schedule"]] == [0, 2, 4]
-    assert run["schedule"][1] == {"epoch": 2, "position": 2, "start": 1100.0, "end": 1103.0,
-                                  "waiting_cpu_seconds": 0.001}
+    assert run["schedule"][1] == {"epoch": 2, "block": 1, "position": 2, "start": 1100.0, "end": 1103.0,
+                                  "seconds": 3.0, "steps": 10, "cpu_seconds": 6.0, "waiting_cpu_seconds": 0.001,
+                                  "other_cpu_share": 0.01}
     assert run["waiting_cpu_seconds"] == pytest.approx(0.003)
+    assert run["history"]["block_seconds"] == [[5.0], [3.0], [4.0]]
+    halves = build_run(job(), messages([5.0, 3.0], blocks=2), images=600)
+    assert halves["history"]["block_seconds"] == [[2.5, 2.5], [1.5, 1.5]]
+    assert [(b["epoch"], b["block"]) for b in halves["schedule"]] == [(1, 1), (1, 2), (2, 1), (2, 2)]
+    assert halves["waiting_cpu_seconds"] == pytest.approx(0.002)
     one = build_run(job(), messages([5.0], median_step=0.02), images=600)
     assert one["later_epoch_seconds"] is None and one["median_step_ms"] == pytest.approx(20.0)
 
@@ -88,8 +97,8 @@ def test_build_run_keeps_the_job_and_each_epoch_s_curves():
     run = build_run(job("b", label="b-tuned", seed=43), messages([5.0, 3.0], losses=[0.8, 0.4], accuracy=0.7), 100)
     assert (run["framework"], run["label"], run["seed"], run["variant"]) == ("b", "b-tuned", 43, "tuned")
     assert run["threads"] == {"intra_op_threads": 2} and run["later_epoch_seconds"] == 3.0
-    assert run["history"] == {"epoch_seconds": [5.0, 3.0], "train_loss": [0.8, 0.4], "test_loss": [0.4, 0.2],
-                              "test_accuracy": [0.7, 0.7]}
+    assert run["history"] == {"epoch_seconds": [5.0, 3.0], "block_seconds": [[5.0], [3.0]],
+                              "train_loss": [0.8, 0.4], "test_loss": [0.4, 0.2], "test_accuracy": [0.7, 0.7]}
 
 
 def test_aggregate_of_one_repeat_and_of_missing_figures():
@@ -136,3 +145,19 @@ def test_verdicts_pass_the_threshold_on_and_name_the_epochs_judged():
     assert loose["noise_threshold"] == 0.1 and strict["epochs"] == "2"
     one, = verdicts(pair(lambda i: [2.0 + 0.01 * i], lambda i: [1.0]))
     assert one["epochs"] == "1 (warm-up incl.)" and one["unit"] == "repeats"
+
+
+def test_verdicts_pair_steady_blocks_one_by_one():
+    """The unit paired is the block: each repeat's estimate is the mean of its steady blocks' log ratios,
+    not the log ratio of epoch sums (which a verdict on epochs would give: log(4 / 2))."""
+    def run(label, seed, block_seconds):
+        r = build_run(job(label, seed=seed), messages([2.0, sum(block_seconds)], blocks=2), 600)
+        r["history"]["block_seconds"][1] = block_seconds
+        return r
+
+    runs = {"a": [run("a", s, [1.0, 3.0]) for s in (42, 43, 44)],
+            "b": [run("b", s, [1.0, 1.0 + 0.01 * i]) for i, s in enumerate((42, 43, 44))]}
+    (verdict,) = verdicts(runs)
+    expected = np.mean([np.mean(np.log([1.0, 3.0]) - np.log([1.0, 1.0 + 0.01 * i])) for i in range(3)])
+    assert verdict["ratio"] == pytest.approx(math.exp(expected)) and verdict["units"] == 3
+    assert verdict["ratio"] < 1.9  # log(4/2) would give 2

@@ -11,23 +11,23 @@ import numpy as np
 import pytest
 
 from twincnn import stats
-from twincnn.compare.schedule import interleaved, sequential
+from twincnn.compare.schedule import block_ends, interleaved, sequential
 
 def simulate(rng, true_a=1.0, true_b=1.0, epoch_noise=0.02, process_noise=0.01, drift=0.0, repeats=3,
-             epochs=5, schedule="interleaved"):
-    """Per-repeat paired log ratios of steady-state epochs, timed as the schedule orders them."""
+             epochs=5, schedule="interleaved", blocks=1):
+    """Per-repeat paired log ratios of steady-state blocks, timed as the schedule orders them. Each block
+    has its own noise (``epoch_noise``: a block is the unit timed, an epoch when blocks=1)."""
     groups = []
     for repeat in range(repeats):
-        order = interleaved(2, epochs, repeat) if schedule == "interleaved" else sequential(2, epochs)
+        order = interleaved(2, epochs, repeat, blocks) if schedule == "interleaved" else sequential(2, epochs, blocks)
         speed = np.exp(rng.normal(0, process_noise, 2))  # each fresh process its own speed
         base = (true_a, true_b)
         times = {}
-        for position, (epoch, slot) in enumerate(order):
+        for position, (epoch, block, slot) in enumerate(order):
             slowdown = 1 + drift * position / (len(order) - 1)  # the machine gets slower through the run
-            times[epoch, slot] = base[slot] * speed[slot] * slowdown * math.exp(rng.normal(0, epoch_noise))
-        a = [times[e, 0] for e in range(2, epochs + 1)]  # epoch 1 is warm-up: the verdict skips it
-        b = [times[e, 1] for e in range(2, epochs + 1)]
-        groups.append(stats.log_ratios(a, b))
+            times[epoch, block, slot] = base[slot] * speed[slot] * slowdown * math.exp(rng.normal(0, epoch_noise))
+        steady = [(e, k) for e in range(2, epochs + 1) for k in range(1, blocks + 1)]  # epoch 1 is warm-up
+        groups.append(stats.log_ratios([times[e, k, 0] for e, k in steady], [times[e, k, 1] for e, k in steady]))
     return groups
 
 
@@ -111,31 +111,49 @@ def test_interleaving_cancels_drift_that_a_sequential_run_misjudges():
 
 def test_interleaved_schedule_and_sequential():
     # epoch 1 takes epoch 2's order; steady epochs alternate, counting on through the repeats
-    assert interleaved(2, 4, repeat=0) == [(1, 0), (1, 1), (2, 0), (2, 1), (3, 1), (3, 0), (4, 0), (4, 1)]
-    assert interleaved(2, 2, repeat=1) == [(1, 1), (1, 0), (2, 1), (2, 0)]
-    assert interleaved(3, 2)[:6] == [(1, 0), (1, 1), (1, 2), (2, 0), (2, 1), (2, 2)]
-    assert sequential(2, 2) == [(1, 0), (2, 0), (1, 1), (2, 1)]
+    assert interleaved(2, 4, repeat=0) == [(1, 1, 0), (1, 1, 1), (2, 1, 0), (2, 1, 1), (3, 1, 1), (3, 1, 0),
+                                           (4, 1, 0), (4, 1, 1)]
+    assert interleaved(2, 2, repeat=1) == [(1, 1, 1), (1, 1, 0), (2, 1, 1), (2, 1, 0)]
+    assert interleaved(3, 2)[:6] == [(1, 1, 0), (1, 1, 1), (1, 1, 2), (2, 1, 0), (2, 1, 1), (2, 1, 2)]
+    assert sequential(2, 2) == [(1, 1, 0), (2, 1, 0), (1, 1, 1), (2, 1, 1)]
+    # blocks: the warm-up epoch's blocks in the first steady row; steady blocks alternate like epochs
+    assert interleaved(2, 2, repeat=0, blocks=2) == [(1, 1, 0), (1, 1, 1), (1, 2, 0), (1, 2, 1),
+                                                     (2, 1, 0), (2, 1, 1), (2, 2, 1), (2, 2, 0)]
+    assert sequential(2, 1, blocks=2) == [(1, 1, 0), (1, 2, 0), (1, 1, 1), (1, 2, 1)]
+
+
+def test_blocks_cut_an_epoch_into_equal_parts_that_end_at_its_last_step():
+    assert block_ends(938, 100) == [104, 208, 313, 417, 521, 625, 730, 834, 938]
+    assert block_ends(938, 0) == [938] and block_ends(10, 100) == [10] and block_ends(10, 4) == [5, 10]
+    for steps in (1, 7, 938, 1875):
+        for size in (1, 3, 100, 5000):
+            ends = block_ends(steps, size)
+            sizes = np.diff([0] + ends)
+            assert ends[-1] == steps and sizes.min() >= 1 and sizes.max() - sizes.min() <= 1
 
 
 @pytest.mark.parametrize("workers", [2, 3, 4])
-@pytest.mark.parametrize("epochs", [2, 3, 5])
-def test_steady_epochs_are_balanced_for_position_and_predecessor(workers, epochs):
-    """Over a whole cycle of steady-state epochs (repeats x (epochs - 1) a multiple of the cycle), every
-    worker runs in every position equally often and directly after every other worker equally often;
-    and no worker runs epochs 1 and 2 back to back."""
+@pytest.mark.parametrize("epochs,blocks", [(2, 1), (3, 1), (5, 1), (2, 3), (3, 4)])
+def test_steady_blocks_are_balanced_for_position_and_predecessor(workers, epochs, blocks):
+    """Over a whole cycle of steady-state blocks (repeats x (epochs - 1) x blocks a multiple of the cycle),
+    every worker runs in every position equally often and directly after every other worker equally often;
+    and no worker runs the last warm-up block and the first steady one back to back."""
     cycle = workers if workers % 2 == 0 else 2 * workers
-    repeats = cycle // math.gcd(cycle, epochs - 1)
+    repeats = cycle // math.gcd(cycle, (epochs - 1) * blocks)
     positions, follows = np.zeros((workers, workers), int), np.zeros((workers, workers), int)
     for repeat in range(repeats):
-        order = interleaved(workers, epochs, repeat)
-        assert sorted(order) == [(e, w) for e in range(1, epochs + 1) for w in range(workers)]
-        assert order[workers - 1][1] != order[workers][1]  # the 1 -> 2 boundary
+        order = interleaved(workers, epochs, repeat, blocks)
+        assert sorted(order) == [(e, k, w) for e in range(1, epochs + 1) for k in range(1, blocks + 1)
+                                 for w in range(workers)]
+        boundary = blocks * workers  # the first steady block's first worker
+        assert order[boundary - 1][2] != order[boundary][2]
         for epoch in range(2, epochs + 1):
-            row = [w for e, w in order if e == epoch]
-            for position, w in enumerate(row):
-                positions[w, position] += 1
-            for before, after in zip(row, row[1:]):
-                follows[before, after] += 1
+            for block in range(1, blocks + 1):
+                row = [w for e, k, w in order if (e, k) == (epoch, block)]
+                for position, w in enumerate(row):
+                    positions[w, position] += 1
+                for before, after in zip(row, row[1:]):
+                    follows[before, after] += 1
     assert (positions == positions[0, 0]).all(), positions
     off_diagonal = follows[~np.eye(workers, dtype=bool)]
     assert (off_diagonal == off_diagonal[0]).all() and off_diagonal[0] > 0, follows

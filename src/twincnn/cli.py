@@ -19,6 +19,16 @@ def _positive_int(text):
     return value
 
 
+def _count(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
 def _positive_float(text):
     try:
         value = float(text)
@@ -134,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--repeats", type=_positive_int,
                    help="fresh worker processes per framework, seeds seed, seed+1, ... (default 3)")
+    p.add_argument("--block-steps", type=_count,
+                   help="steps each worker trains before the next takes its turn (default 100; 0: whole epochs); "
+                        "the fair protocol on the CPU only")
     p.add_argument("--frameworks", help="comma-separated, default: every installed one; the same one twice "
                                         "(torch,torch) is the A/A self-test")
     p.add_argument("--threads", type=_positive_int, help="intra-op threads for every framework (default: all cores)")

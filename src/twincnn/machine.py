@@ -116,6 +116,16 @@ def busy_share(before: dict, after: dict) -> float | None:
     return 1 - idle / total if total > 0 else None
 
 
+def other_cpu_share(before: dict, after: dict, own_cpu_seconds: float) -> float | None:
+    """Share of all CPU time between two readings that went neither to idle nor to the process that used
+    ``own_cpu_seconds`` meanwhile: other processes' work (None where /proc is absent)."""
+    busy = busy_share(before, after)
+    if busy is None:
+        return None
+    total_seconds = (after["cpu_jiffies"] - before["cpu_jiffies"]) / os.sysconf("SC_CLK_TCK")
+    return max(0.0, busy - own_cpu_seconds / total_seconds)
+
+
 def git_commit() -> str | None:
     """The checked-out commit of the source tree twincnn runs from, if it is a git checkout."""
     try:

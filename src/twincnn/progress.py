@@ -36,6 +36,12 @@ class Progress:
         return (f"{self.label:<28} [{'#' * filled}{'.' * (width - filled)}] {done:>5}/{self.total} "
                 f"{per_step * 1e3:6.1f} ms/step  {timing}")
 
+    def pause(self) -> None:
+        """Another worker trains next: end the bar's line here, so its bar starts on a line of its own."""
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
     def close(self, elapsed: float | None = None, note: str = "") -> None:
         """Finish the bar with the timed seconds (the caller's clock, so untimed work after it is excluded)."""
         if not self.enabled:

@@ -34,6 +34,7 @@ MATMUL_DRIFT_LIMIT = 0.10  # matmul rate before vs after training, relative
 STEAL_LIMIT = 0.02  # share of CPU time stolen by the hypervisor during the run
 BUSY_LIMIT = 0.25  # share of the CPU busy in the second before training (twincnn itself is idle then)
 WAITING_CPU_LIMIT = 0.01  # CPU a waiting worker used, as a share of its own training time
+OTHER_LOAD_LIMIT = 0.10  # share of all CPU time other processes took during a timed epoch
 
 
 def log_ratios(times_a, times_b) -> np.ndarray:
@@ -53,7 +54,7 @@ class Interval:
     low: float
     high: float
     units: int  # independent units behind the interval
-    unit: str  # "repeats" or "epochs"
+    unit: str  # "repeats"; with one repeat, what it pairs: "epochs" or "blocks"
 
     @property
     def half_width(self) -> float:
@@ -61,15 +62,15 @@ class Interval:
         return (self.high - self.low) / 2 / self.ratio
 
 
-def ratio_interval(groups, confidence: float = CONFIDENCE) -> Interval:
+def ratio_interval(groups, confidence: float = CONFIDENCE, within: str = "epochs") -> Interval:
     """CI of the time ratio from per-repeat lists of paired log ratios: Student's t on the repeat means (on
-    the epochs where there is one repeat)."""
+    the paired units inside the repeat, named ``within``, where there is one repeat)."""
     from scipy import stats
 
     groups = [np.asarray(g, float) for g in groups if len(g)]  # pragma: no mutate (float: as in log_ratios)
     if not groups:
         raise ValueError("no paired epochs to judge")
-    values, unit = (np.array([g.mean() for g in groups]), "repeats") if len(groups) > 1 else (groups[0], "epochs")
+    values, unit = (np.array([g.mean() for g in groups]), "repeats") if len(groups) > 1 else (groups[0], within)
     units, center = len(values), float(values.mean())
     if units < 2:  # one epoch of one repeat: nothing to estimate a spread from
         return Interval(math.exp(center), 0.0, math.inf, units, unit)
@@ -172,15 +173,17 @@ def repeats_for(interval: Interval, repeats: int, target: float = NOISE_THRESHOL
 def noise_flags(epoch_times: dict, matmul_before: float | None = None, matmul_after: float | None = None,
                 machine_before: dict | None = None, machine_after: dict | None = None,
                 waiting_cpu: dict | None = None) -> list[str]:
-    """Reasons to distrust a run, each with its numbers. epoch_times: {label: [seconds, ...]} per run;
-    waiting_cpu: {label: (CPU seconds used while waiting for its epochs, seconds of its own epochs)}."""
+    """Reasons to distrust a run, each with its numbers. epoch_times: {label: [seconds, ...]}, or
+    {label: {"repeat 2, epoch 2": seconds, ...}} to name an outlier by where it ran; waiting_cpu:
+    {label: (CPU seconds used while waiting for its epochs, seconds of its own epochs)}."""
     flags = []
     for label, (waiting, training) in (waiting_cpu or {}).items():
         if training > 0 and waiting >= WAITING_CPU_LIMIT * training:
             flags.append(f"{label}: used {waiting:.2f} s of CPU while waiting, inside other workers' epochs "
                          f"({waiting / training:.1%} of its own training time)")
     for label, times in epoch_times.items():
-        times = np.asarray(times, float)  # pragma: no mutate (float: as in log_ratios)
+        where = list(times) if isinstance(times, dict) else None
+        times = np.asarray(list(times.values()) if where else times, float)  # pragma: no mutate (float: as in log_ratios)
         if len(times) < 2:
             continue
         mean = times.mean()
@@ -190,8 +193,9 @@ def noise_flags(epoch_times: dict, matmul_before: float | None = None, matmul_af
         worst = int(np.argmax(np.abs(times - mean)))
         if abs(times[worst] - mean) >= OUTLIER_LIMIT * mean:
             # the times may pool several repeats' steady-state epochs, so say which of them, not "epoch N"
-            flags.append(f"{label}: epoch time {worst + 1} of {len(times)} was {times[worst]:.2f} s against a "
-                         f"mean of {mean:.2f} s")
+            named = f" ({where[worst]})" if where else ""
+            flags.append(f"{label}: epoch time {worst + 1} of {len(times)}{named} was {times[worst]:.2f} s against "
+                         f"a mean of {mean:.2f} s")
     if matmul_before and matmul_after:
         drift = matmul_after / matmul_before - 1
         # |after / before - 1| is never exactly 0.1 in binary floating point: > and >= agree
@@ -208,6 +212,28 @@ def noise_flags(epoch_times: dict, matmul_before: float | None = None, matmul_af
             flags.append(f"other work used {busy:.0%} of the CPU just before training"
                          + (f" (load average {load:.2f})" if load is not None else ""))
     return flags
+
+
+def load_flags(runs: dict) -> list[str]:
+    """Other processes' CPU use during the timed blocks ({label: [run, ...]}, each run's "schedule" holding
+    its blocks' seconds and other_cpu_share): one flag naming the epochs where it reached OTHER_LOAD_LIMIT."""
+    loaded = []
+    for label, label_runs in runs.items():
+        for repeat, run in enumerate(label_runs, 1):
+            for epoch in sorted({b["epoch"] for b in run["schedule"]}):
+                blocks = [b for b in run["schedule"] if b["epoch"] == epoch and b["other_cpu_share"] is not None]
+                seconds = sum(b["seconds"] for b in blocks)
+                if seconds > 0:
+                    share = sum(b["other_cpu_share"] * b["seconds"] for b in blocks) / seconds
+                    if share >= OTHER_LOAD_LIMIT:
+                        loaded.append((share, f"{label} repeat {repeat} epoch {epoch}"))
+    if not loaded:
+        return []
+    loaded.sort(reverse=True)
+    named = ", ".join(f"{where} {share:.0%}" for share, where in loaded[:3])
+    more = f" and {len(loaded) - 3} more" if len(loaded) > 3 else ""
+    return [f"other processes took ≥ {OTHER_LOAD_LIMIT:.0%} of the CPU during {len(loaded)} timed epoch(s): "
+            f"{named}{more}"]
 
 
 def steal_share(before: dict, after: dict) -> float | None:

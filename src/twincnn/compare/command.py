@@ -16,11 +16,13 @@ from ..errors import UserError
 from ..floor import matmul_gflops, training_flops
 from ..spec import load_spec
 from .output import atomic_directory, refuse_nonempty, report_markdown, side_by_side, verdict_lines, write_json
+from .schedule import block_ends
 from .scheduler import run_repeat
-from .summary import aggregate, build_run, steady_epochs, verdicts
+from .summary import aggregate, build_run, verdicts
 
 QUICK_TRAIN, QUICK_TEST = 12_000, 2_000
-DEFAULT_EPOCHS, DEFAULT_REPEATS = 2, 3  # about 4 minutes of training for three frameworks here
+DEFAULT_EPOCHS, DEFAULT_REPEATS = 2, 3
+DEFAULT_BLOCK_STEPS = 100  # workers take turns every ~100 steps: a few seconds of training each
 SCHEMA = 2  # results.json layout; bump when a field changes meaning
 
 
@@ -56,6 +58,23 @@ def default_out(root: Path = Path("results"), commit: str | None = None) -> Path
     return root / machine.machine_id() / f"{stamp}-{commit}"
 
 
+def interleaving(block_steps: int, steps_per_epoch: int) -> str:
+    blocks = len(block_ends(steps_per_epoch, block_steps))
+    return "epochs interleaved" if blocks == 1 else \
+        f"interleaved in blocks of ~{steps_per_epoch // blocks} steps ({blocks} per epoch)"
+
+
+def block_steps_for(args) -> int:
+    """Steps per turn. Whole epochs (0) where a block would not be a like-for-like unit: the notebook protocol
+    times Keras's validation pass inside its last block only, and an asynchronous device's steps would be
+    cut at host-side returns, not at finished work."""
+    if args.protocol == "notebook" or args.device != "cpu":
+        if args.block_steps:
+            raise UserError("--block-steps applies to the fair protocol on the CPU; leave it out here")
+        return 0
+    return DEFAULT_BLOCK_STEPS if args.block_steps is None else args.block_steps
+
+
 def _terminate(signum, frame):
     raise KeyboardInterrupt  # a kill ends the run as Ctrl-C does: workers stopped, nothing written
 
@@ -74,6 +93,8 @@ def run(args) -> int:
     if args.protocol == "notebook" and args.device == "cuda":
         raise UserError("--protocol notebook reproduces a CPU run; use --device cpu")
     threads = args.threads or machine.usable_cpus()
+    steps_per_epoch = math.ceil(len(dataset.y_train) / args.batch_size)
+    block_steps = block_steps_for(args)
     variant = args.variant if args.protocol == "fair" else "idiomatic"
     seeds = [args.seed + i for i in range(repeats)]
     commit = machine.git_commit()  # once: it runs git
@@ -85,7 +106,7 @@ def run(args) -> int:
     log = print
     log(f"twincnn compare: {', '.join(labels)}; {args.protocol} protocol, {variant} code, {epochs} epoch(s) x "
         f"{repeats} repeat(s) (seeds {seeds}), batch {args.batch_size}, {n_train:,}/{n_test:,} images, "
-        f"{threads} threads, one process per framework and repeat, epochs interleaved"
+        f"{threads} threads, one process per framework and repeat, {interleaving(block_steps, steps_per_epoch)}"
         + (" [QUICK DEMO]" if args.quick else ""))
     allocator = keep_freed_memory()
     idle_check = machine.load_reading()
@@ -103,7 +124,7 @@ def run(args) -> int:
         jobs = [{"framework": name, "label": label, "seed": seed, "protocol": args.protocol, "variant": variant,
                  "epochs": epochs, "batch_size": args.batch_size, "lr": args.lr, "threads": threads,
                  "device": args.device, "progress": not args.no_progress, "data": args.data, "subset": subset,
-                 "spec": spec.to_dict()} for name, label in zip(names, labels)]
+                 "spec": spec.to_dict(), "steps_per_epoch": steps_per_epoch, "block_steps": block_steps} for name, label in zip(names, labels)]
         for job, messages in zip(jobs, run_repeat(jobs, repeat)):
             runs[job["label"]].append(build_run(job, messages, n_train))
             environments.setdefault(job["label"], messages["ready"]["environment"])
@@ -119,11 +140,13 @@ def run(args) -> int:
     results = {label: aggregate(runs[label], y_test, floor and floor["floor_seconds"]) for label in labels}
     judged = verdicts(runs, args.noise_threshold) if len(labels) > 1 else []
     # Steady-state epochs of every repeat together: a slow repeat is noise as much as a slow epoch.
-    epoch_times = {label: [t for r in runs[label] for t in steady_epochs(r["history"]["epoch_seconds"])]
+    epoch_times = {label: {f"repeat {repeat} epoch {epoch}": t for repeat, r in enumerate(runs[label], 1)
+                           for epoch, t in enumerate(r["history"]["epoch_seconds"], 1) if epoch > 1 or epochs == 1}
                    for label in labels}
     waiting = {label: (sum(r["waiting_cpu_seconds"] for r in runs[label]), sum(r["train_seconds"] for r in runs[label]))
                for label in labels}
     flags = stats.noise_flags(epoch_times, matmul_before, matmul_after, before, after, waiting)
+    flags += stats.load_flags({label: runs[label] for label in labels})
     in_force = {label: runs[label][0]["threads"]["intra_op_threads"] for label in labels}
     if len(set(in_force.values())) > 1:
         flags.append("the workers trained on different thread counts: "
@@ -141,6 +164,8 @@ def run(args) -> int:
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "config": {"protocol": args.protocol, "variant": variant, "epochs": epochs, "batch_size": args.batch_size,
                    "lr": args.lr, "seeds": seeds, "repeats": repeats, "threads": threads, "device": args.device,
+                   "steps_per_epoch": steps_per_epoch, "block_steps": block_steps,
+                   "interleaving": interleaving(block_steps, steps_per_epoch),
                    "quick": args.quick, "frameworks": names, "labels": labels,
                    "noise_threshold": args.noise_threshold, "spec": spec.to_dict(),
                    "parameters": spec.total_params},
@@ -166,7 +191,7 @@ def run(args) -> int:
         from .plots import draw_all
 
         title = f"{args.protocol} protocol, {n_train:,} images" + (" (quick demo)" if args.quick else "")
-        doc["figures"] = draw_all(results, tmp, title)
+        doc["figures"] = draw_all(results, tmp, title, judged)
         (tmp / "report.md").write_text(report_markdown(doc))
         write_json(tmp / "results.json", doc)  # last: its presence marks a complete run
     if not args.out:  # beside the runs of this machine, as asv keeps it

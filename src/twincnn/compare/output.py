@@ -49,7 +49,8 @@ def verdict_lines(doc: dict) -> list[str]:
     lines = []
     for v in doc["verdicts"]:
         a, b = v["frameworks"]
-        lines.append(f"verdict, epochs {v['epochs']}: {v['text']}")
+        noisy = " [on a run flagged as noisy: see below]" if doc["noise"]["flags"] else ""
+        lines.append(f"verdict, epochs {v['epochs']}: {v['text']}{noisy}")
         low, high = v["ci95"]
         ci = f"95 % CI {low:.3f}–{high:.3f}" if high is not None else "no CI"
         lines.append(f"  time ratio {a}/{b}: steady state {v['ratio']:.3f} ({ci}, {v['units']} {v['unit']}); "
@@ -74,7 +75,7 @@ def report_markdown(doc: dict) -> str:
         f"test images), sha256 `{doc['data']['sha256'][:16]}…`",
         f"- epochs {cfg['epochs']} x repeats {cfg['repeats']}, batch {cfg['batch_size']}, Adam lr {cfg['lr']}, "
         f"seeds {cfg['seeds']}, threads {cfg['threads']}, device {cfg['device']}; one process per framework "
-        f"and repeat, epochs interleaved",
+        f"and repeat, {cfg.get('interleaving', 'epochs interleaved')}",
         f"- machine `{doc['machine']['machine_id']}`: {doc['machine']['cpu_model']} "
         f"({doc['machine']['cpu_count']} cores, {doc['machine'].get('cpu_isa', 'instruction set not recorded')}); allocator: {env.get('allocator', 'not recorded')}",
         "- " + "; ".join(f"{e['version']} (instruction set {e.get('isa', 'not recorded')})"

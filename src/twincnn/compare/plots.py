@@ -1,4 +1,5 @@
-"""PNG figures for a compare run: curves per epoch, epoch times, confusion matrices side by side."""
+"""PNG figures for a compare run: curves per epoch, epoch times, the schedule, each verdict's ratio with its
+interval, confusion matrices side by side."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def _save(plt, fig, path: Path, written: list) -> None:
     written.append(path.name)
 
 
-def draw_all(results: dict, out: Path, title: str) -> list[str]:
+def draw_all(results: dict, out: Path, title: str, verdicts: list | None = None) -> list[str]:
     plt = _plt()
     written = []
     palette = colors(results)
@@ -57,6 +58,7 @@ def draw_all(results: dict, out: Path, title: str) -> list[str]:
         times = results[name]["history"]["epoch_seconds"]
         xs = [e + 1 + (i - (len(names) - 1) / 2) * width for e in range(len(times))]
         ax.bar(xs, times, width, color=palette.get(name), label=name)
+    ax.set_xticks(range(1, len(times) + 1))
     ax.set(xlabel="epoch (1 includes warm-up)", ylabel="training seconds", title="time per epoch (training only)")
     ax.legend()
     ax.grid(axis="y", alpha=0.3)
@@ -68,14 +70,18 @@ def draw_all(results: dict, out: Path, title: str) -> list[str]:
             origin = min(e["start"] for n in names for e in results[n]["runs"][repeat]["schedule"])
             for e in run["schedule"]:
                 ax.barh(repeat + 1, e["end"] - e["start"], left=e["start"] - origin, color=palette[name],
-                        edgecolor="white", label=name if repeat == 0 and e["epoch"] == 1 else None)
+                        edgecolor="white", linewidth=0.3,
+                        label=name if repeat == 0 and e["epoch"] == 1 and e["block"] == 1 else None)
                 ax.text(e["start"] - origin + (e["end"] - e["start"]) / 2, repeat + 1, str(e["epoch"]),
                         ha="center", va="center", fontsize=7, color="white")
     ax.set(xlabel="seconds since the repeat started (gaps: evaluation and the other workers' set-up)",
-           ylabel="repeat", title="the interleaved schedule: each bar one timed epoch")
+           ylabel="repeat", title="the interleaved schedule: each bar one timed block, numbered by its epoch")
     ax.invert_yaxis()
     ax.legend(loc="lower right", fontsize=8)
     _save(plt, fig, out / "schedule.png", written)
+
+    if verdicts:
+        _draw_verdicts(plt, verdicts, out, written)
 
     fig, axes = plt.subplots(1, len(names), figsize=(5.2 * len(names), 4.6), squeeze=False)
     for ax, name in zip(axes[0], names):
@@ -90,3 +96,24 @@ def draw_all(results: dict, out: Path, title: str) -> list[str]:
                title=f"{name}: {results[name]['test_accuracy']:.2%}")
     _save(plt, fig, out / "confusion_matrices.png", written)
     return written
+
+
+def _draw_verdicts(plt, verdicts: list, out: Path, written: list) -> None:
+    """Each verdict's steady-state time ratio with its 95 % CI, against 1 and the noise band."""
+    fig, ax = plt.subplots(figsize=(7, 1.4 + 0.6 * len(verdicts)))
+    threshold = verdicts[0]["noise_threshold"]
+    ax.axvspan(1 - threshold, 1 + threshold, color="0.9", label=f"within noise (±{threshold:.0%})")
+    ax.axvline(1, color="0.4", linewidth=1)
+    for row, v in enumerate(verdicts):
+        low, high = v["ci95"]
+        if high is not None:
+            ax.plot([low, high], [row, row], color="#2b59c3", linewidth=3)
+        ax.plot(v["ratio"], row, "o", color="#ff6f00")
+    ax.set_yticks(range(len(verdicts)))
+    ax.set_yticklabels([" / ".join(v["frameworks"]) for v in verdicts])
+    ax.set(xlabel="time ratio, steady state (above 1: the second is faster); bars: 95 % CI",
+           title="verdicts")
+    ax.invert_yaxis()
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    _save(plt, fig, out / "verdicts.png", written)

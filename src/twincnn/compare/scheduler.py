@@ -1,5 +1,5 @@
-"""The parent side of a compare: start one worker process per framework, let them train one epoch at a
-time in the interleaved order, and collect what they report. The parent imports no framework."""
+"""The parent side of a compare: start one worker process per framework, let them train one block of steps
+at a time in the interleaved order, and collect what they report. The parent imports no framework."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import signal
 import subprocess
 import sys
 
+from .. import machine
 from ..errors import UserError
-from .schedule import interleaved
+from .schedule import block_ends, interleaved
 
 
 class WorkerFailed(RuntimeError):
@@ -47,9 +48,13 @@ class Worker:
             raise WorkerFailed(f"the {self.label} worker sent '{message['event']}' where '{event}' was due")
         return message
 
-    def train_epoch(self) -> dict:
+    def train_block(self) -> dict:
+        """One block of steps; its message, with the CPU share other processes took meanwhile."""
+        before = machine.load_reading()
         self._send("go")
-        return self.expect("epoch")
+        block = self.expect("block")
+        block["other_cpu_share"] = machine.other_cpu_share(before, machine.load_reading(), block["cpu_seconds"])
+        return block
 
     def close(self) -> None:
         """End an idle worker (after its "done"): it exits once stdin closes."""
@@ -63,27 +68,29 @@ class Worker:
 
 
 def run_repeat(jobs: list[dict], repeat: int, log=print) -> list[dict]:
-    """Train every job's epochs interleaved; return, per job, its ready/epoch/done messages.
+    """Train every job's blocks interleaved; return, per job, its ready/block/epoch/done messages.
 
-    A worker's last epoch is followed by its "done" before any other worker gets "go": the trainer's
-    wrap-up (a fit() ending, final predictions) runs while nobody is timed. Workers exit only after the
-    whole schedule."""
-    workers, last_epoch = [], jobs[0]["epochs"]
+    After an epoch's last block the worker evaluates (untimed) and reports the epoch before any other
+    worker gets "go"; after its last epoch it wraps up (a fit() ending, final predictions) and reports
+    "done" first too. Workers exit only after the whole schedule, so no teardown runs inside a timed block."""
+    workers, job = [], jobs[0]
+    blocks = len(block_ends(job["steps_per_epoch"], job["block_steps"]))
     try:
         for job in jobs:  # start them all; their imports and set-up overlap, their training never does
             workers.append(Worker(job))
         ready = [w.expect("ready") for w in workers]
-        epochs = {w.label: [] for w in workers}
+        timed = {w.label: {"blocks": [], "epochs": []} for w in workers}
         done = [None] * len(workers)
-        for position, (epoch, slot) in enumerate(interleaved(len(workers), last_epoch, repeat)):
-            message = workers[slot].train_epoch()
-            message["position"] = position
-            epochs[workers[slot].label].append(message)
-            if epoch == last_epoch:
-                done[slot] = workers[slot].expect("done")
+        for position, (epoch, block, slot) in enumerate(interleaved(len(workers), job["epochs"], repeat, blocks)):
+            worker = workers[slot]
+            timed[worker.label]["blocks"].append({**worker.train_block(), "position": position})
+            if block == blocks:
+                timed[worker.label]["epochs"].append(worker.expect("epoch"))
+                if epoch == job["epochs"]:
+                    done[slot] = worker.expect("done")
         for w in workers:
             w.close()
     finally:
         for w in workers:  # on any failure or Ctrl-C, no worker survives the parent
             w.stop()
-    return [{"ready": r, "epochs": epochs[w.label], "done": d} for w, r, d in zip(workers, ready, done)]
+    return [{"ready": r, **timed[w.label], "done": d} for w, r, d in zip(workers, ready, done)]

@@ -12,8 +12,9 @@ SCALARS = ("train_seconds", "first_epoch_seconds", "later_epoch_seconds", "media
 
 
 def build_run(job: dict, messages: dict, images: int) -> dict:
-    """One worker's run: its epochs (times, order in the schedule, curves) and final predictions."""
-    epochs = messages["epochs"]
+    """One worker's run: its epochs (times, curves), its blocks (times, order in the schedule, CPU) and final
+    predictions."""
+    epochs, blocks = messages["epochs"], messages["blocks"]
     seconds = [e["seconds"] for e in epochs]
     step_medians = [e["median_step_seconds"] for e in epochs if e["median_step_seconds"] is not None]
     return {
@@ -26,14 +27,18 @@ def build_run(job: dict, messages: dict, images: int) -> dict:
         "images_per_second": images * len(seconds) / sum(seconds),
         "steps": sum(e["steps"] for e in epochs),
         # CPU this worker used while it waited for "go", i.e. while others were timed: ~0 unless it prefetches
-        "waiting_cpu_seconds": sum(e["waiting_cpu_seconds"] for e in epochs),
+        "waiting_cpu_seconds": sum(b["waiting_cpu_seconds"] for b in blocks),
         "test_accuracy": epochs[-1]["test_accuracy"],
         "test_loss": epochs[-1]["test_loss"],
-        "history": {"epoch_seconds": seconds, "train_loss": [e["train_loss"] for e in epochs],
+        "history": {"epoch_seconds": seconds,
+                    "block_seconds": [[b["seconds"] for b in blocks if b["epoch"] == e["epoch"]] for e in epochs],
+                    "train_loss": [e["train_loss"] for e in epochs],
                     "test_loss": [e["test_loss"] for e in epochs],
                     "test_accuracy": [e["test_accuracy"] for e in epochs]},
-        "schedule": [{"epoch": e["epoch"], "position": e["position"], "start": e["start"], "end": e["end"],
-                      "waiting_cpu_seconds": e["waiting_cpu_seconds"]} for e in epochs],
+        # one entry per timed block, in the order they ran
+        "schedule": [{key: b[key] for key in ("epoch", "block", "position", "start", "end", "seconds", "steps",
+                                               "cpu_seconds", "waiting_cpu_seconds", "other_cpu_share")}
+                     for b in blocks],
         "predictions": np.asarray(messages["done"]["predictions"]),
     }
 
@@ -65,9 +70,14 @@ def aggregate(runs: list[dict], y_test: np.ndarray, floor_seconds: float | None)
     return out
 
 
-def steady_epochs(seconds: list[float]) -> list[float]:
+def steady_epochs(seconds: list) -> list:
     """Epochs 2..E: the first carries tracing, compilation and warm-up. A one-epoch run has only that."""
     return seconds[1:] or seconds
+
+
+def steady_blocks(run: dict) -> list[float]:
+    """The block times the verdict pairs: every block of epochs 2..E, in order."""
+    return [t for epoch in steady_epochs(run["history"]["block_seconds"]) for t in epoch]
 
 
 def verdicts(runs: dict, noise_threshold: float = stats.NOISE_THRESHOLD) -> list[dict]:
@@ -75,10 +85,9 @@ def verdicts(runs: dict, noise_threshold: float = stats.NOISE_THRESHOLD) -> list
     labels = list(runs)
     first, out = labels[0], []
     for other in labels[1:]:
-        groups = [stats.log_ratios(steady_epochs(a["history"]["epoch_seconds"]),
-                                   steady_epochs(b["history"]["epoch_seconds"]))
-                  for a, b in zip(runs[first], runs[other])]
-        verdict = stats.judge(first, other, stats.ratio_interval(groups), noise_threshold).to_dict()
+        groups = [stats.log_ratios(steady_blocks(a), steady_blocks(b)) for a, b in zip(runs[first], runs[other])]
+        within = "blocks" if len(runs[first][0]["history"]["block_seconds"][-1]) > 1 else "epochs"
+        verdict = stats.judge(first, other, stats.ratio_interval(groups, within=within), noise_threshold).to_dict()
         pairs = list(zip(runs[first], runs[other]))
         n_epochs = len(runs[first][0]["history"]["epoch_seconds"])
         verdict.update(

@@ -1,9 +1,10 @@
 """One framework, one training run, in its own process: `python -m twincnn.compare.worker`.
 
-The parent (compare/scheduler.py) sends one JSON job on stdin, then a line "go" before each epoch; the
-worker imports only its own framework, prepares everything untimed, and answers with JSON lines:
+The parent (compare/scheduler.py) sends one JSON job on stdin, then a line "go" before each block of
+steps; the worker imports only its own framework, prepares everything untimed, and answers with JSON lines:
   {"event": "ready", ...}         set up, waiting for the first "go"
-  {"event": "epoch", ...}         one epoch's timestamps, seconds and untimed evaluation
+  {"event": "block", ...}         one block's timestamps, seconds and CPU seconds (the answer to each "go")
+  {"event": "epoch", ...}         after an epoch's last block: its seconds and untimed evaluation
   {"event": "done", ...}          final predictions, after the trainer has wrapped up
   {"event": "error", "message"}   bad input (a missing framework, no GPU): one line for the user
 Anything a framework prints goes to stderr, so stdout carries only these messages. After "done" the
@@ -26,6 +27,7 @@ from ..allocator import keep_freed_memory
 from ..errors import UserError
 from ..progress import Progress
 from ..spec import Spec
+from .schedule import block_ends
 from ..weights import initial_weights
 
 
@@ -70,31 +72,57 @@ def _jsonable(value):
 
 
 class EpochClock:
-    """The trainer's hooks: wait for the scheduler, time each epoch, evaluate untimed, report."""
+    """The trainer's hooks: wait for the scheduler before each block of steps, time the block, evaluate
+    untimed after each epoch, report.
+
+    An epoch is cut into blocks (compare/schedule.py: block_ends); after each block but the last the
+    worker synchronises the device, stops its clock, reports the block and waits for its next "go", so
+    the workers take turns block by block. An epoch's time is the sum of its blocks'."""
 
     def __init__(self, channel, trainer, job, x_test, y_test, steps_per_epoch):
         self.channel, self.trainer, self.job = channel, trainer, job
         self.x_test, self.y_test = x_test, y_test
         self.steps_per_epoch = steps_per_epoch
+        self.pauses = set(block_ends(steps_per_epoch, job["block_steps"])[:-1])
         self.logits = None
 
     def epoch_start(self, epoch: int) -> None:
-        self.waiting_cpu_seconds = self.channel.wait_for_go()
+        self.epoch, self.blocks = epoch, []
         self.bar = Progress(f"{self.job['label']} epoch {epoch}/{self.job['epochs']}", self.steps_per_epoch,
                             enabled=self.job["progress"])
         self.step_seconds = []
+        self._start_block()
+
+    def _start_block(self) -> None:
+        self.waiting_cpu_seconds = self.channel.wait_for_go()
         self.wall_start = time.time()
+        self.cpu_start = time.process_time()
         self.start = self.last = time.perf_counter()
+
+    def _end_block(self, done: int) -> dict:
+        seconds = time.perf_counter() - self.start  # the device has been synchronised
+        block = {"epoch": self.epoch, "block": len(self.blocks) + 1, "seconds": seconds, "start": self.wall_start,
+                 "end": time.time(), "cpu_seconds": time.process_time() - self.cpu_start,
+                 "steps": done - sum(b["steps"] for b in self.blocks),
+                 "waiting_cpu_seconds": self.waiting_cpu_seconds}
+        self.blocks.append(block)
+        self.channel.send("block", **block)
+        return block
 
     def step(self, done: int) -> None:
         now = time.perf_counter()
         self.step_seconds.append(now - self.last)
         self.last = now
         self.bar.update(done)
+        if done in self.pauses:  # a block ends inside the epoch: hand the CPU to the next worker
+            self.trainer.sync()
+            self._end_block(done)
+            self.bar.pause()
+            self._start_block()
 
     def epoch_end(self, epoch: int, train_loss: float) -> None:
-        seconds = time.perf_counter() - self.start  # the trainer has synchronised the device already
-        wall_end = time.time()
+        self._end_block(self.steps_per_epoch)  # the trainer has synchronised the device already
+        seconds = sum(b["seconds"] for b in self.blocks)
         # -- untimed from here: evaluation for the per-epoch curves
         self.logits = self.trainer.predict(self.x_test)
         accuracy = float((self.logits.argmax(1) == self.y_test).mean())
@@ -104,10 +132,9 @@ class EpochClock:
         # queueing, not work, so only the epoch time (taken after a synchronisation) is reported there.
         median_step = float(np.median(self.step_seconds)) if self.step_seconds and self.job["device"] == "cpu" \
             else None
-        self.channel.send("epoch", epoch=epoch, seconds=seconds, start=self.wall_start, end=wall_end,
-                          steps=len(self.step_seconds), median_step_seconds=median_step,
-                          waiting_cpu_seconds=self.waiting_cpu_seconds,
-                          train_loss=float(train_loss), test_loss=test_loss, test_accuracy=accuracy)
+        self.channel.send("epoch", epoch=epoch, seconds=seconds, steps=len(self.step_seconds),
+                          median_step_seconds=median_step, train_loss=float(train_loss), test_loss=test_loss,
+                          test_accuracy=accuracy)
 
 
 def run_job(job: dict, channel: Channel) -> None:
