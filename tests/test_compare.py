@@ -53,7 +53,7 @@ def test_results_hold_verdicts_with_a_ci(two_run):
     assert doc["schema"] == 2 and doc["config"]["labels"] == labels
     (verdict,) = doc["verdicts"]
     assert verdict["frameworks"] == labels
-    low, high = verdict["ci95"]
+    low, high = verdict["ci"]
     assert low <= verdict["ratio"] <= high and isinstance(verdict["significant"], bool)
     assert verdict["text"] and verdict["epochs"] == "2..3" and verdict["units"] == 2
     # the ratio is time(first) / time(second) over the steady-state blocks, paired block by block

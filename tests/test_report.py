@@ -12,7 +12,8 @@ from twincnn.cli import main
 
 @pytest.fixture(scope="module")
 def two_machines(tmp_path_factory):
-    """A real compare run, and the same run as a second machine would have written it."""
+    """A real compare run, and the same run as a second machine running an older twincnn (schema 2, whose
+    verdicts hold "ci95") would have written it."""
     root = tmp_path_factory.mktemp("results")
     data = write_idx_dir(root / "idx", tiny_arrays(320, 100, seed=2))
     name = frameworks(1)[0]
@@ -23,6 +24,8 @@ def two_machines(tmp_path_factory):
     shutil.copytree(first, second)
     doc = json.loads((second / "results.json").read_text())
     doc["machine"].update(machine_id="other-cpu-64c-linux", cpu_model="Other CPU", cpu_count=64)
+    doc["schema"] = 2
+    del doc["verdicts"][0]["ci"], doc["verdicts"][0]["confidence"]
     doc["verdicts"][0].update(ratio=1.25, ci95=[1.2, 1.3], significant=True, text=f"{name}#2 1.25× faster")
     (second / "results.json").write_text(json.dumps(doc))
     return root, first, second, name
@@ -37,8 +40,12 @@ def test_merges_two_machines_into_one_page_and_figure(two_machines, tmp_path, ca
     first_doc = json.loads((first / "results.json").read_text())
     mine = first_doc["verdicts"][0]
     assert first_doc["machine"]["machine_id"] in page and "other-cpu-64c-linux" in page
-    assert f"{mine['ratio']:.3f} ({mine['ci95'][0]:.3f}–{mine['ci95'][1]:.3f})" in page
-    assert "1.250 (1.200–1.300)" in page and f"{name}#2 1.25× faster" in page
+    assert f"{mine['ratio']:.3f} ({mine['ci'][0]:.3f}–{mine['ci'][1]:.3f}, 95 % CI)" in page
+    assert "1.250 (1.200–1.300, 95 % CI)" in page and f"{name}#2 1.25× faster" in page
+    # each row says how it ran: device and threads, commit, versions, noise flags
+    threads = first_doc["config"]["threads"]
+    assert f"cpu, {threads} threads" in page and (first_doc["environment"]["git_commit"] or "no git")[:8] in page
+    assert first_doc["environment"]["frameworks"][name]["version"] in page
     assert (out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "1.250" in capsys.readouterr().out
     assert " s " not in page  # no absolute seconds pooled across machines
@@ -54,7 +61,7 @@ def test_a_folder_of_results_is_searched(two_machines, tmp_path):
 @pytest.mark.parametrize("content,message", [
     (None, "no results.json inside"),
     ("{not json", "not a readable results.json"),
-    ('{"schema": 1}', "results schema 1, this twincnn reads schema 2"),
+    ('{"schema": 1}', "results schema 1, this twincnn reads schemas 2, 3"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, content, message):
     run = tmp_path / "run"

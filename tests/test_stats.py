@@ -169,7 +169,7 @@ def test_ratio_is_time_of_first_over_second_and_verdict_names_the_faster():
     assert flipped.text.startswith("pt 2.00× faster than tf")
     doc = verdict.to_dict()
     assert doc["frameworks"] == ["tf", "pt"] and doc["ratio"] == pytest.approx(2.0, rel=1e-3)
-    assert doc["ci95"][0] <= doc["ratio"] <= doc["ci95"][1] and doc["significant"] is True
+    assert doc["ci"][0] <= doc["ratio"] <= doc["ci"][1] and doc["significant"] is True
 
 
 def test_verdict_rule_has_three_outcomes():
@@ -200,7 +200,7 @@ def test_interval_units_and_width():
     lone = stats.ratio_interval([[0.2]])
     assert (lone.low, lone.high) == (0.0, math.inf)
     verdict = stats.judge("a", "b", lone)
-    assert not verdict.significant and "cannot be judged" in verdict.text and verdict.to_dict()["ci95"][1] is None
+    assert not verdict.significant and "cannot be judged" in verdict.text and verdict.to_dict()["ci"][1] is None
     assert stats.repeats_for(lone, 1) == 3
     wide = stats.Interval(1.0, 0.9, 1.1, 2, "repeats")
     assert wide.half_width == pytest.approx(0.1)
@@ -356,3 +356,74 @@ def test_a_worker_using_cpu_while_waiting_is_flagged():
                      "training time)"]
     assert stats.noise_flags({}, waiting_cpu={"a": (0.4, 40.0)}) == [
         "a: used 0.40 s of CPU while waiting, inside other workers' epochs (1.0% of its own training time)"]
+
+
+def test_holm_levels_step_down_and_keep_the_level_after_the_first_failure():
+    assert stats.holm_confidences([0.04]) == [pytest.approx(0.95)]  # one comparison: plain 95 %
+    # smallest p at alpha/2, the next at alpha
+    assert stats.holm_confidences([0.03, 0.001]) == [pytest.approx(0.95), pytest.approx(0.975)]
+    # 0.03 fails at alpha/2 = 0.025: it and every later comparison stay at 97.5 %, so 0.04 is not called
+    # significant at 95 % either
+    assert stats.holm_confidences([0.04, 0.03]) == [pytest.approx(0.975), pytest.approx(0.975)]
+    assert stats.holm_confidences([0.2, 0.001, 0.01]) == [pytest.approx(0.95), pytest.approx(1 - 0.05 / 3),
+                                                          pytest.approx(0.975)]
+
+
+def test_an_interval_at_its_holm_level_excludes_1_exactly_when_holm_rejects():
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        groups = [simulate(rng, true_a=1 + d, repeats=4, epochs=2) for d in rng.uniform(-0.05, 0.05, 3)]
+        p = [stats.p_value(g) for g in groups]
+        levels = stats.holm_confidences(p)
+        order = sorted(range(3), key=lambda i: p[i])
+        rejected, still = set(), True
+        for rank, i in enumerate(order):  # Holm's step-down, written out
+            still = still and p[i] <= 0.05 / (3 - rank)
+            if still:
+                rejected.add(i)
+        for i, (g, level) in enumerate(zip(groups, levels)):
+            interval = stats.ratio_interval(g, confidence=level)
+            assert (not interval.low <= 1 <= interval.high) == (i in rejected)
+
+
+def test_holm_holds_the_family_wise_error_with_three_frameworks():
+    """Three equally fast frameworks, two comparisons against the first: any false "faster" counts. Holm
+    keeps it at or below 5 %; two plain 95 % intervals would not."""
+    rng = np.random.default_rng(5)
+    runs, holm, plain = 2000, 0, 0
+    for _ in range(runs):
+        a_over = [simulate(rng, repeats=3, epochs=2) for _ in range(2)]
+        levels = stats.holm_confidences([stats.p_value(g) for g in a_over])
+        intervals = [stats.ratio_interval(g, confidence=c) for g, c in zip(a_over, levels)]
+        holm += any(not iv.low <= 1 <= iv.high for iv in intervals)
+        plain += any(not (iv := stats.ratio_interval(g)).low <= 1 <= iv.high for g in a_over)
+    low, high = wilson(holm / runs, runs)
+    print(f"family-wise false positives, 2 comparisons: Holm {holm / runs:.1%} ({low:.1%}-{high:.1%}), "
+          f"two 95 % intervals {plain / runs:.1%}")
+    assert high >= 0.03 and holm / runs <= 0.06 and plain / runs > 0.075
+
+
+def test_a_verdict_says_its_confidence_level():
+    interval = stats.ratio_interval([[0.1, 0.12], [0.11, 0.1], [0.09, 0.1]], confidence=0.975)
+    verdict = stats.judge("a", "b", interval)
+    assert "(97.5 % CI " in verdict.text and verdict.to_dict()["confidence"] == 0.975
+
+
+def test_load_flags_name_the_epochs_where_other_processes_took_the_cpu():
+    def run(shares):
+        return {"schedule": [{"epoch": e, "seconds": 2.0, "other_cpu_share": s}
+                             for e, epoch_shares in enumerate(shares, 1) for s in epoch_shares]}
+
+    quiet = {"a": [run([[0.01, 0.02], [0.0, 0.01]])], "b": [run([[0.0, 0.0], [0.05, 0.149]])]}
+    assert stats.load_flags(quiet) == []  # b's epoch 2: 9.95 % on average, under 10 %
+    hog = {"a": [run([[0.0, 0.0], [0.0, 0.0]]), run([[0.0, 0.0], [0.4, 0.5]])],
+           "b": [run([[0.0, 0.0], [0.05, 0.15]]), run([[None, None], [0.5, 0.5]])]}
+    (flag,) = stats.load_flags(hog)
+    assert flag == ("other processes took ≥ 10% of the CPU during 3 timed epoch(s): b repeat 2 epoch 2 50%, "
+                    "a repeat 2 epoch 2 45%, b repeat 1 epoch 2 10%")
+
+
+def test_an_outlier_flag_names_where_it_ran():
+    times = {f"repeat {r} epoch 2": 10.0 for r in range(1, 8)} | {"repeat 8 epoch 2": 20.0}
+    flags = stats.noise_flags({"c": times})
+    assert any(f.startswith("c: epoch time 8 of 8 (repeat 8 epoch 2) was 20.00 s") for f in flags)

@@ -13,7 +13,7 @@ from pathlib import Path
 from .errors import UserError
 from .tables import render
 
-SCHEMA = 2
+SCHEMAS = (2, 3)  # 3 names a verdict's interval "ci" with its "confidence"; 2 had "ci95"
 
 
 def find_results(paths) -> list[Path]:
@@ -35,9 +35,12 @@ def load_result(path: Path) -> dict:
         doc = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UserError(f"{path}: not a readable results.json ({type(exc).__name__})") from None
-    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+    if not isinstance(doc, dict) or doc.get("schema") not in SCHEMAS:
         raise UserError(f"{path}: results schema {doc.get('schema') if isinstance(doc, dict) else None!r}, "
-                        f"this twincnn reads schema {SCHEMA}; re-run twincnn compare")
+                        f"this twincnn reads schemas {', '.join(map(str, SCHEMAS))}; re-run twincnn compare")
+    for v in doc["verdicts"]:
+        v.setdefault("ci", v.get("ci95"))
+        v.setdefault("confidence", 0.95)
     doc["_path"] = path
     return doc
 
@@ -49,13 +52,18 @@ def _isa_note(doc: dict) -> str:
 
 
 def rows_of(docs: list[dict]) -> list[dict]:
-    """One row per verdict (or per single-framework run), tagged with its machine and run."""
+    """One row per verdict (or per single-framework run), tagged with its machine, run and set-up: a CPU and
+    a CUDA run of one machine are separate rows."""
     rows = []
     for doc in docs:
-        cfg = doc["config"]
+        cfg, env = doc["config"], doc["environment"]
+        versions = ", ".join(e.get("version", "?") for e in env["frameworks"].values())
         common = {"machine": doc["machine"]["machine_id"], "run": doc["_path"].parent.name,
-                  "setup": f"{cfg['protocol']}/{cfg['variant']}, {cfg['epochs']} ep x {cfg['repeats']}"
+                  "setup": f"{cfg['protocol']}/{cfg['variant']}, {cfg['epochs']} ep x {cfg['repeats']}, "
+                           f"{cfg['device']}, {cfg['threads']} threads"
                            + (" quick" if cfg.get("quick") else "") + _isa_note(doc),
+                  "commit": (env.get("git_commit") or "no git")[:8], "versions": versions,
+                  "flags": len(doc["noise"]["flags"]),
                   "accuracy": {k: v["test_accuracy"] for k, v in doc["frameworks"].items()}}
         for v in doc["verdicts"] or [None]:
             rows.append({**common, "verdict": v})
@@ -67,52 +75,57 @@ def markdown(rows: list[dict]) -> str:
     for r in rows:
         v = r["verdict"]
         acc = ", ".join(f"{k} {a:.2%}" for k, a in r["accuracy"].items())
+        flags = f"{r['flags']} noise flag(s)" if r["flags"] else "none"
         if v is None:
-            table.append([r["machine"], r["run"], r["setup"], "-", "-", "one framework", acc])
+            pair, ratio, verdict = "-", "-", "one framework"
         else:
-            low, high = v["ci95"]
-            ci = f"{v['ratio']:.3f} ({low:.3f}–{high:.3f})" if high is not None else f"{v['ratio']:.3f} (no CI)"
-            table.append([r["machine"], r["run"], r["setup"], " / ".join(v["frameworks"]), ci, v["text"], acc])
+            low, high = v["ci"]
+            level = f"{v['confidence'] * 100:.4g} % CI"
+            pair, verdict = " / ".join(v["frameworks"]), v["text"]
+            ratio = f"{v['ratio']:.3f} ({low:.3f}–{high:.3f}, {level})" if high is not None else f"{v['ratio']:.3f} (no CI)"
+        table.append([r["machine"], r["run"], r["setup"], r["commit"], r["versions"], pair, ratio, verdict, flags, acc])
     machines = sorted({r["machine"] for r in rows})
     head = [f"# twincnn report: {len(rows)} result(s) from {len(machines)} machine(s)", "",
-            "Time ratio = time of the first framework / time of the second, steady-state epochs, 95 % CI. "
-            "Machines are compared by these ratios only, never by absolute times.", ""]
-    return "\n".join(head + [render(["machine", "run", "setup", "pair", "time ratio (95 % CI)", "verdict",
-                                     "test accuracy"], table, markdown=True), ""])
+            "Time ratio = time of the first framework / time of the second in the steady state, with the "
+            "verdict's confidence interval (95 %, or Holm's level where one run judged several pairs). Machines "
+            "are compared by these ratios only, never by absolute times.", ""]
+    return "\n".join(head + [render(["machine", "run", "setup", "commit", "versions", "pair", "time ratio (CI)",
+                                     "verdict", "noise", "test accuracy"], table, markdown=True), ""])
 
 
 def figure(rows: list[dict], path: Path) -> None:
+    """Two panels with one shared row per result: the ratio with its CI and noise band, the accuracies."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    judged = [r for r in rows if r["verdict"] and r["verdict"]["ci95"][1] is not None]
-    fig, (ax_ratio, ax_acc) = plt.subplots(1, 2, figsize=(12, 1.5 + 0.45 * max(len(judged), len(rows))))
-    for y, r in enumerate(judged):
+    fig, (ax_ratio, ax_acc) = plt.subplots(1, 2, figsize=(12, 1.5 + 0.45 * len(rows)), sharey=True)
+    for y, r in enumerate(rows):
         v = r["verdict"]
-        ax_ratio.errorbar(v["ratio"], y, xerr=[[v["ratio"] - v["ci95"][0]], [v["ci95"][1] - v["ratio"]]],
+        if v is None or v["ci"][1] is None:
+            continue
+        threshold = v.get("noise_threshold", 0.03)
+        ax_ratio.fill_betweenx([y - 0.4, y + 0.4], 1 - threshold, 1 + threshold, color="#dddddd",
+                               label="noise band" if y == 0 else None)
+        ax_ratio.errorbar(v["ratio"], y, xerr=[[v["ratio"] - v["ci"][0]], [v["ci"][1] - v["ratio"]]],
                           fmt="o", color="#2b59c3" if v["significant"] else "#888888", capsize=3)
-    threshold = judged[0]["verdict"].get("noise_threshold", 0.03) if judged else 0.03
     ax_ratio.axvline(1, color="black", lw=0.8)
-    ax_ratio.axvspan(1 - threshold, 1 + threshold, color="#dddddd", label=f"noise ±{threshold:.0%}")
-    ax_ratio.set_yticks(range(len(judged)),
-                        [f"{r['machine'][:28]}\n{' / '.join(r['verdict']['frameworks'])}" for r in judged],
-                        fontsize=7)
-    ax_ratio.set(xlabel="time ratio, first / second (95 % CI); > 1: the second is faster",
-                 title="speed ratio per machine")
-    ax_ratio.legend(fontsize=7)
+    labels = [f"{r['machine'][:28]} {r['run'][:16]}\n" + (" / ".join(r["verdict"]["frameworks"]) if r["verdict"]
+                                                          else "one framework") for r in rows]
+    ax_ratio.set_yticks(range(len(rows)), labels, fontsize=7)
+    ax_ratio.set(xlabel="time ratio, first / second (bars: the verdict's CI); > 1: the second is faster",
+                 title="speed ratio per run")
     names = sorted({k for r in rows for k in r["accuracy"]})
     for i, name in enumerate(names):
         ys = [y for y, r in enumerate(rows) if name in r["accuracy"]]
-        ax_acc.plot([rows[y]["accuracy"][name] * 100 for y in ys], ys, "o", label=name,
-                    color=plt.cm.tab10(i))
-    ax_acc.set_yticks(range(len(rows)), [f"{r['machine'][:28]}\n{r['run'][:24]}" for r in rows], fontsize=7)
+        ax_acc.plot([rows[y]["accuracy"][name] * 100 for y in ys], ys, "o", label=name, color=plt.cm.tab10(i))
     ax_acc.set(xlabel="test accuracy (%)", title="accuracy per framework")
-    ax_acc.legend(fontsize=7)
     for ax in (ax_ratio, ax_acc):
-        ax.invert_yaxis()
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
+    ax_ratio.invert_yaxis()
     fig.tight_layout()
     fig.savefig(path, dpi=110, format="png")
     plt.close(fig)

@@ -55,6 +55,7 @@ class Interval:
     high: float
     units: int  # independent units behind the interval
     unit: str  # "repeats"; with one repeat, what it pairs: "epochs" or "blocks"
+    confidence: float = CONFIDENCE
 
     @property
     def half_width(self) -> float:
@@ -62,20 +63,59 @@ class Interval:
         return (self.high - self.low) / 2 / self.ratio
 
 
+def _units(groups, within: str) -> tuple[np.ndarray, str]:
+    """The independent units: one mean log ratio per repeat (the paired values where there is one repeat)."""
+    groups = [np.asarray(g, float) for g in groups if len(g)]  # pragma: no mutate (float: as in log_ratios)
+    if not groups:
+        raise ValueError("no paired epochs to judge")
+    return (np.array([g.mean() for g in groups]), "repeats") if len(groups) > 1 else (groups[0], within)
+
+
 def ratio_interval(groups, confidence: float = CONFIDENCE, within: str = "epochs") -> Interval:
     """CI of the time ratio from per-repeat lists of paired log ratios: Student's t on the repeat means (on
     the paired units inside the repeat, named ``within``, where there is one repeat)."""
     from scipy import stats
 
-    groups = [np.asarray(g, float) for g in groups if len(g)]  # pragma: no mutate (float: as in log_ratios)
-    if not groups:
-        raise ValueError("no paired epochs to judge")
-    values, unit = (np.array([g.mean() for g in groups]), "repeats") if len(groups) > 1 else (groups[0], within)
+    values, unit = _units(groups, within)
     units, center = len(values), float(values.mean())
     if units < 2:  # one epoch of one repeat: nothing to estimate a spread from
-        return Interval(math.exp(center), 0.0, math.inf, units, unit)
+        return Interval(math.exp(center), 0.0, math.inf, units, unit, confidence)
     half = float(stats.t.ppf(1 - (1 - confidence) / 2, units - 1)) * float(values.std(ddof=1)) / math.sqrt(units)
-    return Interval(math.exp(center), math.exp(center - half), math.exp(center + half), units, unit)
+    return Interval(math.exp(center), math.exp(center - half), math.exp(center + half), units, unit, confidence)
+
+
+def p_value(groups) -> float:
+    """Two-sided p-value of "equal speed" on the same units as ratio_interval (1.0 where no spread exists)."""
+    from scipy import stats
+
+    values, _ = _units(groups, "epochs")
+    if len(values) < 2:
+        return 1.0
+    spread = float(values.std(ddof=1))
+    if spread == 0:
+        return 0.0 if values.mean() != 0 else 1.0
+    t = float(values.mean()) / (spread / math.sqrt(len(values)))
+    return float(2 * stats.t.sf(abs(t), len(values) - 1))
+
+
+def holm_confidences(p_values, confidence: float = CONFIDENCE) -> list[float]:
+    """Holm's step-down over several comparisons, as a confidence level per comparison: the smallest p is
+    tested at alpha/m, the next at alpha/(m-1), ...; from the first comparison that is not significant on,
+    every later one keeps that comparison's level. An interval at its comparison's level then excludes 1
+    exactly when Holm rejects "equal speed", and the family-wise error rate stays at most alpha."""
+    alpha, m = 1 - confidence, len(p_values)
+    levels, stopped = [0.0] * m, None
+    for rank, index in enumerate(sorted(range(m), key=lambda i: p_values[i])):
+        level = alpha / (m - rank) if stopped is None else stopped
+        if stopped is None and p_values[index] > level:
+            stopped = level
+        levels[index] = 1 - level
+    return levels
+
+
+def confidence_label(confidence: float) -> str:
+    """0.95 -> '95 %', 0.975 -> '97.5 %'."""
+    return f"{confidence * 100:.4g} %"
 
 
 # The outcomes a verdict can have, as results.json records them.
@@ -98,7 +138,8 @@ class Verdict:
     def to_dict(self) -> dict:
         iv = self.interval
         high = iv.high if math.isfinite(iv.high) else None  # JSON has no infinity
-        return {"frameworks": list(self.frameworks), "ratio": iv.ratio, "ci95": [iv.low, high],
+        return {"frameworks": list(self.frameworks), "ratio": iv.ratio, "ci": [iv.low, high],
+                "confidence": iv.confidence,
                 "outcome": self.outcome, "significant": self.significant, "text": self.text, "units": iv.units,
                 "unit": iv.unit, "noise_threshold": self.noise_threshold}
 
@@ -139,7 +180,8 @@ def judge(a: str, b: str, interval: Interval, noise_threshold: float = NOISE_THR
         detail = {NO_DIFFERENCE: "no significant difference", WITHIN_NOISE: "difference within noise"}[outcome]
         band = f", inside ±{noise_threshold:.0%}" if outcome == WITHIN_NOISE else ""
         return Verdict((a, b), interval, noise_threshold, outcome,
-                       f"{a} vs {b}: {detail} (time ratio {interval.ratio:.3f}, 95 % CI {ci}{band})")
+                       f"{a} vs {b}: {detail} (time ratio {interval.ratio:.3f}, "
+                       f"{confidence_label(interval.confidence)} CI {ci}{band})")
     # ratio == 1 lies inside any interval around it, so it never gets here: > and >= agree
     if interval.ratio > 1:  # pragma: no mutate (b takes less time)
         speed, lo, hi = interval.ratio, interval.low, interval.high
@@ -149,7 +191,8 @@ def judge(a: str, b: str, interval: Interval, noise_threshold: float = NOISE_THR
         faster, slower = a, b
     # speed-ups: the printed interval must still exclude 1 and reach beyond the noise band
     ci = printed_bounds(lo, hi, lambda lo, hi: outcome_of(lo, hi, noise_threshold) == FASTER)
-    return Verdict((a, b), interval, noise_threshold, outcome, f"{faster} {speed:.2f}× faster than {slower} (95 % CI {ci})")
+    return Verdict((a, b), interval, noise_threshold, outcome,
+                   f"{faster} {speed:.2f}× faster than {slower} ({confidence_label(interval.confidence)} CI {ci})")
 
 
 def repeats_for(interval: Interval, repeats: int, target: float = NOISE_THRESHOLD) -> int:
@@ -162,7 +205,7 @@ def repeats_for(interval: Interval, repeats: int, target: float = NOISE_THRESHOL
         return max(3, repeats + 1)
     if interval.half_width <= target:
         return repeats
-    t = lambda n: float(stats.t.ppf(1 - (1 - CONFIDENCE) / 2, n - 1))  # noqa: E731
+    t = lambda n: float(stats.t.ppf(1 - (1 - interval.confidence) / 2, n - 1))  # noqa: E731
     spread = interval.half_width * math.sqrt(interval.units) / t(interval.units)
     n = max(repeats, interval.units) + 1
     while t(n) * spread / math.sqrt(n) > target and n < 10_000:

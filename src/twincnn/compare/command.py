@@ -23,7 +23,7 @@ from .summary import aggregate, build_run, verdicts
 QUICK_TRAIN, QUICK_TEST = 12_000, 2_000
 DEFAULT_EPOCHS, DEFAULT_REPEATS = 2, 3
 DEFAULT_BLOCK_STEPS = 100  # workers take turns every ~100 steps: a few seconds of training each
-SCHEMA = 2  # results.json layout; bump when a field changes meaning
+SCHEMA = 3  # results.json layout; bump when a field changes meaning
 
 
 def worker_labels(names: list[str]) -> list[str]:
@@ -201,6 +201,6 @@ def run(args) -> int:
 
 
 def _interval(verdict: dict) -> stats.Interval:
-    low, high = verdict["ci95"]
+    low, high = verdict["ci"]
     return stats.Interval(verdict["ratio"], low, math.inf if high is None else high, verdict["units"],
-                          verdict["unit"])
+                          verdict["unit"], verdict["confidence"])

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import UserError
+from ..stats import confidence_label
 from ..tables import render
 
 
@@ -51,10 +52,12 @@ def verdict_lines(doc: dict) -> list[str]:
         a, b = v["frameworks"]
         noisy = " [on a run flagged as noisy: see below]" if doc["noise"]["flags"] else ""
         lines.append(f"verdict, epochs {v['epochs']}: {v['text']}{noisy}")
-        low, high = v["ci95"]
-        ci = f"95 % CI {low:.3f}–{high:.3f}" if high is not None else "no CI"
+        low, high = v["ci"]
+        ci = f"{confidence_label(v['confidence'])} CI {low:.3f}–{high:.3f}" if high is not None else "no CI"
         lines.append(f"  time ratio {a}/{b}: steady state {v['ratio']:.3f} ({ci}, {v['units']} {v['unit']}); "
                      f"first epoch {v['first_epoch_ratio']:.2f}; total {v['total_ratio']:.2f}")
+        if v["family"]:
+            lines.append(f"  family-wise error held at 5 % ({v['family']})")
         lines.append(f"  accuracy {a} − {b}: {v['accuracy_gap'] * 100:+.2f} pp; same prediction on "
                      f"{v['prediction_agreement']:.2%} of test images")
     noise = doc["noise"]

@@ -99,19 +99,19 @@ def draw_all(results: dict, out: Path, title: str, verdicts: list | None = None)
 
 
 def _draw_verdicts(plt, verdicts: list, out: Path, written: list) -> None:
-    """Each verdict's steady-state time ratio with its 95 % CI, against 1 and the noise band."""
+    """Each verdict's steady-state time ratio with its CI (95 %, or Holm's level), against 1 and the noise band."""
     fig, ax = plt.subplots(figsize=(7, 1.4 + 0.6 * len(verdicts)))
     threshold = verdicts[0]["noise_threshold"]
     ax.axvspan(1 - threshold, 1 + threshold, color="0.9", label=f"within noise (±{threshold:.0%})")
     ax.axvline(1, color="0.4", linewidth=1)
     for row, v in enumerate(verdicts):
-        low, high = v["ci95"]
+        low, high = v["ci"]
         if high is not None:
             ax.plot([low, high], [row, row], color="#2b59c3", linewidth=3)
         ax.plot(v["ratio"], row, "o", color="#ff6f00")
     ax.set_yticks(range(len(verdicts)))
     ax.set_yticklabels([" / ".join(v["frameworks"]) for v in verdicts])
-    ax.set(xlabel="time ratio, steady state (above 1: the second is faster); bars: 95 % CI",
+    ax.set(xlabel="time ratio, steady state (above 1: the second is faster); bars: the verdict's CI",
            title="verdicts")
     ax.invert_yaxis()
     ax.legend(loc="lower right", fontsize=8)

@@ -81,16 +81,23 @@ def steady_blocks(run: dict) -> list[float]:
 
 
 def verdicts(runs: dict, noise_threshold: float = stats.NOISE_THRESHOLD) -> list[dict]:
-    """Each framework against the first one named: the steady-state verdict, plus labelled extras."""
+    """Each framework against the first one named: the steady-state verdict, plus labelled extras. With two
+    or more comparisons their family-wise error is held at 5 % by Holm's method: each interval is at the
+    confidence level its comparison was tested at (97.5 % or 95 % for two comparisons)."""
     labels = list(runs)
-    first, out = labels[0], []
-    for other in labels[1:]:
-        groups = [stats.log_ratios(steady_blocks(a), steady_blocks(b)) for a, b in zip(runs[first], runs[other])]
-        within = "blocks" if len(runs[first][0]["history"]["block_seconds"][-1]) > 1 else "epochs"
-        verdict = stats.judge(first, other, stats.ratio_interval(groups, within=within), noise_threshold).to_dict()
+    first, others = labels[0], labels[1:]
+    within = "blocks" if len(runs[first][0]["history"]["block_seconds"][-1]) > 1 else "epochs"
+    groups = {other: [stats.log_ratios(steady_blocks(a), steady_blocks(b)) for a, b in zip(runs[first], runs[other])]
+              for other in others}
+    levels = stats.holm_confidences([stats.p_value(groups[other]) for other in others])
+    out = []
+    for other, level in zip(others, levels):
+        interval = stats.ratio_interval(groups[other], confidence=level, within=within)
+        verdict = stats.judge(first, other, interval, noise_threshold).to_dict()
         pairs = list(zip(runs[first], runs[other]))
         n_epochs = len(runs[first][0]["history"]["epoch_seconds"])
         verdict.update(
+            family=f"Holm over {len(others)} comparisons" if len(others) > 1 else None,
             epochs={1: "1 (warm-up incl.)", 2: "2"}.get(n_epochs, f"2..{n_epochs}"),
             first_epoch_ratio=float(np.median([a["first_epoch_seconds"] / b["first_epoch_seconds"]
                                                for a, b in pairs])),
