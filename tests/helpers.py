@@ -169,3 +169,22 @@ def frameworks(count):
     if not names:
         pytest.skip("no framework installed: pip install 'twincnn[all]'")
     return (names * count)[:count] if len(names) < count else names[:count]
+
+
+def cpu_hogs(busy: float = 1.0, idle: float = 0.0, count: int | None = None) -> list:
+    """Start ``count`` processes (default: one per usable CPU) that each spin for ``busy`` seconds, then
+    sleep ``idle`` seconds, forever: steady (idle 0) or bursty competing load. Stop them with stop_all()."""
+    import subprocess
+    import sys
+
+    from twincnn import machine
+
+    code = (f"import time\nwhile True:\n    end = time.time() + {busy}\n    while time.time() < end:\n        pass\n"
+            f"    time.sleep({idle})\n")
+    return [subprocess.Popen([sys.executable, "-c", code]) for _ in range(count or machine.usable_cpus())]
+
+
+def stop_all(processes) -> None:
+    for process in processes:
+        process.kill()
+        process.wait()

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import frameworks
+from tests.helpers import cpu_hogs, frameworks, stop_all
 from tests.mnist_files import tiny_arrays, write_idx_dir
 from twincnn import backends, machine
 from twincnn.cli import main
@@ -349,3 +349,53 @@ def test_a_worker_wraps_up_before_the_next_go_and_exits_after_the_schedule(monke
     assert events == [("ready", "a"), ("ready", "b"), ("go", "a"), ("epoch", "a"), ("go", "b"), ("epoch", "b"),
                       ("go", "a"), ("epoch", "a"), ("done", "a"), ("go", "b"), ("epoch", "b"), ("done", "b"),
                       ("close", "a"), ("close", "b")]
+
+
+def test_a_cpu_hog_started_mid_training_flags_the_run_and_names_the_epochs(tmp_path, tiny_dir, monkeypatch):
+    """Competing load that starts after the quiet second and the first epoch is seen in the per-block
+    reading of /proc/stat, not in the reading before training: the run is flagged, naming loaded epochs,
+    and the verdict line says the run was flagged."""
+    from twincnn.compare import scheduler
+
+    name = frameworks(1)[0]
+    hogs, blocks_run = [], []
+    train_block = scheduler.Worker.train_block
+
+    def start_hogs_after_epoch_1(self):
+        if len(blocks_run) == 2:  # both workers' epoch 1 is over: load arrives mid-training
+            hogs.extend(cpu_hogs())
+        blocks_run.append(self.label)
+        return train_block(self)
+
+    monkeypatch.setattr(scheduler.Worker, "train_block", start_hogs_after_epoch_1)
+    try:
+        rc, out = compare(tmp_path, "--frameworks", f"{name},{name}", "--data", str(tiny_dir), "--epochs", "4",
+                          "--repeats", "1", "--block-steps", "0")
+    finally:
+        stop_all(hogs)
+    assert rc == 0 and hogs
+    doc = json.loads((out / "results.json").read_text())
+    (flag,) = [f for f in doc["noise"]["flags"] if f.startswith("other processes took")]
+    assert "epoch 1 " not in flag and "repeat 1 epoch" in flag, flag
+    assert "[on a run flagged as noisy" in (out / "report.md").read_text()
+    assert "busy_share" in doc["environment"]["load_before"]
+    assert not any(f.startswith("other work used") for f in doc["noise"]["flags"])  # not visible before training
+
+
+@pytest.mark.slow
+def test_quick_names_a_1_5x_faster_twin_under_bursty_load(tmp_path, monkeypatch):
+    """Under bursty competing load (every CPU busy 0.2 s, idle 0.3 s), `--quick` at the default repeats
+    still names the faster of two workers whose steps differ by 1.5× (the same framework, one of them
+    slowed by a busy wait per step: tests/slowed_worker.py)."""
+    from twincnn.compare import scheduler
+
+    name = frameworks(1)[0]
+    monkeypatch.setattr(scheduler, "WORKER_COMMAND", [sys.executable, str(Path(__file__).with_name("slowed_worker.py"))])
+    hogs = cpu_hogs(busy=0.2, idle=0.3)
+    try:
+        rc, out = compare(tmp_path, "--frameworks", f"{name},{name}", "--quick")
+    finally:
+        stop_all(hogs)
+    assert rc == 0
+    (verdict,) = json.loads((out / "results.json").read_text())["verdicts"]
+    assert verdict["outcome"] == "faster" and verdict["text"].startswith(f"{name} 1."), verdict["text"]

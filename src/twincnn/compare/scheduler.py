@@ -13,6 +13,9 @@ from ..errors import UserError
 from .schedule import block_ends, interleaved
 
 
+WORKER_COMMAND = [sys.executable, "-m", "twincnn.compare.worker"]
+
+
 class WorkerFailed(RuntimeError):
     """A worker died without a message: a bug, whose traceback the worker printed on stderr."""
 
@@ -21,8 +24,8 @@ class Worker:
     def __init__(self, job: dict):
         self.job, self.label = job, job["label"]
         # stderr is shared with the parent, so progress bars and any traceback reach the user directly.
-        self.process = subprocess.Popen([sys.executable, "-m", "twincnn.compare.worker"], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, text=True, bufsize=1)
+        self.process = subprocess.Popen(WORKER_COMMAND, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                        bufsize=1)
         self._send(json.dumps(job))
 
     def _send(self, line: str) -> None:
