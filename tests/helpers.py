@@ -163,11 +163,14 @@ def run_keras_adam_in_torch(tb, start, steps, capturable=False):
     return {f"w{i}": p.detach().numpy().copy() for i, p in enumerate(params)}
 
 
-def frameworks(count):
-    """`count` installed frameworks, the quickest to start first; one framework twice (A/A) if only one."""
+def frameworks(count, distinct=False):
+    """`count` installed frameworks, the quickest to start first. Where fewer are installed, the list
+    repeats them (A/A runs), unless the test needs ``distinct`` ones: then it is skipped, saying why."""
     names = sorted(backends.available(), key=lambda n: n != "torch")
     if not names:
         pytest.skip("no framework installed: pip install 'twincnn[all]'")
+    if distinct and len(names) < count:
+        pytest.skip(f"needs {count} different frameworks; installed: {', '.join(names)} (pip install 'twincnn[all]')")
     return (names * count)[:count] if len(names) < count else names[:count]
 
 

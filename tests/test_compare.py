@@ -50,7 +50,7 @@ def two_run(tmp_path_factory, tiny_dir):
 def test_results_hold_verdicts_with_a_ci(two_run):
     names, out, doc = two_run
     labels = worker_labels(names)
-    assert doc["schema"] == 2 and doc["config"]["labels"] == labels
+    assert doc["schema"] == 3 and doc["config"]["labels"] == labels
     (verdict,) = doc["verdicts"]
     assert verdict["frameworks"] == labels
     low, high = verdict["ci"]
@@ -63,7 +63,9 @@ def test_results_hold_verdicts_with_a_ci(two_run):
     logs = [np.mean(np.log(a) - np.log(b)) for a, b in zip(*steady)]
     assert verdict["ratio"] == pytest.approx(np.exp(np.mean(logs)))
     assert doc["floor"]["matmul_gflops"] > 0 and doc["floor"]["threads"] == doc["config"]["threads"]
-    for name in ("results.json", "report.md", "schedule.png", "loss_accuracy.png", "confusion_matrices.png"):
+    assert verdict["confidence"] == 0.95 and verdict["family"] is None  # one comparison: no Holm adjustment
+    for name in ("results.json", "report.md", "schedule.png", "loss_accuracy.png", "confusion_matrices.png",
+                 "verdicts.png", "epoch_times.png"):
         assert (out / name).is_file()
     assert verdict["text"] in (out / "report.md").read_text()
 
@@ -106,13 +108,14 @@ def assert_same_training(doc, what):
 
 
 def test_fair_twins_train_alike(two_run):
+    frameworks(2, distinct=True)  # two different frameworks, or a skip that says so: an A/A run proves nothing here
     assert_same_training(two_run[2], "tuned")
 
 
 def test_fair_idiomatic_twins_train_alike(tmp_path, tiny_dir):
     """The idiomatic loops (Keras fit() over the shared batches, a DataLoader with the shared order as its
     sampler) see the same batches as each other."""
-    names = frameworks(2)
+    names = frameworks(2, distinct=True)
     rc, out = compare(tmp_path, "--variant", "idiomatic", "--frameworks", ",".join(names), "--data", str(tiny_dir),
                       "--epochs", "3", "--repeats", "1")
     assert rc == 0
@@ -154,6 +157,13 @@ def test_notebook_protocol_runs_each_framework_its_own_way(tmp_path, tiny_dir):
         assert len(fig["history"]["epoch_seconds"]) == 2 and fig["variant"] == "idiomatic"
     if names[0] != names[1]:  # own initialisers and Adam: the twins no longer compute the same thing
         assert doc["verdicts"][0]["prediction_agreement"] < 1.0
+    assert doc["config"]["block_steps"] == 0  # whole epochs: Keras validates inside its last block only
+    validating = [label for name, label in zip(names, worker_labels(names))
+                  if backends.load(name).NOTEBOOK_VALIDATION]
+    note = doc["verdicts"][0]["timing_note"]
+    assert (note is None) == (not validating) and all(label in note for label in validating or [""])
+    if validating:
+        assert note in (out / "report.md").read_text()
 
 
 @pytest.mark.parametrize("args,message", [

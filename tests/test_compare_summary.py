@@ -21,7 +21,8 @@ def messages(seconds, losses=None, accuracy=0.9, predictions=None, steps=10, med
               "end": 1000.0 + 100 * i + (k + 1) * s / blocks, "position": 2 * (i * blocks + k), "steps": steps // blocks,
               "cpu_seconds": 2 * s / blocks, "waiting_cpu_seconds": 0.001 * i, "other_cpu_share": 0.01}
              for i, s in enumerate(seconds) for k in range(blocks)]
-    return {"ready": {"threads": {"intra_op_threads": 2}, "pid": pid}, "epochs": epochs, "blocks": timed,
+    return {"ready": {"threads": {"intra_op_threads": 2}, "pid": pid, "validates_in_timing": False},
+            "epochs": epochs, "blocks": timed,
             "done": {"predictions": list(Y_TEST if predictions is None else predictions)}}
 
 
@@ -84,6 +85,10 @@ def test_verdicts_judge_each_framework_against_the_first():
     assert first["ratio"] == pytest.approx(math.exp(np.mean([np.mean(np.log([2.0, 2.0]) - np.log([1.0, 1.0 + 0.01 * i]))
                                                              for i in range(3)])))
     assert first["epochs"] == "2..3" and first["units"] == 3 and first["unit"] == "repeats"
+    # two comparisons: Holm; b's clear difference is tested first, at 97.5 %, c's then at 95 %
+    assert first["family"] == second["family"] == "Holm over 2 comparisons"
+    assert (first["confidence"], second["confidence"]) == (pytest.approx(0.975), pytest.approx(0.95))
+    assert "(97.5 % CI " in first["text"]
     assert first["first_epoch_ratio"] == pytest.approx(9.0 / 4.0)
     assert first["total_ratio"] == pytest.approx(13.0 / 6.01)
     assert first["accuracy_gap"] == pytest.approx(0.1)

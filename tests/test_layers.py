@@ -286,3 +286,24 @@ def test_tuned_torch_plan_moves_only_a_max_pool_right_after_relu():
                           ("fc1", None)]
     tuned = tb.make_predictor(model, "tuned")(x)
     assert_close(tuned, idiomatic, scaled(LOGIT_ATOL, idiomatic), "tuned PyTorch plan vs the plain one")
+
+
+def test_torch_predictors_leave_the_callers_model_as_it_was():
+    """make_predictor works on its own copy: the model keeps its training mode, memory format and plan, and
+    the predictor gives the logits of the weights the model had when it was made."""
+    from tests.helpers import require
+
+    tb = require("torch")
+    import torch
+
+    spec = Spec((16, 16, 2), (conv(4, 3, 1, "same", "relu"), pool(2), batchnorm(), FLATTEN, dense(10)))
+    model = tb.build(spec)
+    tb.set_weights(model, spec, random_weights(spec, 8))
+    x, _ = inputs(spec, 8)
+    expected = tb.predict(model, x)
+    plan = list(model.plan)
+    for variant in ("idiomatic", "tuned"):
+        logits = tb.make_predictor(model, variant)(x)
+        assert_close(logits, expected, scaled(LOGIT_ATOL, expected), f"{variant} predictor vs predict()")
+        assert model.training and model.plan == plan
+        assert not model.conv1.weight.is_contiguous(memory_format=torch.channels_last)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import pickle
 import platform
 from contextlib import contextmanager
@@ -492,8 +493,6 @@ class Trainer:
         return total / steps
 
     def _eager_step(self, idx):
-        if not self.model.training:  # a predictor made from this model left it in eval mode
-            self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         loss = F.cross_entropy(self.model(self.x[idx]), self.y[idx])
         loss.backward()
@@ -557,8 +556,10 @@ class Trainer:
 
 
 def make_predictor(model, variant: str = "idiomatic"):
-    """x (N, H, W, C) -> logits. idiomatic: eval() + no_grad; tuned: channels-last, pool before ReLU,
-    inference_mode."""
+    """x (N, H, W, C) -> logits from the weights the model has now. idiomatic: eval() + no_grad; tuned:
+    channels-last, pool before ReLU, inference_mode. It predicts with its own copy of the model, so the
+    caller's model keeps its mode, layout and plan."""
+    model = copy.deepcopy(model)
     device = next(model.parameters()).device
     model.eval()
     if variant == "idiomatic":

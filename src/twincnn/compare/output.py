@@ -27,7 +27,7 @@ def _fmt(fig: dict, key: str, spec: str, scale: float = 1.0, suffix: str = "") -
 ROWS = [  # label, key, format, scale, suffix
     ("training time, total", "train_seconds", ".1f", 1, " s"),
     ("  first epoch (warm-up incl.)", "first_epoch_seconds", ".1f", 1, " s"),
-    ("  later epochs, mean (verdict)", "later_epoch_seconds", ".2f", 1, " s"),
+    ("  later epochs, mean", "later_epoch_seconds", ".2f", 1, " s"),
     ("median step", "median_step_ms", ".2f", 1, " ms"),
     ("images / second", "images_per_second", ",.0f", 1, ""),
     ("× hardware floor", "floor_multiple", ".2f", 1, "×"),
@@ -42,7 +42,11 @@ def side_by_side(results: dict, markdown: bool = False) -> str:
     rows = [[label] + [_fmt(results[n], key, spec, scale, suffix) for n in names]
             for label, key, spec, scale, suffix in ROWS]
     rows.append(["steps per run"] + [f"{results[n]['steps']:,}" for n in names])
-    return render(["", *names], rows, markdown=markdown)
+    return render(["", *names], rows, markdown=markdown) + "\n" + TABLE_NOTE
+
+
+TABLE_NOTE = ("Each cell: the median over repeats (min–max). A verdict is the geometric mean of paired time "
+              "ratios of steady-state blocks, so it need not equal a ratio of these columns.")
 
 
 def verdict_lines(doc: dict) -> list[str]:
@@ -56,6 +60,8 @@ def verdict_lines(doc: dict) -> list[str]:
         ci = f"{confidence_label(v['confidence'])} CI {low:.3f}–{high:.3f}" if high is not None else "no CI"
         lines.append(f"  time ratio {a}/{b}: steady state {v['ratio']:.3f} ({ci}, {v['units']} {v['unit']}); "
                      f"first epoch {v['first_epoch_ratio']:.2f}; total {v['total_ratio']:.2f}")
+        if v.get("timing_note"):
+            lines.append(f"  {v['timing_note']}")
         if v["family"]:
             lines.append(f"  family-wise error held at 5 % ({v['family']})")
         lines.append(f"  accuracy {a} − {b}: {v['accuracy_gap'] * 100:+.2f} pp; same prediction on "

@@ -20,6 +20,8 @@ def build_run(job: dict, messages: dict, images: int) -> dict:
     return {
         "framework": job["framework"], "label": job["label"], "seed": job["seed"], "variant": job["variant"],
         "threads": messages["ready"]["threads"], "pid": messages["ready"]["pid"],
+        # the notebook protocol times Keras's validation pass inside its epochs, as the notebook did
+        "validates_in_timing": messages["ready"]["validates_in_timing"],
         "train_seconds": sum(seconds),
         "first_epoch_seconds": seconds[0],
         "later_epoch_seconds": float(np.mean(seconds[1:])) if len(seconds) > 1 else None,
@@ -96,7 +98,10 @@ def verdicts(runs: dict, noise_threshold: float = stats.NOISE_THRESHOLD) -> list
         verdict = stats.judge(first, other, interval, noise_threshold).to_dict()
         pairs = list(zip(runs[first], runs[other]))
         n_epochs = len(runs[first][0]["history"]["epoch_seconds"])
+        validating = [label for label in (first, other) if runs[label][0]["validates_in_timing"]]
         verdict.update(
+            timing_note=(f"{' and '.join(validating)}'s time includes a validation pass per epoch, as the notebook "
+                         f"timed it" if validating else None),
             family=f"Holm over {len(others)} comparisons" if len(others) > 1 else None,
             epochs={1: "1 (warm-up incl.)", 2: "2"}.get(n_epochs, f"2..{n_epochs}"),
             first_epoch_ratio=float(np.median([a["first_epoch_seconds"] / b["first_epoch_seconds"]

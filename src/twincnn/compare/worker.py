@@ -162,7 +162,8 @@ def run_job(job: dict, channel: Channel) -> None:
     # Fair: one shared permutation per epoch, drawn before the clock starts. Notebook: the framework's own.
     orders = [rng.permutation(n) for _ in range(job["epochs"])] if fair else None
 
-    channel.send("ready", threads=threads, environment=backend.environment(), pid=os.getpid())
+    channel.send("ready", threads=threads, environment=backend.environment(), pid=os.getpid(),
+                 validates_in_timing=validates)
     clock = EpochClock(channel, trainer, job, x_test, y_test, math.ceil(n / job["batch_size"]))
     trainer.run(job["epochs"], job["batch_size"], lambda epoch: orders[epoch - 1] if orders else None, clock,
                 validation=(x_test, y_test) if validates else None)
