@@ -303,7 +303,12 @@ def test_torch_predictors_leave_the_callers_model_as_it_was():
     expected = tb.predict(model, x)
     plan = list(model.plan)
     for variant in ("idiomatic", "tuned"):
-        logits = tb.make_predictor(model, variant)(x)
-        assert_close(logits, expected, scaled(LOGIT_ATOL, expected), f"{variant} predictor vs predict()")
+        predictor = tb.make_predictor(model, variant)
         assert model.training and model.plan == plan
         assert not model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+        with torch.no_grad():
+            model.fc1.bias.add_(1.0)  # the caller trains on: the predictor keeps the weights it was made with
+        logits = predictor(x)
+        assert_close(logits, expected, scaled(LOGIT_ATOL, expected), f"{variant} predictor vs predict()")
+        with torch.no_grad():
+            model.fc1.bias.sub_(1.0)

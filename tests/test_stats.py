@@ -219,7 +219,7 @@ def test_bad_times_are_refused():
         stats.log_ratios([1.0, 2.0], [1.0])
     with pytest.raises(ValueError, match="positive"):
         stats.log_ratios([1.0, 0.0], [1.0, 1.0])
-    with pytest.raises(ValueError, match="no paired epochs"):
+    with pytest.raises(ValueError, match="no paired blocks"):
         stats.ratio_interval([[]])
 
 
@@ -247,7 +247,7 @@ def test_zero_or_negative_times_on_either_side_are_refused_with_the_reason():
     for a, b in (([1.0], [0.0]), ([1.0], [-1.0]), ([0.0], [1.0])):
         with pytest.raises(ValueError, match="^epoch times must be positive$"):
             stats.log_ratios(a, b)
-    with pytest.raises(ValueError, match="^no paired epochs to judge$"):
+    with pytest.raises(ValueError, match="^no paired blocks to judge$"):
         stats.ratio_interval([])
 
 

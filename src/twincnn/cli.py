@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tolerance", type=_positive_float, default=1e-4, help="max |Δlogit| allowed (1e-4)")
     p.set_defaults(func=cmd_port)
 
-    p = sub.add_parser("compare", help="train the twins, one process each, epochs interleaved; a verdict with a CI")
+    p = sub.add_parser("compare", help="train the twins, one process each, taking turns block by block; a verdict with a CI")
     p.add_argument("--protocol", choices=("fair", "notebook"), default="fair")
     p.add_argument("--variant", choices=("idiomatic", "tuned"), default="tuned")
     p.add_argument("--epochs", type=_positive_int, help="epochs per run (default 2)")

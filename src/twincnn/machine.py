@@ -88,14 +88,20 @@ def _memory_gib() -> float | None:
 
 
 def load_reading() -> dict:
-    """CPU jiffies (total and stolen) from /proc/stat and the load averages; {} where /proc is absent."""
+    """CPU jiffies (total and stolen) from /proc/stat and the load averages; {} where /proc is absent.
+    mask_jiffies and mask_idle_jiffies count only the CPUs this process may run on (its affinity mask):
+    the ones its workers share with whatever else runs."""
     reading = {}
     try:
-        fields = Path("/proc/stat").read_text().splitlines()[0].split()
-        values = [int(v) for v in fields[1:]]
+        lines = Path("/proc/stat").read_text().splitlines()
+        values = [int(v) for v in lines[0].split()[1:]]
         reading["cpu_jiffies"] = sum(values[:8])  # user..steal; guest time is already inside user
         reading["idle_jiffies"] = values[3] + values[4]  # idle and iowait
         reading["steal_jiffies"] = values[7] if len(values) > 7 else 0
+        mask = {f"cpu{n}" for n in os.sched_getaffinity(0)}
+        per_cpu = [[int(v) for v in line.split()[1:]] for line in lines[1:] if line.split()[0] in mask]
+        reading["mask_jiffies"] = sum(sum(v[:8]) for v in per_cpu)
+        reading["mask_idle_jiffies"] = sum(v[3] + v[4] for v in per_cpu)
     except (OSError, ValueError, IndexError):
         pass
     try:
@@ -117,13 +123,17 @@ def busy_share(before: dict, after: dict) -> float | None:
 
 
 def other_cpu_share(before: dict, after: dict, own_cpu_seconds: float) -> float | None:
-    """Share of all CPU time between two readings that went neither to idle nor to the process that used
-    ``own_cpu_seconds`` meanwhile: other processes' work (None where /proc is absent)."""
-    busy = busy_share(before, after)
-    if busy is None:
+    """Share of the CPU time of this process's CPUs (its affinity mask) between two readings that went
+    neither to idle nor to the process that used ``own_cpu_seconds`` meanwhile: other processes' work
+    (None where /proc is absent). The clock counts in jiffies, so a share over a few of them is coarse."""
+    try:
+        total = after["mask_jiffies"] - before["mask_jiffies"]
+        idle = after["mask_idle_jiffies"] - before["mask_idle_jiffies"]
+    except KeyError:
         return None
-    total_seconds = (after["cpu_jiffies"] - before["cpu_jiffies"]) / os.sysconf("SC_CLK_TCK")
-    return max(0.0, busy - own_cpu_seconds / total_seconds)
+    if total <= 0:
+        return None
+    return max(0.0, (total - idle) / total - own_cpu_seconds * os.sysconf("SC_CLK_TCK") / total)
 
 
 def git_commit() -> str | None:

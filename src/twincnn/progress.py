@@ -38,9 +38,14 @@ class Progress:
 
     def pause(self) -> None:
         """Another worker trains next: end the bar's line here, so its bar starts on a line of its own."""
+        self.paused_at = time.perf_counter()
         if self.tty:
             self.stream.write("\n")
             self.stream.flush()
+
+    def resume(self) -> None:
+        """Training goes on after a pause: the pause counts neither in ms/step nor in the ETA."""
+        self.start += time.perf_counter() - self.paused_at
 
     def close(self, elapsed: float | None = None, note: str = "") -> None:
         """Finish the bar with the timed seconds (the caller's clock, so untimed work after it is excluded)."""

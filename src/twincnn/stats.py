@@ -2,13 +2,14 @@
 Framework-free.
 
 Data for one pair of frameworks (A, B): for each repeat (a fresh pair of worker processes), the log
-ratio log(t_A / t_B) of each steady-state epoch, where A's and B's epochs ran next to each other in the
-interleaved schedule. Repeats are the independent level; epochs within a repeat share a process.
+ratio log(t_A / t_B) of each steady-state block (an epoch where whole epochs are timed), where A's and
+B's blocks ran next to each other in the interleaved schedule. Repeats are the independent level; blocks
+within a repeat share a process.
 
 The interval is center +- t(n-1) * sd(repeat means) / sqrt(n) on the n repeat means: the repeat mean
-already carries its epochs' noise, so nothing is counted twice, and for equal repeats the interval is
-exact under normal noise whatever the split between epoch and process noise. With one repeat the units
-are its epochs, which share one process: process-to-process differences are then not covered, and
+already carries its blocks' noise, so nothing is counted twice, and for equal repeats the interval is
+exact under normal noise whatever the split between block and process noise. With one repeat the units
+are its blocks, which share one process: process-to-process differences are then not covered, and
 compare says so. tests/test_stats.py measures the false-positive rate and the power on simulated machines.
 
 The verdict follows criterion.rs and asv: a CI that contains 1 is "no significant difference"; a CI
@@ -67,7 +68,7 @@ def _units(groups, within: str) -> tuple[np.ndarray, str]:
     """The independent units: one mean log ratio per repeat (the paired values where there is one repeat)."""
     groups = [np.asarray(g, float) for g in groups if len(g)]  # pragma: no mutate (float: as in log_ratios)
     if not groups:
-        raise ValueError("no paired epochs to judge")
+        raise ValueError("no paired blocks to judge")
     return (np.array([g.mean() for g in groups]), "repeats") if len(groups) > 1 else (groups[0], within)
 
 

@@ -155,7 +155,7 @@ def run(args) -> int:
               f"about --repeats {stats.repeats_for(_interval(v), repeats, args.noise_threshold)}"
               for v in judged if stats.repeats_for(_interval(v), repeats, args.noise_threshold) > repeats]
     if repeats == 1 and judged:
-        advice.insert(0, "1 repeat: the CI covers epoch-to-epoch noise only, not differences between "
+        advice.insert(0, "1 repeat: the CI covers noise within one process only, not differences between "
                          "processes; use --repeats 3 or more")
 
     doc = {

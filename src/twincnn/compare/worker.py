@@ -15,7 +15,6 @@ no worker's exit (interpreter and framework teardown) runs while another worker'
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import time
@@ -119,8 +118,12 @@ class EpochClock:
             self._end_block(done)
             self.bar.pause()
             self._start_block()
+            self.bar.resume()
 
     def epoch_end(self, epoch: int, train_loss: float) -> None:
+        if len(self.blocks) != len(self.pauses):  # the parent's schedule expects a block at every boundary
+            raise RuntimeError(f"the {self.job['label']} trainer reported {len(self.blocks)} of {len(self.pauses)} "
+                               f"block boundaries in epoch {epoch}: it does not call its step hook after every step")
         self._end_block(self.steps_per_epoch)  # the trainer has synchronised the device already
         seconds = sum(b["seconds"] for b in self.blocks)
         # -- untimed from here: evaluation for the per-epoch curves
@@ -164,7 +167,7 @@ def run_job(job: dict, channel: Channel) -> None:
 
     channel.send("ready", threads=threads, environment=backend.environment(), pid=os.getpid(),
                  validates_in_timing=validates)
-    clock = EpochClock(channel, trainer, job, x_test, y_test, math.ceil(n / job["batch_size"]))
+    clock = EpochClock(channel, trainer, job, x_test, y_test, job["steps_per_epoch"])
     trainer.run(job["epochs"], job["batch_size"], lambda epoch: orders[epoch - 1] if orders else None, clock,
                 validation=(x_test, y_test) if validates else None)
     channel.send("done", predictions=clock.logits.argmax(1))
