@@ -198,6 +198,10 @@ def test_bad_number_is_refused_by_the_parser(tmp_path, capsys):
     with pytest.raises(SystemExit):
         compare(tmp_path, "--noise-threshold", "1.5")
     assert "between 0 and 1" in capsys.readouterr().err
+    for bad in ("-1", "ten"):  # 0 is allowed: whole epochs
+        with pytest.raises(SystemExit):
+            compare(tmp_path, "--block-steps", bad)
+        assert f"argument --block-steps: expected a whole number >= 0, got '{bad}'" in capsys.readouterr().err
 
 
 def test_out_dir_not_empty_is_refused(tmp_path, capsys):
