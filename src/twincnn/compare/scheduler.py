@@ -76,20 +76,20 @@ def run_repeat(jobs: list[dict], repeat: int, log=print) -> list[dict]:
     After an epoch's last block the worker evaluates (untimed) and reports the epoch before any other
     worker gets "go"; after its last epoch it wraps up (a fit() ending, final predictions) and reports
     "done" first too. Workers exit only after the whole schedule, so no teardown runs inside a timed block."""
-    workers, job = [], jobs[0]
-    blocks = len(block_ends(job["steps_per_epoch"], job["block_steps"]))
+    workers, epochs = [], jobs[0]["epochs"]  # every job of a repeat has the same epochs and blocks
+    blocks = len(block_ends(jobs[0]["steps_per_epoch"], jobs[0]["block_steps"]))
     try:
         for job in jobs:  # start them all; their imports and set-up overlap, their training never does
             workers.append(Worker(job))
         ready = [w.expect("ready") for w in workers]
         timed = {w.label: {"blocks": [], "epochs": []} for w in workers}
         done = [None] * len(workers)
-        for position, (epoch, block, slot) in enumerate(interleaved(len(workers), job["epochs"], repeat, blocks)):
+        for position, (epoch, block, slot) in enumerate(interleaved(len(workers), epochs, repeat, blocks)):
             worker = workers[slot]
             timed[worker.label]["blocks"].append({**worker.train_block(), "position": position})
             if block == blocks:
                 timed[worker.label]["epochs"].append(worker.expect("epoch"))
-                if epoch == job["epochs"]:
+                if epoch == epochs:
                     done[slot] = worker.expect("done")
         for w in workers:
             w.close()
