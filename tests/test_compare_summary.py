@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from twincnn import stats
-from twincnn.compare.summary import aggregate, build_run, steady_epochs, verdicts
+from twincnn.compare.summary import aggregate, build_run, steady_blocks, verdicts
 
 Y_TEST = np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9] * 2)
 
@@ -64,9 +64,15 @@ def test_aggregate_takes_medians_and_spreads_over_repeats():
     assert aggregate(runs, Y_TEST, None)["floor_multiple"] is None
 
 
-def test_steady_epochs_skip_the_first_unless_it_is_all():
-    assert steady_epochs([9.0, 1.0, 2.0]) == [1.0, 2.0]
-    assert steady_epochs([9.0]) == [9.0]
+def test_steady_blocks_leave_out_the_warm_up_block_and_the_first_epochs_last():
+    def blocks(*epochs):
+        return steady_blocks({"history": {"block_seconds": [list(e) for e in epochs]}})
+
+    assert blocks([9, 1, 2, 3, 8]) == [1, 2, 3]
+    assert blocks([9, 1, 2, 8], [4, 5, 6, 7]) == [1, 2, 4, 5, 6, 7]
+    assert blocks([9], [1], [2]) == [1, 2]  # whole epochs: epochs 2..E
+    assert blocks([9, 8], [1, 2]) == [1, 2]
+    assert blocks([9]) == [9] and blocks([9, 8]) == [9, 8]  # nothing else to judge: every block
 
 
 def test_verdicts_judge_each_framework_against_the_first():

@@ -135,14 +135,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="train the twins, one process each, taking turns block by block; a verdict with a CI")
     p.add_argument("--protocol", choices=("fair", "notebook"), default="fair")
     p.add_argument("--variant", choices=("idiomatic", "tuned"), default="tuned")
-    p.add_argument("--epochs", type=_positive_int, help="epochs per run (default 2)")
+    p.add_argument("--epochs", type=_positive_int,
+                   help="epochs per run (default 1; 2 where epochs are whole, the first being warm-up)")
     p.add_argument("--batch-size", type=_positive_int, default=64)
     p.add_argument("--lr", type=_positive_float, default=1e-3)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--repeats", type=_positive_int,
-                   help="fresh worker processes per framework, seeds seed, seed+1, ... (default 4)")
+                   help="fresh worker processes per framework, seeds seed, seed+1, ... (default 5)")
     p.add_argument("--block-steps", type=_count,
-                   help="steps each worker trains before the next takes its turn (default 100; 0: whole epochs); "
+                   help="steps each worker trains before the next takes its turn (default: a ninth of an epoch; "
+                        "0: whole epochs); "
                         "the fair protocol on the CPU only")
     p.add_argument("--frameworks", help="comma-separated, default: every installed one; the same one twice "
                                         "(torch,torch) is the A/A self-test")

@@ -16,13 +16,13 @@ from ..errors import UserError
 from ..floor import matmul_gflops, training_flops
 from ..spec import load_spec
 from .output import atomic_directory, refuse_nonempty, report_markdown, side_by_side, verdict_lines, write_json
-from .schedule import block_ends
+from .schedule import block_ends, judged
 from .scheduler import run_repeat
 from .summary import aggregate, build_run, verdicts
 
 QUICK_TRAIN, QUICK_TEST = 12_000, 2_000
-DEFAULT_EPOCHS, DEFAULT_REPEATS = 2, 4  # with blocks: a ±2.4 % interval on the simulated machine (test_stats.py)
-DEFAULT_BLOCK_STEPS = 100  # workers take turns every ~100 steps: a few seconds of training each
+DEFAULT_REPEATS = 5  # a ±2.0 % median interval on the simulated machine (test_stats.py)
+DEFAULT_BLOCKS = 9  # per epoch: seven judged in a one-epoch run, a few seconds each on MNIST
 SCHEMA = 3  # results.json layout; bump when a field changes meaning
 
 
@@ -64,7 +64,7 @@ def interleaving(block_steps: int, steps_per_epoch: int) -> str:
         f"interleaved in blocks of ~{steps_per_epoch // blocks} steps ({blocks} per epoch)"
 
 
-def block_steps_for(args) -> int:
+def block_steps_for(args, steps_per_epoch: int) -> int:
     """Steps per turn. Whole epochs (0) where a block would not be a like-for-like unit: the notebook protocol
     times Keras's validation pass inside its last block only, and an asynchronous device's steps would be
     cut at host-side returns, not at finished work."""
@@ -72,7 +72,15 @@ def block_steps_for(args) -> int:
         if args.block_steps:
             raise UserError("--block-steps applies to the fair protocol on the CPU; leave it out here")
         return 0
-    return DEFAULT_BLOCK_STEPS if args.block_steps is None else args.block_steps
+    if args.block_steps is None:
+        return -(-steps_per_epoch // DEFAULT_BLOCKS)  # ceil: DEFAULT_BLOCKS blocks, or one a step
+    return args.block_steps
+
+
+def default_epochs(blocks: int) -> int:
+    """The shortest run with judged blocks: one epoch cut into blocks, two where epochs are whole (the
+    first is warm-up)."""
+    return 1 if len(judged(1, blocks)) < blocks else 2
 
 
 def _terminate(signum, frame):
@@ -88,13 +96,13 @@ def run(args) -> int:
     subset = (QUICK_TRAIN, QUICK_TEST) if args.quick else None
     if subset:
         dataset = dataset.subset(*subset)
-    epochs = args.epochs or DEFAULT_EPOCHS
     repeats = args.repeats or DEFAULT_REPEATS
     if args.protocol == "notebook" and args.device == "cuda":
         raise UserError("--protocol notebook reproduces a CPU run; use --device cpu")
     threads = args.threads or machine.usable_cpus()
     steps_per_epoch = math.ceil(len(dataset.y_train) / args.batch_size)
-    block_steps = block_steps_for(args)
+    block_steps = block_steps_for(args, steps_per_epoch)
+    epochs = args.epochs or default_epochs(len(block_ends(steps_per_epoch, block_steps)))
     variant = args.variant if args.protocol == "fair" else "idiomatic"
     seeds = [args.seed + i for i in range(repeats)]
     commit = machine.git_commit()  # once: it runs git

@@ -4,13 +4,16 @@ A block is a run of consecutive training steps inside one epoch (``block_ends``)
 epoch a block is the epoch. Workers take turns one block at a time, so the k-th block of every worker
 ran within seconds of the others' k-th blocks and the pair is one paired measurement.
 
-The verdict uses the steady-state blocks (those of epochs 2..E) of every repeat, so those are balanced:
-the k-th steady block of the whole run (counting on through the repeats) runs the workers in row k of a
+The verdict pairs the steady-state blocks of every repeat (``judged``): every block but the repeat's
+first, which carries warm-up (tracing, compilation, first allocations), and the first epoch's last, which
+carries the first short final batch (a new shape, which a JIT framework compiles). Those are balanced:
+the k-th judged block of the whole run (counting on through the repeats) runs the workers in row k of a
 Williams Latin square. Over a whole cycle of rows every worker runs in every position equally often,
 and every worker directly follows every other equally often, so neither going first nor running after a
 given framework (its caches, its thread pools winding down) favours anyone. A cycle is W rows for an even
-number of workers W and 2W for an odd one. The first epoch's blocks (warm-up, not judged) run in the order
-of the first steady block, so no worker runs two blocks back to back across that boundary.
+number of workers W and 2W for an odd one. A block that is not judged runs in the order of the next
+judged one (the last judged one's where none follows), so no worker runs two blocks back to back into a
+judged block.
 
 A slowdown that grows through the run adds alike to workers that alternate positions, and the paired log
 ratios cancel it instead of reading it as a difference between frameworks.
@@ -41,16 +44,36 @@ def williams_rows(workers: int) -> list[list[int]]:
     return rows if workers % 2 == 0 else rows + [row[::-1] for row in rows]
 
 
+def judged(epochs: int, blocks: int) -> list[tuple[int, int]]:
+    """The (epoch, block) pairs, counting from 1, that the verdict pairs in each repeat, in running order.
+    A run too short to have any (one epoch of one or two blocks) judges every block, warm-up included."""
+    every = [(epoch, block) for epoch in range(1, epochs + 1) for block in range(1, blocks + 1)]
+    return [(epoch, block) for epoch, block in every if epoch > 1 or 1 < block < blocks] or every
+
+
+def judged_text(epochs: int, blocks: int) -> str:
+    """What ``judged`` keeps, for a verdict line: '1 (blocks 2-8)', '2..3', '1 (warm-up incl.)'."""
+    kept = judged(epochs, blocks)
+    first_epoch = [block for epoch, block in kept if epoch == 1]
+    if len(kept) == epochs * blocks:  # only a one-epoch run keeps every block
+        return "1 (warm-up incl.)"
+    later = "" if epochs == 1 else (f"{epochs}" if epochs == 2 else f"2..{epochs}")
+    if not first_epoch:
+        return later
+    part = f"blocks {first_epoch[0]}-{first_epoch[-1]}" if len(first_epoch) > 1 else f"block {first_epoch[0]}"
+    return f"1 ({part})" + (f", {later}" if later else "")
+
+
 def interleaved(workers: int, epochs: int, repeat: int = 0, blocks: int = 1) -> list[tuple[int, int, int]]:
     """[(epoch, block, worker index), ...] for one repeat, in the order they run; blocks count from 1."""
     rows = williams_rows(workers)
-    steady = max(epochs - 1, 1) * blocks  # steady-state blocks per repeat (a one-epoch run judges its only one)
-    warm_up = blocks if epochs > 1 else 0
-    order = []
+    kept = judged(epochs, blocks)
+    order, seen = [], 0  # seen: judged blocks already run in this repeat
     for epoch in range(1, epochs + 1):
         for block in range(1, blocks + 1):
-            k = repeat * steady + max((epoch - 1) * blocks + block - 1 - warm_up, 0)  # warm-up: the first row
+            k = repeat * len(kept) + min(seen, len(kept) - 1)  # an unjudged block: the next judged one's row
             order += [(epoch, block, slot) for slot in rows[k % len(rows)]]
+            seen += (epoch, block) in kept
     return order
 
 

@@ -6,6 +6,7 @@ import numpy as np
 from sklearn.metrics import classification_report, confusion_matrix
 
 from .. import stats
+from .schedule import judged, judged_text
 
 SCALARS = ("train_seconds", "first_epoch_seconds", "later_epoch_seconds", "median_step_ms",
            "images_per_second", "test_accuracy", "test_loss")
@@ -72,14 +73,10 @@ def aggregate(runs: list[dict], y_test: np.ndarray, floor_seconds: float | None)
     return out
 
 
-def steady_epochs(seconds: list) -> list:
-    """Epochs 2..E: the first carries tracing, compilation and warm-up. A one-epoch run has only that."""
-    return seconds[1:] or seconds
-
-
 def steady_blocks(run: dict) -> list[float]:
-    """The block times the verdict pairs: every block of epochs 2..E, in order."""
-    return [t for epoch in steady_epochs(run["history"]["block_seconds"]) for t in epoch]
+    """The block times the verdict pairs (``schedule.judged``), in running order."""
+    seconds = run["history"]["block_seconds"]
+    return [seconds[epoch - 1][block - 1] for epoch, block in judged(len(seconds), len(seconds[0]))]
 
 
 def verdicts(runs: dict, noise_threshold: float = stats.NOISE_THRESHOLD) -> list[dict]:
@@ -97,13 +94,13 @@ def verdicts(runs: dict, noise_threshold: float = stats.NOISE_THRESHOLD) -> list
         interval = stats.ratio_interval(groups[other], confidence=level, within=within)
         verdict = stats.judge(first, other, interval, noise_threshold).to_dict()
         pairs = list(zip(runs[first], runs[other]))
-        n_epochs = len(runs[first][0]["history"]["epoch_seconds"])
+        shape = runs[first][0]["history"]["block_seconds"]
         validating = [label for label in (first, other) if runs[label][0]["validates_in_timing"]]
         verdict.update(
             timing_note=(f"{' and '.join(validating)}'s time includes a validation pass per epoch, as the notebook "
                          f"timed it" if validating else None),
             family=f"Holm over {len(others)} comparisons" if len(others) > 1 else None,
-            epochs={1: "1 (warm-up incl.)", 2: "2"}.get(n_epochs, f"2..{n_epochs}"),
+            epochs=judged_text(len(shape), len(shape[0])),
             first_epoch_ratio=float(np.median([a["first_epoch_seconds"] / b["first_epoch_seconds"]
                                                for a, b in pairs])),
             total_ratio=float(np.median([a["train_seconds"] / b["train_seconds"] for a, b in pairs])),
