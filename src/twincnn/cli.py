@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=_positive_float, default=1e-3)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--repeats", type=_positive_int,
-                   help="fresh worker processes per framework, seeds seed, seed+1, ... (default 5)")
+                   help="fresh worker processes per framework, seeds seed, seed+1, ... (default 4)")
     p.add_argument("--block-steps", type=_count,
                    help="steps each worker trains before the next takes its turn (default: a ninth of an epoch; "
                         "0: whole epochs); "

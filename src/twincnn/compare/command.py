@@ -21,7 +21,7 @@ from .scheduler import run_repeat
 from .summary import aggregate, build_run, verdicts
 
 QUICK_TRAIN, QUICK_TEST = 12_000, 2_000
-DEFAULT_REPEATS = 5  # a ±2.0 % median interval on the simulated machine (test_stats.py)
+DEFAULT_REPEATS = 4  # a ±2.5 % median interval on the simulated machine (test_stats.py)
 DEFAULT_BLOCKS = 9  # per epoch: seven judged in a one-epoch run, a few seconds each on MNIST
 SCHEMA = 3  # results.json layout; bump when a field changes meaning
 
