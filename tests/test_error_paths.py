@@ -157,7 +157,7 @@ def test_keras_load_file_bad_input_is_value_error(tmp_path):
     tfb = require("tensorflow")
     for path in _keras_bad_files(tmp_path):
         with pytest.raises(ValueError, match="not a Keras model file") as err:
-            tfb.load_file(path)
+            tfb.load_file(path, None)
         assert "\n" not in str(err.value), path.name
 
 
@@ -172,7 +172,7 @@ def test_keras_load_file_propagates_other_errors(monkeypatch, tmp_path):
 
     monkeypatch.setattr(tfb.keras.saving, "load_model", broken_load)
     with pytest.raises(ZeroDivisionError):
-        tfb.load_file(tmp_path / "m.keras")
+        tfb.load_file(tmp_path / "m.keras", None)
 
 
 # -- The quiet Keras import: silent when it works, says why when it fails --------------------------

@@ -64,3 +64,23 @@ def test_wrong_kinds_are_reported(framework):
     problems = interface.conformance(fake)
     assert problems == ["NOTEBOOK_VALIDATION is a str, not a bool", "predict is not callable",
                         "Trainer lacks sync()", "Trainer lacks run()"], problems
+
+
+def test_wrong_signatures_are_reported(framework):
+    """A name that is there but takes other parameters (another name, a missing default, a parameter more)
+    is reported with both signatures."""
+    class OffTrainer(framework.Trainer):
+        def step(self, rows): ...  # another parameter name
+
+        def sync(self, timeout): ...  # a parameter more
+
+    def configure(threads): ...  # the default is missing
+
+    def load_file(path, spec=None): ...  # a default the declaration has not
+
+    fake = _fake_backend(framework, configure=configure, load_file=load_file, Trainer=OffTrainer)
+    problems = interface.conformance(fake)
+    assert problems == ["configure(threads) differs from the declared configure(threads=None)",
+                        "load_file(path, spec=None) differs from the declared load_file(path, spec)",
+                        "Trainer.step(rows) differs from the declared Trainer.step(idx)",
+                        "Trainer.sync(timeout) differs from the declared Trainer.sync()"], problems

@@ -1,13 +1,15 @@
 """What a backend module must provide: every module-level name the rest of twincnn calls.
 
 A backend is a module, not a class, so ``Backend`` describes a module's attributes. ``conformance()``
-reports every missing or wrong name, so a new twin can be checked before anything runs it.
+reports every missing name, wrong kind and signature that differs from the one declared here (parameter
+names, kinds and defaults), so a new twin can be checked before anything runs it.
 Conventions shared by all backends: inputs are float32 NumPy (N, H, W, C); weights are canonical NumPy
 dicts (spec.py); load_file raises ValueError, with a one-line message, for a file that is not a usable model.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
@@ -102,6 +104,17 @@ TRAINER_METHODS, _ = _members(Trainer)
 _TYPES = {"NAME": str, "NOTEBOOK_VALIDATION": bool, "Trainer": type}
 
 
+def _plain_signature(function, bound: bool) -> inspect.Signature:
+    """Parameter names, kinds and defaults, without annotations; ``bound``: without the first (self)."""
+    parameters = list(inspect.signature(function).parameters.values())[1 if bound else 0:]
+    return inspect.Signature([p.replace(annotation=inspect.Parameter.empty) for p in parameters])
+
+
+def _signature_problem(label: str, actual, declared, bound: bool) -> list[str]:
+    got, want = _plain_signature(actual, bound), _plain_signature(declared, True)
+    return [] if got == want else [f"{label}{got} differs from the declared {label}{want}"]
+
+
 def conformance(module) -> list[str]:
     """Every way ``module`` falls short of Backend (and its Trainer class of Trainer); empty if none."""
     problems = []
@@ -113,7 +126,14 @@ def conformance(module) -> list[str]:
     for name in BACKEND_FUNCTIONS:
         if not callable(getattr(module, name, None)):
             problems.append(f"missing function {name}()" if not hasattr(module, name) else f"{name} is not callable")
+        else:
+            problems += _signature_problem(name, getattr(module, name), getattr(Backend, name), bound=False)
     trainer = getattr(module, "Trainer", None)
     if isinstance(trainer, type):
-        problems += [f"Trainer lacks {name}()" for name in TRAINER_METHODS if not callable(getattr(trainer, name, None))]
+        for name in TRAINER_METHODS:
+            if not callable(getattr(trainer, name, None)):
+                problems.append(f"Trainer lacks {name}()")
+            else:
+                problems += _signature_problem(f"Trainer.{name}", getattr(trainer, name), getattr(Trainer, name),
+                                               bound=True)
     return problems

@@ -483,7 +483,7 @@ def spec_from_model(model) -> Spec:
 NOT_A_MODEL = (ValueError, KeyError, TypeError, OSError, zipfile.BadZipFile)
 
 
-def load_file(path, spec: Spec | None = None):
+def load_file(path, spec: Spec | None):
     """A saved .keras/.h5 model -> (model rebuilt by twincnn with its weights, spec); ValueError for bad input."""
     try:
         saved = keras.saving.load_model(path, compile=False)
