@@ -61,6 +61,8 @@ def pytest_configure(config):
     """Plain `pytest` times nothing: benchmarks are skipped unless asked for. `--benchmark-disable` runs each
     benchmarked function once, untimed, as a check (CI does); `--benchmark-only` times them."""
     cap_isa(config.getoption("--isa-cap"))
+    for name, entry in backends.BACKENDS.items():
+        config.addinivalue_line("markers", f"{name}: needs {entry.label} (skipped with the install hint where absent)")
     asked = [config.getoption(name, False) for name in ("benchmark_only", "benchmark_disable", "benchmark_enable")]
     if hasattr(config.option, "benchmark_skip") and not any(asked):
         config.option.benchmark_skip = True
@@ -70,7 +72,7 @@ def cap_isa(level: str | None) -> None:
     """Set the frameworks' instruction-set caps; they are read when a framework starts, so none may have yet."""
     if level is None:
         return
-    started = [name for name, (_, package, _) in backends.BACKENDS.items() if package in sys.modules]
+    started = [name for name, entry in backends.BACKENDS.items() if entry.package in sys.modules]
     if started:
         raise pytest.UsageError(f"--isa-cap {level}: {', '.join(started)} already started; its cap would not apply")
     os.environ.update(backends.isa_cap_environment(level, os.environ))

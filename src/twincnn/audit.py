@@ -1,5 +1,5 @@
 """`twincnn audit`: every default where the frameworks differ for this model and that changes
-results or timing. One column per registered framework, read from the installed framework (backends/defaults.py)."""
+results or timing. One column per registered framework, read from the installed framework (each backend's audit_defaults())."""
 
 from __future__ import annotations
 
@@ -25,6 +25,6 @@ def audit_rows() -> list[list[str]]:
 
 
 def audit_table(markdown: bool = False) -> str:
-    headers = ["setting", *(f"{defaults.LABELS[name]} default" for name in backends.BACKENDS),
+    headers = ["setting", *(f"{entry.label} default" for entry in backends.BACKENDS.values()),
                "notebook used", "twincnn fair protocol"]
     return render(headers, audit_rows(), markdown=markdown)

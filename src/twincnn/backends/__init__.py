@@ -12,29 +12,50 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+from dataclasses import dataclass, field
 
 from ..errors import UserError
 
-# name -> (module, the package that must import, the pip extra that installs it)
-BACKENDS = {
-    "tensorflow": ("twincnn.backends.tensorflow", "tensorflow", "tf"),
-    "torch": ("twincnn.backends.torch", "torch", "torch"),
-    # flax, not jax: a bare jax install (common) lacks the module library this twin is written in
-    "jax": ("twincnn.backends.jax", "flax", "jax"),
-}
-ALIASES = {"tf": "tensorflow", "keras": "tensorflow", "pytorch": "torch", "flax": "jax"}
-# A saved model's suffix -> (the framework whose load_file/save_file read and write it, whether the file
-# carries its own architecture; without it the spec comes from --spec or is the notebook's CNN).
-FILE_FORMATS = {".keras": ("tensorflow", True), ".h5": ("tensorflow", True), ".pt": ("torch", False),
-                ".pth": ("torch", False), ".msgpack": ("jax", False)}
 
-# The variable that caps each framework's CPU code at an older instruction-set level, read when the framework
-# starts, and its value per level: equivalence must hold on every CPU users have (pytest --isa-cap LEVEL).
-ISA_CAPS = {
-    "tensorflow": ("ONEDNN_MAX_CPU_ISA", {"AVX2": "AVX2", "SSE4_2": "SSE41"}),  # oneDNN's kernels only
-    "torch": ("ATEN_CPU_CAPABILITY", {"AVX2": "avx2", "SSE4_2": "default"}),
-    "jax": ("XLA_FLAGS", {"AVX2": "--xla_cpu_max_isa=AVX2", "SSE4_2": "--xla_cpu_max_isa=SSE4_2"}),
+@dataclass(frozen=True)
+class Registration:
+    """What the parent process knows of a framework without importing it."""
+
+    module: str  # the backend module
+    package: str  # the package whose presence means the framework is installed
+    extra: str  # the pip extra that installs it: pip install 'twincnn[EXTRA]'
+    label: str  # its name in tables
+    aliases: tuple[str, ...] = ()  # other names --frameworks accepts
+    # a saved model's suffix -> whether the file carries its own architecture (without it the spec comes
+    # from --spec or is the notebook's CNN); load_file/save_file read and write these
+    file_formats: dict[str, bool] = field(default_factory=dict)
+    # the variable that caps its CPU code at an older instruction-set level, read when the framework starts,
+    # and its value per level of ISA_CAP_LEVELS: equivalence must hold on every CPU users have
+    isa_cap: tuple[str, dict[str, str]] | None = None
+
+
+# The registry: the only list of frameworks. Everything else about a framework is in its module.
+BACKENDS = {
+    "tensorflow": Registration(
+        module="twincnn.backends.tensorflow", package="tensorflow", extra="tf", label="Keras", aliases=("tf", "keras"),
+        file_formats={".keras": True, ".h5": True},
+        isa_cap=("ONEDNN_MAX_CPU_ISA", {"AVX2": "AVX2", "SSE4_2": "SSE41"})),  # oneDNN's kernels only
+    "torch": Registration(
+        module="twincnn.backends.torch", package="torch", extra="torch", label="PyTorch", aliases=("pytorch",),
+        file_formats={".pt": False, ".pth": False},
+        isa_cap=("ATEN_CPU_CAPABILITY", {"AVX2": "avx2", "SSE4_2": "default"})),
+    # flax, not jax: a bare jax install (common) lacks the module library this twin is written in
+    "jax": Registration(
+        module="twincnn.backends.jax", package="flax", extra="jax", label="JAX/Flax", aliases=("flax",),
+        file_formats={".msgpack": False},
+        isa_cap=("XLA_FLAGS", {"AVX2": "--xla_cpu_max_isa=AVX2", "SSE4_2": "--xla_cpu_max_isa=SSE4_2"})),
 }
+ALIASES = {alias: name for name, entry in BACKENDS.items() for alias in entry.aliases}
+# suffix -> (the framework that reads and writes it, whether the file carries its own architecture)
+FILE_FORMATS = {suffix: (name, carries) for name, entry in BACKENDS.items()
+                for suffix, carries in entry.file_formats.items()}
+
+ISA_CAPS = {name: entry.isa_cap for name, entry in BACKENDS.items() if entry.isa_cap}  # pytest --isa-cap LEVEL
 ISA_CAP_LEVELS = ("AVX2", "SSE4_2")
 
 
@@ -65,11 +86,11 @@ def canonical_name(name: str) -> str:
 
 def install_hint(name: str) -> str:
     name = canonical_name(name)
-    return f"{name} is not installed: pip install 'twincnn[{BACKENDS[name][2]}]'"
+    return f"{name} is not installed: pip install 'twincnn[{BACKENDS[name].extra}]'"
 
 
 def is_available(name: str) -> bool:
-    return importlib.util.find_spec(BACKENDS[canonical_name(name)][1]) is not None
+    return importlib.util.find_spec(BACKENDS[canonical_name(name)].package) is not None
 
 
 def available() -> list[str]:
@@ -81,7 +102,7 @@ def load(name: str):
     name = canonical_name(name)
     if not is_available(name):
         raise FrameworkMissing(install_hint(name))
-    return importlib.import_module(BACKENDS[name][0])
+    return importlib.import_module(BACKENDS[name].module)
 
 
 def parse_list(text: str) -> list[str]:

@@ -86,6 +86,10 @@ class Backend(Protocol):
     def environment(self) -> dict:
         """What results.json records of the framework: version, threads, isa(), ..."""
 
+    def audit_defaults(self) -> dict:
+        """{`twincnn audit` row key (backends/defaults.py ROWS): the framework's default, as text}, read
+        from the installed framework; a key it does not know shows as n/a."""
+
     def load_file(self, path, spec: Spec | None) -> tuple[Any, Spec]: ...
 
     def save_file(self, model, spec: Spec, path) -> None: ...

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import platform
 import re
@@ -25,6 +26,7 @@ from .. import machine
 from ..errors import UserError
 from ..spec import Spec
 from ..weights import check_layout
+from .defaults import signature_default
 from .loop import run_epochs
 
 NAME = "jax"
@@ -560,3 +562,77 @@ def save_file(model, spec: Spec, path) -> None:
     tree = {info.name: {key: weights[f"{info.name}/{key}"] for key in info.weight_shapes} for info in spec.param_layers}
     with open(path, "wb") as f:
         f.write(serialization.msgpack_serialize(tree))
+
+
+def _init_name(init) -> str:
+    """Flax initialisers are closures: variance_scaling's settings are its free variables."""
+    free = inspect.getclosurevars(init).nonlocals
+    if {"scale", "mode", "distribution"} <= set(free):
+        known = {(1.0, "fan_in", "truncated_normal"): "lecun_normal", (2.0, "fan_in", "truncated_normal"): "he_normal",
+                 (1.0, "fan_avg", "uniform"): "glorot_uniform"}
+        key = (free["scale"], free["mode"], free["distribution"])
+        return f"{known.get(key, 'variance_scaling')} ({free['scale']:g}, {free['mode']}, {free['distribution']})"
+    return getattr(init, "__name__", repr(init))
+
+
+def audit_defaults() -> dict:
+    """{`twincnn audit` row key: this framework's default, as text} (backends/defaults.py ROWS)."""
+
+    conv = inspect.signature(nnx.Conv.__init__).parameters
+    adam = inspect.signature(optax.adam).parameters
+    pool = inspect.signature(nnx.max_pool).parameters
+    pool_doc = nnx.max_pool.__doc__ or ""
+    threads = configure()
+    flags = os.environ.get("XLA_FLAGS", "unset")
+    precision = jax.config.jax_default_matmul_precision
+    return {
+        "conv_init": _init_name(conv["kernel_init"].default),
+        "dense_init": _init_name(signature_default(nnx.Linear.__init__, "kernel_init")),
+        "bias_init": _init_name(conv["bias_init"].default),
+        "adam_eps": f"{adam['eps'].default:g}",
+        "adam_betas": f"{adam['b1'].default:g}, {adam['b2'].default:g}",
+        "adam_formula": (f"w -= lr · m̂/(√(v̂ + ε_root) + ε), ε_root={adam['eps_root'].default:g}"
+                         if "eps_root" in adam else "w -= lr · m̂/(√v̂ + ε)"),
+        "shuffle": "none built in: the loop permutes (jax.random.permutation)",
+        "partial_batch": "the loop decides (kept here: a second compiled shape)",
+        "intra": f"{threads['intra_op_threads']} ({environment()['threads_set_by']})",
+        "inter": "no setting (one XLA program at a time per device)",
+        "tf32": f"jax_default_matmul_precision={precision!r}" + (" (GPU: TF32 allowed)" if precision is None else ""),
+        "determinism": ("XLA on CPU: deterministic; GPU: xla_gpu_deterministic_ops "
+                        + ("on" if "xla_gpu_deterministic_ops=true" in flags else "off")),
+        "fit_epoch": "nothing: the user's loop does only what it says",
+        "graph": "eager until jit (jax.jit / nnx.jit); the Flax tutorial jits the train step",
+        "layout": "NHWC, HWIO kernels; reshape flattens in (H, W, C) order",
+        "precision": str(jax.numpy.zeros(()).dtype) + (" (jax_enable_x64 off)" if not jax.config.jax_enable_x64 else ""),
+        "loss": "per example (optax); the loop takes .mean()",
+        "onednn": f"XLA_FLAGS={flags}",
+        "conv_padding": f"nnx.Conv(padding={conv['padding'].default!r})",
+        "pool_strides": (f"max_pool(strides={pool['strides'].default}) = "
+                         + ("1 (overlapping windows)" if "(1, ..., 1)" in pool_doc else "see max_pool's docstring")),
+        **_jax_layer_defaults(jax, nnx),
+    }
+
+
+def _jax_layer_defaults(jax, nnx) -> dict:
+    """The layer defaults behind the zoo's layers, read from Flax and jax.nn: signatures, one BatchNorm step."""
+    bn = nnx.BatchNorm(1, momentum=0.0, rngs=nnx.Rngs(0))  # momentum 0: the moving variance becomes the batch's
+    bn(jax.numpy.array([[0.0], [2.0]]), use_running_average=False)
+    depthwise = nnx.Conv(3, 6, (3, 3), feature_group_count=3, rngs=nnx.Rngs(0))
+    pads = jax.lax.padtype_to_pads((5, 5), (2, 2), (2, 2), "SAME")  # 5 -> 3 windows of 2: one padded pixel
+    include_pad = signature_default(nnx.avg_pool, "count_include_pad")
+    return {
+        "bn_momentum": (f"nnx.BatchNorm(momentum={signature_default(nnx.BatchNorm.__init__, 'momentum'):g}): "
+                        f"moving = m·moving + (1-m)·batch"),
+        "bn_epsilon": f"nnx.BatchNorm(epsilon={signature_default(nnx.BatchNorm.__init__, 'epsilon'):g})",
+        "bn_variance": (f"biased: the moving variance after one batch [0, 2] is {float(bn.var[...][0]):g}; "
+                        f"use_fast_variance={signature_default(nnx.BatchNorm.__init__, 'use_fast_variance')} (E[x²] - E[x]²)"),
+        "avgpool_same": (f"avg_pool(count_include_pad={include_pad}): "
+                         + ("the whole window" if include_pad else "the real cells")),
+        "same_side": (f"padding='SAME' (lax): 5 -> 3 windows of 2 pad {tuple(pads[0])}: the odd pixel "
+                      + ("after (bottom/right)" if pads[0][1] > pads[0][0] else "before (top/left)")),
+        "gelu": f"jax.nn.gelu(approximate={signature_default(jax.nn.gelu, 'approximate')})",
+        "leaky_slope": f"jax.nn.leaky_relu(negative_slope={signature_default(jax.nn.leaky_relu, 'negative_slope'):g})",
+        "ln_epsilon": f"nnx.LayerNorm(epsilon={signature_default(nnx.LayerNorm.__init__, 'epsilon'):g})",
+        "depthwise_layout": (f"nnx.Conv(feature_group_count=in) kernel {tuple(depthwise.kernel.shape)} "
+                             f"= (kh, kw, 1, in·multiplier)"),
+    }

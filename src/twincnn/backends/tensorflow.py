@@ -46,6 +46,7 @@ from .. import machine  # noqa: E402
 from ..errors import UserError  # noqa: E402
 from ..spec import Spec, SpecError  # noqa: E402
 from ..weights import check_layout  # noqa: E402
+from .defaults import signature_default  # noqa: E402
 from .loop import run_epochs  # noqa: E402
 
 NAME = "tensorflow"
@@ -504,3 +505,68 @@ def load_file(path, spec: Spec | None):
 
 def save_file(model, spec: Spec, path) -> None:
     model.save(str(path))
+
+
+def _tf_determinism(tf) -> str:
+    from tensorflow.python.framework import config as tf_config  # the public API does not export the getter
+
+    getter = getattr(tf_config, "is_op_determinism_enabled", None)
+    return str(getter()) if getter else "unknown"
+
+
+def audit_defaults() -> dict:
+    """{`twincnn audit` row key: this framework's default, as text} (backends/defaults.py ROWS)."""
+    conv, dense = keras.layers.Conv2D(1, 1), keras.layers.Dense(1)
+    adam = keras.optimizers.Adam()
+    fit = inspect.signature(keras.Model.fit).parameters
+    compile_ = inspect.signature(keras.Model.compile).parameters
+    loss = keras.losses.SparseCategoricalCrossentropy()
+    threads = tf.config.threading
+    return {
+        "conv_init": type(conv.kernel_initializer).__name__,
+        "dense_init": type(dense.kernel_initializer).__name__,
+        "bias_init": type(conv.bias_initializer).__name__,
+        "adam_eps": f"{adam.epsilon:g}",
+        "adam_betas": f"{adam.beta_1:g}, {adam.beta_2:g}",
+        "adam_formula": "w -= lr·√(1-β2ᵗ)/(1-β1ᵗ) · m/(√v + ε)",
+        "shuffle": f"fit(shuffle={fit['shuffle'].default})",
+        "partial_batch": "kept (fit)",
+        "intra": f"{threads.get_intra_op_parallelism_threads()} (0 = all {os.cpu_count()} cores)",
+        "inter": f"{threads.get_inter_op_parallelism_threads()} (0 = automatic)",
+        "tf32": f"on: tensor_float_32_execution_enabled()={tf.config.experimental.tensor_float_32_execution_enabled()}",
+        "determinism": f"op determinism={_tf_determinism(tf)}",
+        "fit_epoch": (f"validation pass if validation_data is given; progress bar verbose={fit['verbose'].default!r};"
+                      f" compile() metrics computed every step"),
+        "graph": f"fit() runs a tf.function; jit_compile={compile_['jit_compile'].default!r}",
+        "layout": f"{keras.config.image_data_format()} (NHWC), Flatten in (H, W, C) order",
+        "precision": keras.config.floatx(),
+        "conv_padding": f"Conv2D(padding={signature_default(keras.layers.Conv2D, 'padding')!r})",
+        "pool_strides": (f"MaxPooling2D(strides={signature_default(keras.layers.MaxPooling2D, 'strides')})"
+                         " = pool_size"),
+        "loss": f"reduction={loss.reduction!r}",
+        "onednn": f"TF_ENABLE_ONEDNN_OPTS={os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset (on)')}",
+        **_keras_layer_defaults(keras),
+    }
+
+
+def _keras_layer_defaults(keras) -> dict:
+    """The layer defaults behind the zoo's layers: signatures, and what one step of a layer does."""
+    bn = keras.layers.BatchNormalization(momentum=0.0)  # momentum 0: the moving variance becomes the batch's
+    bn(np.array([[0.0], [2.0]], np.float32), training=True)
+    depthwise = keras.layers.DepthwiseConv2D(3, depth_multiplier=2)
+    depthwise.build((None, 5, 5, 3))
+    return {
+        "bn_momentum": (f"BatchNormalization(momentum={signature_default(keras.layers.BatchNormalization, 'momentum'):g}): "
+                        f"moving = m·moving + (1-m)·batch"),
+        "bn_epsilon": f"BatchNormalization(epsilon={signature_default(keras.layers.BatchNormalization, 'epsilon'):g})",
+        "bn_variance": (f"biased: the moving variance after one batch [0, 2] is "
+                        f"{float(bn.moving_variance.numpy()[0]):g}"),
+        "avgpool_same": "AveragePooling2D(padding='same'): the real cells (padding not counted)",
+        "same_side": "'same' in every layer with strides: the odd padded pixel at the bottom/right",
+        "gelu": (f"keras.activations.gelu(approximate={signature_default(keras.activations.gelu, 'approximate')}), "
+                 f"keras.ops.gelu(approximate={signature_default(keras.ops.gelu, 'approximate')})"),
+        "leaky_slope": (f"LeakyReLU layer {signature_default(keras.layers.LeakyReLU, 'negative_slope'):g}, "
+                        f"activations.leaky_relu {signature_default(keras.activations.leaky_relu, 'negative_slope'):g}"),
+        "ln_epsilon": f"LayerNormalization(epsilon={signature_default(keras.layers.LayerNormalization, 'epsilon'):g})",
+        "depthwise_layout": f"DepthwiseConv2D kernel {tuple(depthwise.kernel.shape)} = (kh, kw, in, multiplier)",
+    }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 import pickle
 import platform
 from contextlib import contextmanager
@@ -15,6 +16,7 @@ from torch import nn
 from ..errors import UserError
 from ..spec import Spec
 from ..weights import check_layout
+from .defaults import signature_default
 from .loop import run_epochs
 
 NAME = "torch"
@@ -636,3 +638,68 @@ def load_file(path, spec: Spec):
 
 def save_file(model, spec: Spec, path) -> None:
     torch.save(model.state_dict(), path)
+
+
+def audit_defaults() -> dict:
+    """{`twincnn audit` row key: this framework's default, as text} (backends/defaults.py ROWS)."""
+    from torch.utils.data import DataLoader
+
+    conv_src = inspect.getsource(torch.nn.Conv2d.reset_parameters) if hasattr(torch.nn.Conv2d, "reset_parameters") \
+        else inspect.getsource(torch.nn.modules.conv._ConvNd.reset_parameters)
+    dense_src = inspect.getsource(torch.nn.Linear.reset_parameters)
+
+    def init_name(src):
+        if "kaiming_uniform_" in src:
+            return "kaiming_uniform_(a=√5)" if "math.sqrt(5)" in src else "kaiming_uniform_"
+        return "see reset_parameters()"
+
+    adam = inspect.signature(torch.optim.Adam).parameters
+    loader = inspect.signature(DataLoader).parameters
+    return {
+        "conv_init": init_name(conv_src),
+        "dense_init": init_name(dense_src),
+        "bias_init": "uniform(±1/√fan_in)" if "uniform_(self.bias" in dense_src else "see reset_parameters()",
+        "adam_eps": f"{adam['eps'].default:g}",
+        "adam_betas": ", ".join(f"{b:g}" for b in adam["betas"].default),
+        "adam_formula": "w -= lr · m̂/(√v̂ + ε), m̂ = m/(1-β1ᵗ), v̂ = v/(1-β2ᵗ)",
+        "shuffle": f"DataLoader(shuffle={loader['shuffle'].default})" + (" = no shuffling" if not loader["shuffle"].default else ""),
+        "partial_batch": f"kept: DataLoader(drop_last={loader['drop_last'].default})",
+        "intra": f"{torch.get_num_threads()} (get_num_threads)",
+        "inter": f"{torch.get_num_interop_threads()} (get_num_interop_threads)",
+        "tf32": (f"matmul allow_tf32={torch.backends.cuda.matmul.allow_tf32}, "
+                 f"cudnn allow_tf32={torch.backends.cudnn.allow_tf32}"),
+        "determinism": f"are_deterministic_algorithms_enabled()={torch.are_deterministic_algorithms_enabled()}",
+        "fit_epoch": "nothing: the user's loop does only what it says",
+        "graph": "eager (torch.compile is opt-in)",
+        "layout": "NCHW (contiguous), flatten in (C, H, W) order",
+        "precision": str(torch.get_default_dtype()).replace("torch.", ""),
+        "conv_padding": f"Conv2d(padding={signature_default(torch.nn.Conv2d, 'padding')!r})",
+        "pool_strides": f"MaxPool2d(stride={signature_default(torch.nn.MaxPool2d, 'stride')}) = kernel_size",
+        "loss": f"reduction={signature_default(torch.nn.CrossEntropyLoss, 'reduction')!r}",
+        "onednn": f"mkldnn enabled={torch.backends.mkldnn.enabled}",
+        **_torch_layer_defaults(torch),
+    }
+
+
+def _torch_layer_defaults(torch) -> dict:
+    nn = torch.nn
+
+    bn = nn.BatchNorm1d(1, momentum=1.0)  # momentum 1 in PyTorch's meaning: running_var becomes the batch's
+    with torch.no_grad():
+        bn.train()(torch.tensor([[0.0], [2.0]]))
+    depthwise = nn.Conv2d(3, 6, 3, groups=3)
+    return {
+        "bn_momentum": (f"BatchNorm2d(momentum={signature_default(nn.BatchNorm2d, 'momentum'):g}): "
+                        f"running = (1-m)·running + m·batch"),
+        "bn_epsilon": f"BatchNorm2d(eps={signature_default(nn.BatchNorm2d, 'eps'):g})",
+        "bn_variance": (f"unbiased (x N/(N-1)): running_var after one batch [0, 2] is {bn.running_var.item():g}, "
+                        f"while normalising with the biased one"),
+        "avgpool_same": (f"AvgPool2d(count_include_pad={signature_default(nn.AvgPool2d, 'count_include_pad')}): "
+                         f"the whole window; no 'same', symmetric padding only"),
+        "same_side": ("Conv2d(padding='same'): stride 1 only, odd pixel after; pools: symmetric padding only "
+                      "(Keras's extra bottom/right row needs an explicit pad)"),
+        "gelu": f"nn.GELU(approximate={signature_default(nn.GELU, 'approximate')!r})",
+        "leaky_slope": f"nn.LeakyReLU({signature_default(nn.LeakyReLU, 'negative_slope'):g})",
+        "ln_epsilon": f"LayerNorm(eps={signature_default(nn.LayerNorm, 'eps'):g})",
+        "depthwise_layout": f"Conv2d(groups=in) weight {tuple(depthwise.weight.shape)} = (in·multiplier, 1, kh, kw)",
+    }
