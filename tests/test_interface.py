@@ -27,6 +27,23 @@ def test_made_trainer_is_a_trainer(framework, model, spec):
     assert isinstance(trainer, framework.Trainer) and isinstance(trainer, interface.Trainer)
 
 
+@pytest.mark.parametrize("option,value,choices", [("variant", "fast", "idiomatic or tuned"),
+                                                   ("adam", "adamw", "keras or native"), ("device", "tpu", "cpu or cuda")])
+def test_an_unknown_option_is_refused_alike_by_every_backend(framework, model, spec, option, value, choices):
+    with pytest.raises(ValueError, match=f"^unknown {option} '{value}'; use {choices}$"):
+        framework.make_trainer(model, spec, **{option: value})
+    if option == "variant":
+        with pytest.raises(ValueError, match=f"^unknown variant '{value}'; use {choices}$"):
+            framework.make_predictor(model, value)
+
+
+def test_trainer_config_refuses_a_learning_rate_that_is_not_positive():
+    for lr in (0.0, -1e-3, float("nan")):
+        with pytest.raises(ValueError, match="the learning rate must be positive"):
+            interface.TrainerConfig(lr=lr)
+    assert interface.TrainerConfig(variant="tuned", device="cuda").adam == "keras"
+
+
 def test_notebook_validation_is_keras_only(framework):
     """Only Keras's fit() validated inside the notebook's timing; the other loops evaluate afterwards."""
     assert framework.NOTEBOOK_VALIDATION is (framework.NAME == "tensorflow")

@@ -10,11 +10,36 @@ dicts (spec.py); load_file raises ValueError, with a one-line message, for a fil
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
 
 from ..spec import Spec
+
+
+VARIANTS = ("idiomatic", "tuned")
+ADAMS = ("keras", "native")  # Keras's Adam formula (the fair protocol), or the framework's own
+DEVICES = ("cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    """The options every backend's Trainer takes, checked here for all of them: an unknown value is a
+    ValueError naming the choices, never run as some other variant."""
+
+    lr: float = 1e-3
+    adam: str = "keras"
+    variant: str = "idiomatic"
+    device: str = "cpu"
+    seed: int = 0
+
+    def __post_init__(self):
+        for name, choices in (("variant", VARIANTS), ("adam", ADAMS), ("device", DEVICES)):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"unknown {name} {getattr(self, name)!r}; use {' or '.join(choices)}")
+        if not self.lr > 0:
+            raise ValueError(f"the learning rate must be positive, not {self.lr!r}")
 
 
 @runtime_checkable

@@ -27,6 +27,7 @@ from ..errors import UserError
 from ..spec import Spec
 from ..weights import check_layout
 from .defaults import signature_default
+from .interface import TrainerConfig
 from .loop import run_epochs
 
 NAME = "jax"
@@ -420,8 +421,7 @@ class Trainer:
     def __init__(self, model, spec, lr=1e-3, adam="keras", variant="idiomatic", device="cpu", seed=0, metrics=(),
                  epoch_scan=None):
         # metrics: accepted for symmetry with Keras's compile(); a plain JAX loop computes none.
-        if variant not in ("idiomatic", "tuned"):
-            raise ValueError(f"unknown variant {variant!r}; use idiomatic or tuned")
+        TrainerConfig(lr, adam, variant, device, seed)
         self.device = _device(resolve_device(device))
         self.model, self.variant = model, variant
         self.tx = make_optimizer(lr, adam)
@@ -507,6 +507,7 @@ def make_predictor(model, variant: str = "idiomatic"):
     the weights the model has now resident on its device (no graph traversal per call). Both use the spec's
     plan: the tuned plan's tiled max-pool pays off in the backward pass only (its forward at batch 1,000
     took 57 ms against 28 ms)."""
+    TrainerConfig(variant=variant)  # an unknown variant is refused, never run as another
     if variant == "idiomatic":
         return lambda x: np.asarray(_forward(model, jnp.asarray(x)))
     graphdef, state = nnx.split(model)

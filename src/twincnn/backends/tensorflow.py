@@ -47,6 +47,7 @@ from ..errors import UserError  # noqa: E402
 from ..spec import Spec, SpecError  # noqa: E402
 from ..weights import check_layout  # noqa: E402
 from .defaults import signature_default  # noqa: E402
+from .interface import TrainerConfig  # noqa: E402
 from .loop import run_epochs  # noqa: E402
 
 NAME = "tensorflow"
@@ -234,6 +235,7 @@ class Trainer:
 
     def __init__(self, model, spec, lr=1e-3, adam="keras", variant="idiomatic", device="cpu", seed=0,
                  metrics=()):
+        TrainerConfig(lr, adam, variant, device, seed)
         self.model, self.variant, self.seed = model, variant, seed
         self.device = resolve_device(device)
         self.optimizer = make_optimizer(model, lr, adam)
@@ -320,6 +322,7 @@ class Trainer:
 
 def make_predictor(model, variant: str = "idiomatic"):
     """x (N, H, W, C) -> logits. idiomatic: model.predict(); tuned: a tf.function forward pass."""
+    TrainerConfig(variant=variant)  # an unknown variant is refused, never run as another
     if variant == "idiomatic":
         return lambda x: model.predict(x, batch_size=len(x), verbose=0)
     forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)

@@ -17,6 +17,7 @@ from ..errors import UserError
 from ..spec import Spec
 from ..weights import check_layout
 from .defaults import signature_default
+from .interface import TrainerConfig
 from .loop import run_epochs
 
 NAME = "torch"
@@ -454,6 +455,7 @@ class Trainer:
 
     def __init__(self, model, spec, lr=1e-3, adam="keras", variant="idiomatic", device="cpu", seed=0, metrics=()):
         # metrics: accepted for symmetry with Keras's compile(); a plain PyTorch loop computes none.
+        TrainerConfig(lr, adam, variant, device, seed)
         self.device = resolve_device(device)
         self.model = model.to(self.device)
         self.variant = variant
@@ -561,6 +563,7 @@ def make_predictor(model, variant: str = "idiomatic"):
     """x (N, H, W, C) -> logits from the weights the model has now. idiomatic: eval() + no_grad; tuned:
     channels-last, pool before ReLU, inference_mode. It predicts with its own copy of the model, so the
     caller's model keeps its mode, layout and plan."""
+    TrainerConfig(variant=variant)  # an unknown variant is refused, never run as another
     model = copy.deepcopy(model)
     device = next(model.parameters()).device
     model.eval()
