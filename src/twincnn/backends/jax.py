@@ -505,8 +505,8 @@ def make_trainer(model, spec, **kwargs) -> Trainer:
 def make_predictor(model, variant: str = "idiomatic"):
     """x (N, H, W, C) -> logits. idiomatic: an nnx.jit forward; tuned: jax.jit on the split state, with
     the weights the model has now resident on its device (no graph traversal per call). Both use the spec's
-    plan: the tuned plan's tiled max-pool pays off in the backward pass only (its forward at batch 1,000
-    took 57 ms against 28 ms)."""
+    plan: the tuned plan's tiled max-pool pays off in the backward pass only (a forward pass alone is
+    slower with it)."""
     TrainerConfig(variant=variant)  # an unknown variant is refused, never run as another
     if variant == "idiomatic":
         return lambda x: np.asarray(_forward(model, jnp.asarray(x)))
