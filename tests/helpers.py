@@ -191,3 +191,39 @@ def stop_all(processes) -> None:
     for process in processes:
         process.kill()
         process.wait()
+
+
+# A fourth framework for the registry tests: a module that computes as PyTorch's twin but is registered
+# under its own name, written to a folder of its own so that no file of twincnn changes.
+FAKE_BACKEND_SOURCE = '''\
+"""A fourth framework for tests: PyTorch's twin under another name."""
+from twincnn.backends.torch import *  # noqa: F401,F403
+from twincnn.backends import torch as _torch
+
+NAME = "fake"
+
+
+def environment():
+    return {**_torch.environment(), "framework": NAME}
+'''
+
+
+def fake_registration(module: str):
+    """The registry entry of the fake framework, whose module is ``module``."""
+    from twincnn.backends import Registration
+
+    return Registration(module=module, package="torch", extra="fake", label="Fake", aliases=("phony",),
+                        file_formats={".fake": False},
+                        isa_cap=("ATEN_CPU_CAPABILITY", {"AVX2": "avx2", "SSE4_2": "default"}))
+
+
+def register(name: str, entry, setattr_=setattr) -> None:
+    """Add ``entry`` to the registry and to what is derived from it, as backends/__init__.py derives it at
+    import; ``setattr_`` is monkeypatch.setattr in a test (undone after it), plain setattr in a plugin."""
+    from twincnn import backends
+
+    setattr_(backends, "BACKENDS", {**backends.BACKENDS, name: entry})
+    setattr_(backends, "ALIASES", {**backends.ALIASES, **{alias: name for alias in entry.aliases}})
+    setattr_(backends, "FILE_FORMATS", {**backends.FILE_FORMATS,
+                                        **{suffix: (name, c) for suffix, c in entry.file_formats.items()}})
+    setattr_(backends, "ISA_CAPS", {**backends.ISA_CAPS, name: entry.isa_cap})

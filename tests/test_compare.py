@@ -442,8 +442,8 @@ def test_a_trainer_that_skips_a_block_boundary_is_a_bug_said_plainly():
         def sync(self):
             pass
 
-    job = {"label": "scan", "epochs": 1, "progress": False, "block_steps": 5, "device": "cpu"}
-    clock = EpochClock(Channel(), Trainer(), job, None, None, steps_per_epoch=10)
+    job = {"label": "scan", "epochs": 1, "progress": False, "block_steps": 5, "device": "cpu", "steps_per_epoch": 10}
+    clock = EpochClock(Channel(), Trainer(), job, None, None)
     clock.epoch_start(1)
     clock.step(10)  # the whole epoch at once: the boundary at step 5 never came
     with pytest.raises(RuntimeError, match="reported 0 of 1 block boundaries"):

@@ -1,12 +1,23 @@
 """The registry in backends/__init__.py is the only list of frameworks: the files that must name each one
-(its pip extra, its tox environment, CI's tox list) are checked against it here."""
+(its pip extra, its tox environment, CI's tox list) are checked against it here, and a fourth framework,
+one module and one registry entry, is taken by conformance, summary, audit, the fixtures and the kernel
+benchmarks without any other file changing."""
 
 import configparser
+import os
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
+from tests.helpers import FAKE_BACKEND_SOURCE, fake_registration, register, require
 from twincnn import backends
+from twincnn.audit import audit_rows, audit_table
+from twincnn.backends import interface
+from twincnn.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,3 +49,68 @@ def test_aliases_and_file_formats_come_from_the_registry():
         assert all(backends.FILE_FORMATS[suffix] == (name, carries) for suffix, carries in entry.file_formats.items())
     assert backends.canonical_name(" PyTorch ") == "torch"
     assert backends.FILE_FORMATS[".keras"] == ("tensorflow", True) and backends.FILE_FORMATS[".pt"] == ("torch", False)
+
+
+# -- a fourth framework, added by one module and one registry entry ----------------------------------------
+
+@pytest.fixture
+def fake(tmp_path, monkeypatch):
+    """The fake framework registered for one test: its module in a temporary folder, nothing of twincnn
+    changed."""
+    require("torch")
+    (tmp_path / "twincnn_fake_backend.py").write_text(FAKE_BACKEND_SOURCE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    register("fake", fake_registration("twincnn_fake_backend"), monkeypatch.setattr)
+    return backends.load("fake")
+
+
+def test_a_fourth_framework_conforms_and_is_found_by_its_names(fake):
+    assert interface.conformance(fake) == []
+    assert backends.canonical_name("phony") == "fake" and "fake" in backends.available()
+    assert backends.FILE_FORMATS[".fake"] == ("fake", False)
+    assert backends.install_hint("fake") == "fake is not installed: pip install 'twincnn[fake]'"
+
+
+def test_summary_and_audit_take_a_fourth_framework(fake, capsys):
+    assert main(["summary", "--frameworks", "torch,fake"]) == 0
+    out = capsys.readouterr().out
+    assert "fake shape" in out and "fake params" in out
+    header = audit_table().splitlines()[0]
+    assert "Fake default" in header and "PyTorch default" in header
+    names = list(backends.BACKENDS)
+    for row in audit_rows():  # the fake column is PyTorch's: the same module read its defaults
+        assert row[1 + names.index("fake")] == row[1 + names.index("torch")], row
+
+
+FAKE_PLUGIN = '''\
+import sys
+sys.path.insert(0, {folder!r})
+from tests.helpers import fake_registration, register
+register("fake", fake_registration("twincnn_fake_backend"))
+'''
+
+
+def test_pair_fixtures_and_kernel_benchmarks_collect_a_fourth_framework(tmp_path):
+    """In a pytest run where a plugin registers the fake framework before conftest.py is read, the
+    framework and pair fixtures and the kernel benchmarks are parametrized over it, and its kernel
+    benchmarks skip with the reason."""
+    require("torch")
+    (tmp_path / "twincnn_fake_backend.py").write_text(FAKE_BACKEND_SOURCE)
+    (tmp_path / "fake_plugin.py").write_text(FAKE_PLUGIN.format(folder=str(tmp_path)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    collect = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "fake_plugin", "--collect-only", "-q", "-p", "no:randomly",
+         "tests/test_interface.py", "tests/test_transfer.py", "tests/benchmarks/test_kernels.py"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert collect.returncode == 0, collect.stdout[-2000:] + collect.stderr[-2000:]
+    ids = collect.stdout.splitlines()
+    assert "tests/test_interface.py::test_backend_conforms[fake]" in ids
+    assert any(i.startswith("tests/test_transfer.py::") and "torch-fake" in i for i in ids), ids[:20]
+    assert "tests/benchmarks/test_kernels.py::test_dispatch[fake]" in ids
+    ran = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "fake_plugin", "-q", "-rs", "-p", "no:randomly", "--benchmark-disable",
+         "tests/test_interface.py::test_backend_conforms[fake]", "tests/benchmarks/test_kernels.py::test_dispatch[fake]"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert ran.returncode == 0, ran.stdout[-3000:]
+    assert "1 passed, 1 skipped" in ran.stdout, ran.stdout[-3000:]
+    assert "fake has no kernel benchmarks: add its builders to KERNELS and DISPATCH" in ran.stdout

@@ -8,13 +8,14 @@ import platform
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from .. import __version__, backends, data, machine, stats
 from ..allocator import keep_freed_memory
 from ..errors import UserError
 from ..floor import matmul_gflops, training_flops
-from ..spec import load_spec
+from ..spec import Spec, load_spec
 from .output import atomic_directory, refuse_nonempty, report_markdown, side_by_side, verdict_lines, write_json
 from .schedule import block_ends, judged
 from .scheduler import run_repeat
@@ -87,105 +88,175 @@ def _terminate(signum, frame):
     raise KeyboardInterrupt  # a kill ends the run as Ctrl-C does: workers stopped, nothing written
 
 
-def run(args) -> int:
-    signal.signal(signal.SIGTERM, _terminate)
+@dataclass(frozen=True)
+class Plan:
+    """One compare run's settings, resolved from the options before anything is timed."""
+
+    names: list[str]
+    labels: list[str]
+    spec: Spec
+    dataset: data.Dataset
+    subset: tuple[int, int] | None
+    repeats: int
+    epochs: int
+    steps_per_epoch: int
+    block_steps: int
+    threads: int
+    variant: str
+    seeds: list[int]
+    commit: str | None
+    out: Path
+
+    def jobs(self, args, seed: int) -> list[dict]:
+        """What each worker of one repeat is told to do."""
+        return [{"framework": name, "label": label, "seed": seed, "protocol": args.protocol, "variant": self.variant,
+                 "epochs": self.epochs, "batch_size": args.batch_size, "lr": args.lr, "threads": self.threads,
+                 "device": args.device, "progress": not args.no_progress, "data": args.data, "subset": self.subset,
+                 "spec": self.spec.to_dict(), "steps_per_epoch": self.steps_per_epoch, "block_steps": self.block_steps}
+                for name, label in zip(self.names, self.labels)]
+
+
+def make_plan(args) -> Plan:
+    """Every option checked and every default resolved; the results directory refused now if it is in use,
+    not after minutes of training."""
     names = parse_frameworks(args.frameworks)
-    labels = worker_labels(names)
     spec = load_spec(args.spec)
     dataset = data.load(args.data)
     subset = (QUICK_TRAIN, QUICK_TEST) if args.quick else None
     if subset:
         dataset = dataset.subset(*subset)
-    repeats = args.repeats or DEFAULT_REPEATS
     if args.protocol == "notebook" and args.device == "cuda":
         raise UserError("--protocol notebook reproduces a CPU run; use --device cpu")
-    threads = args.threads or machine.usable_cpus()
     steps_per_epoch = math.ceil(len(dataset.y_train) / args.batch_size)
     block_steps = block_steps_for(args, steps_per_epoch)
-    epochs = args.epochs or default_epochs(len(block_ends(steps_per_epoch, block_steps)))
-    variant = args.variant if args.protocol == "fair" else "idiomatic"
-    seeds = [args.seed + i for i in range(repeats)]
+    repeats = args.repeats or DEFAULT_REPEATS
     commit = machine.git_commit()  # once: it runs git
     out = Path(args.out) if args.out else default_out(commit=commit)
-    refuse_nonempty(out)  # now, not after minutes of training
-    n_train, n_test = len(dataset.y_train), len(dataset.y_test)
-    y_test = dataset.labels("test")
+    refuse_nonempty(out)
+    return Plan(names=names, labels=worker_labels(names), spec=spec, dataset=dataset, subset=subset,
+                repeats=repeats, epochs=args.epochs or default_epochs(len(block_ends(steps_per_epoch, block_steps))),
+                steps_per_epoch=steps_per_epoch, block_steps=block_steps,
+                threads=args.threads or machine.usable_cpus(),
+                variant=args.variant if args.protocol == "fair" else "idiomatic",
+                seeds=[args.seed + i for i in range(repeats)], commit=commit, out=out)
 
-    log = print
-    log(f"twincnn compare: {', '.join(labels)}; {args.protocol} protocol, {variant} code, {epochs} epoch(s) x "
-        f"{repeats} repeat(s) (seeds {seeds}), batch {args.batch_size}, {n_train:,}/{n_test:,} images, "
-        f"{threads} threads, one process per framework and repeat, {interleaving(block_steps, steps_per_epoch)}"
-        + (" [QUICK DEMO]" if args.quick else ""))
-    allocator = keep_freed_memory()
+
+def headline(plan: Plan, args) -> str:
+    n_train, n_test = len(plan.dataset.y_train), len(plan.dataset.y_test)
+    return (f"twincnn compare: {', '.join(plan.labels)}; {args.protocol} protocol, {plan.variant} code, "
+            f"{plan.epochs} epoch(s) x {plan.repeats} repeat(s) (seeds {plan.seeds}), batch {args.batch_size}, "
+            f"{n_train:,}/{n_test:,} images, {plan.threads} threads, one process per framework and repeat, "
+            f"{interleaving(plan.block_steps, plan.steps_per_epoch)}" + (" [QUICK DEMO]" if args.quick else ""))
+
+
+def quiet_second() -> dict:
+    """The machine's reading after one second in which twincnn does nothing: what the CPU did meanwhile is
+    other work."""
     idle_check = machine.load_reading()
-    time.sleep(1.0)  # one quiet second: what the CPU does now is other work, not twincnn
+    time.sleep(1.0)
     before = machine.load_reading()
     before["busy_share"] = machine.busy_share(idle_check, before)
-    # The floor is a CPU matmul rate: it says nothing of a GPU's, so a CUDA run has none.
-    measure_floor = not args.no_floor and args.device == "cpu"
-    matmul_before = matmul_gflops(threads) if measure_floor else None
+    return before
 
-    runs = {label: [] for label in labels}
+
+def train_repeats(plan: Plan, args, log) -> tuple[dict, dict]:
+    """({label: [run per repeat]}, {label: the worker's environment}): every repeat, one after another."""
+    runs = {label: [] for label in plan.labels}
     environments = {}
-    for repeat, seed in enumerate(seeds):
-        log(f"repeat {repeat + 1}/{repeats} (seed {seed})")
-        jobs = [{"framework": name, "label": label, "seed": seed, "protocol": args.protocol, "variant": variant,
-                 "epochs": epochs, "batch_size": args.batch_size, "lr": args.lr, "threads": threads,
-                 "device": args.device, "progress": not args.no_progress, "data": args.data, "subset": subset,
-                 "spec": spec.to_dict(), "steps_per_epoch": steps_per_epoch, "block_steps": block_steps} for name, label in zip(names, labels)]
+    for repeat, seed in enumerate(plan.seeds):
+        log(f"repeat {repeat + 1}/{plan.repeats} (seed {seed})")
+        jobs = plan.jobs(args, seed)
         for job, messages in zip(jobs, run_repeat(jobs, repeat)):
-            runs[job["label"]].append(build_run(job, messages, n_train))
+            runs[job["label"]].append(build_run(job, messages, len(plan.dataset.y_train)))
             environments.setdefault(job["label"], messages["ready"]["environment"])
+    return runs, environments
 
-    matmul_after = matmul_gflops(threads) if measure_floor else None
-    after = machine.load_reading()
-    floor = None
-    if matmul_before:
-        flops = training_flops(spec, n_train, epochs)
-        floor = {"matmul_gflops": matmul_before, "matmul_gflops_after": matmul_after, "threads": threads,
-                 "method": f"numpy float32 matmul 2048x2048, best of 5, {threads} BLAS thread(s)",
-                 "train_flops": flops, "floor_seconds": flops / (matmul_before * 1e9)}
-    results = {label: aggregate(runs[label], y_test, floor and floor["floor_seconds"]) for label in labels}
-    judged = verdicts(runs, args.noise_threshold) if len(labels) > 1 else []
+
+def hardware_floor(plan: Plan, matmul_before: float | None, matmul_after: float | None) -> dict | None:
+    if not matmul_before:
+        return None
+    flops = training_flops(plan.spec, len(plan.dataset.y_train), plan.epochs)
+    return {"matmul_gflops": matmul_before, "matmul_gflops_after": matmul_after, "threads": plan.threads,
+            "method": f"numpy float32 matmul 2048x2048, best of 5, {plan.threads} BLAS thread(s)",
+            "train_flops": flops, "floor_seconds": flops / (matmul_before * 1e9)}
+
+
+def noise_report(plan: Plan, runs: dict, judged: list, floor: dict | None, before: dict, after: dict,
+                 noise_threshold: float) -> tuple[list[str], list[str]]:
+    """(flags: reasons to distrust the run, advice: how many repeats a tighter interval needs)."""
     # Steady-state epochs of every repeat together: a slow repeat is noise as much as a slow epoch.
     epoch_times = {label: {f"repeat {repeat} epoch {epoch}": t for repeat, r in enumerate(runs[label], 1)
-                           for epoch, t in enumerate(r["history"]["epoch_seconds"], 1) if epoch > 1 or epochs == 1}
-                   for label in labels}
+                           for epoch, t in enumerate(r["history"]["epoch_seconds"], 1) if epoch > 1 or plan.epochs == 1}
+                   for label in plan.labels}
     waiting = {label: (sum(r["waiting_cpu_seconds"] for r in runs[label]), sum(r["train_seconds"] for r in runs[label]))
-               for label in labels}
-    flags = stats.noise_flags(epoch_times, matmul_before, matmul_after, before, after, waiting)
-    flags += stats.load_flags({label: runs[label] for label in labels})
-    in_force = {label: runs[label][0]["threads"]["intra_op_threads"] for label in labels}
+               for label in plan.labels}
+    flags = stats.noise_flags(epoch_times, floor and floor["matmul_gflops"], floor and floor["matmul_gflops_after"],
+                              before, after, waiting)
+    flags += stats.load_flags({label: runs[label] for label in plan.labels})
+    in_force = {label: runs[label][0]["threads"]["intra_op_threads"] for label in plan.labels}
     if len(set(in_force.values())) > 1:
         flags.append("the workers trained on different thread counts: "
                      + ", ".join(f"{label} {n}" for label, n in in_force.items()))
-    advice = [f"{v['frameworks'][0]} vs {v['frameworks'][1]}: a CI within ±{args.noise_threshold:.0%} needs "
-              f"about --repeats {stats.repeats_for(_interval(v), repeats, args.noise_threshold)}"
-              for v in judged if stats.repeats_for(_interval(v), repeats, args.noise_threshold) > repeats]
-    if repeats == 1 and judged:
+    advice = [f"{v['frameworks'][0]} vs {v['frameworks'][1]}: a CI within ±{noise_threshold:.0%} needs "
+              f"about --repeats {stats.repeats_for(_interval(v), plan.repeats, noise_threshold)}"
+              for v in judged if stats.repeats_for(_interval(v), plan.repeats, noise_threshold) > plan.repeats]
+    if plan.repeats == 1 and judged:
         advice.insert(0, "1 repeat: the CI covers noise within one process only, not differences between "
                          "processes; use --repeats 3 or more")
+    return flags, advice
 
+
+def write_results(plan: Plan, args, doc: dict) -> None:
+    """The results directory, all or nothing: results.json is written last and marks a complete run."""
+    with atomic_directory(plan.out) as tmp:
+        from .plots import draw_all
+
+        title = f"{args.protocol} protocol, {len(plan.dataset.y_train):,} images" + (" (quick demo)" if args.quick else "")
+        doc["figures"] = draw_all(doc["frameworks"], tmp, title, doc["verdicts"])
+        (tmp / "report.md").write_text(report_markdown(doc))
+        write_json(tmp / "results.json", doc)
+    if not args.out:  # beside the runs of this machine, as asv keeps it
+        write_json(plan.out.parent / "machine.json", doc["machine"])
+
+
+def run(args) -> int:
+    signal.signal(signal.SIGTERM, _terminate)
+    plan = make_plan(args)
+    log = print
+    log(headline(plan, args))
+    allocator = keep_freed_memory()
+    before = quiet_second()
+    # The floor is a CPU matmul rate: it says nothing of a GPU's, so a CUDA run has none.
+    measure_floor = not args.no_floor and args.device == "cpu"
+    matmul_before = matmul_gflops(plan.threads) if measure_floor else None
+    runs, environments = train_repeats(plan, args, log)
+    matmul_after = matmul_gflops(plan.threads) if measure_floor else None
+    after = machine.load_reading()
+
+    floor = hardware_floor(plan, matmul_before, matmul_after)
+    y_test = plan.dataset.labels("test")
+    results = {label: aggregate(runs[label], y_test, floor and floor["floor_seconds"]) for label in plan.labels}
+    judged = verdicts(runs, args.noise_threshold) if len(plan.labels) > 1 else []
+    flags, advice = noise_report(plan, runs, judged, floor, before, after, args.noise_threshold)
     doc = {
         "schema": SCHEMA,
         "twincnn": __version__,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "config": {"protocol": args.protocol, "variant": variant, "epochs": epochs, "batch_size": args.batch_size,
-                   "lr": args.lr, "seeds": seeds, "repeats": repeats, "threads": threads, "device": args.device,
-                   "steps_per_epoch": steps_per_epoch, "block_steps": block_steps,
-                   "interleaving": interleaving(block_steps, steps_per_epoch),
-                   "quick": args.quick, "frameworks": names, "labels": labels,
-                   "noise_threshold": args.noise_threshold, "spec": spec.to_dict(),
-                   "parameters": spec.total_params},
+        "config": {"protocol": args.protocol, "variant": plan.variant, "epochs": plan.epochs,
+                   "batch_size": args.batch_size, "lr": args.lr, "seeds": plan.seeds, "repeats": plan.repeats,
+                   "threads": plan.threads, "device": args.device, "steps_per_epoch": plan.steps_per_epoch,
+                   "block_steps": plan.block_steps, "interleaving": interleaving(plan.block_steps, plan.steps_per_epoch),
+                   "quick": args.quick, "frameworks": plan.names, "labels": plan.labels,
+                   "noise_threshold": args.noise_threshold, "spec": plan.spec.to_dict(),
+                   "parameters": plan.spec.total_params},
         "machine": machine.describe(),
         "environment": {
             "python": platform.python_version(), "platform": platform.platform(), "allocator": allocator,
-            "git_commit": commit, "argv": sys.argv[1:],
-            "frameworks": environments,
+            "git_commit": plan.commit, "argv": sys.argv[1:], "frameworks": environments,
             "load_before": before, "load_after": after,
         },
-        "data": {"source": dataset.source, "sha256": dataset.sha256, "train_images": n_train,
-                 "test_images": n_test},
+        "data": {"source": plan.dataset.source, "sha256": plan.dataset.sha256,
+                 "train_images": len(plan.dataset.y_train), "test_images": len(plan.dataset.y_test)},
         "floor": floor,
         "verdicts": judged,
         "noise": {"flags": flags, "advice": advice},
@@ -195,16 +266,8 @@ def run(args) -> int:
     log(side_by_side(results))
     log("")
     log("\n".join(verdict_lines(doc)))
-    with atomic_directory(out) as tmp:
-        from .plots import draw_all
-
-        title = f"{args.protocol} protocol, {n_train:,} images" + (" (quick demo)" if args.quick else "")
-        doc["figures"] = draw_all(results, tmp, title, judged)
-        (tmp / "report.md").write_text(report_markdown(doc))
-        write_json(tmp / "results.json", doc)  # last: its presence marks a complete run
-    if not args.out:  # beside the runs of this machine, as asv keeps it
-        write_json(out.parent / "machine.json", doc["machine"])
-    log(f"\nwrote {out}/results.json, report.md, {', '.join(doc['figures'])}")
+    write_results(plan, args, doc)
+    log(f"\nwrote {plan.out}/results.json, report.md, {', '.join(doc['figures'])}")
     return 0
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .schedule import judged
+
 PALETTE = ["#ff6f00", "#2b59c3", "#2ca02c", "#9467bd", "#8c564b", "#e377c2"]
 
 
@@ -30,10 +32,21 @@ def _save(plt, fig, path: Path, written: list) -> None:
 
 
 def draw_all(results: dict, out: Path, title: str, verdicts: list | None = None) -> list[str]:
+    """Every figure of a compare run into ``out``; the names of the files written."""
     plt = _plt()
-    written = []
+    written: list[str] = []
     palette = colors(results)
+    _draw_curves(plt, results, palette, title, out, written)
+    _draw_epoch_times(plt, results, palette, out, written)
+    _draw_schedule(plt, results, palette, out, written)
+    if verdicts:
+        _draw_verdicts(plt, verdicts, out, written)
+    _draw_confusion_matrices(plt, results, out, written)
+    return written
 
+
+def _draw_curves(plt, results: dict, palette: dict, title: str, out: Path, written: list) -> None:
+    """Training and test loss, and test accuracy, per epoch (medians over repeats)."""
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
     for name, r in results.items():
         h = r["history"]
@@ -51,6 +64,8 @@ def draw_all(results: dict, out: Path, title: str, verdicts: list | None = None)
     fig.suptitle(title)
     _save(plt, fig, out / "loss_accuracy.png", written)
 
+
+def _draw_epoch_times(plt, results: dict, palette: dict, out: Path, written: list) -> None:
     fig, ax = plt.subplots(figsize=(7, 4))
     names = list(results)
     width = 0.8 / len(names)
@@ -64,25 +79,32 @@ def draw_all(results: dict, out: Path, title: str, verdicts: list | None = None)
     ax.grid(axis="y", alpha=0.3)
     _save(plt, fig, out / "epoch_times.png", written)
 
+
+def _draw_schedule(plt, results: dict, palette: dict, out: Path, written: list) -> None:
+    """Every timed block on one time line per repeat; the blocks the verdict leaves out are pale."""
+    names = list(results)
     fig, ax = plt.subplots(figsize=(9, 1.2 + 0.5 * len(results[names[0]]["runs"])))
     for name in names:
         for repeat, run in enumerate(results[name]["runs"]):
             origin = min(e["start"] for n in names for e in results[n]["runs"][repeat]["schedule"])
+            shape = run["history"]["block_seconds"]
+            kept = judged(len(shape), len(shape[0]))
             for e in run["schedule"]:
                 ax.barh(repeat + 1, e["end"] - e["start"], left=e["start"] - origin, color=palette[name],
-                        edgecolor="white", linewidth=0.3,
+                        alpha=1.0 if (e["epoch"], e["block"]) in kept else 0.4, edgecolor="white", linewidth=0.3,
                         label=name if repeat == 0 and e["epoch"] == 1 and e["block"] == 1 else None)
                 ax.text(e["start"] - origin + (e["end"] - e["start"]) / 2, repeat + 1, str(e["epoch"]),
                         ha="center", va="center", fontsize=7, color="white")
     ax.set(xlabel="seconds since the repeat started (gaps: evaluation and the other workers' set-up)",
-           ylabel="repeat", title="the interleaved schedule: each bar one timed block, numbered by its epoch")
+           ylabel="repeat",
+           title="the interleaved schedule: each bar one timed block, numbered by its epoch; pale: not judged")
     ax.invert_yaxis()
     ax.legend(loc="lower right", fontsize=8)
     _save(plt, fig, out / "schedule.png", written)
 
-    if verdicts:
-        _draw_verdicts(plt, verdicts, out, written)
 
+def _draw_confusion_matrices(plt, results: dict, out: Path, written: list) -> None:
+    names = list(results)
     fig, axes = plt.subplots(1, len(names), figsize=(5.2 * len(names), 4.6), squeeze=False)
     for ax, name in zip(axes[0], names):
         cm = results[name]["confusion_matrix"]
@@ -95,7 +117,6 @@ def draw_all(results: dict, out: Path, title: str, verdicts: list | None = None)
         ax.set(xticks=range(10), yticks=range(10), xlabel="predicted", ylabel="true",
                title=f"{name}: {results[name]['test_accuracy']:.2%}")
     _save(plt, fig, out / "confusion_matrices.png", written)
-    return written
 
 
 def _draw_verdicts(plt, verdicts: list, out: Path, written: list) -> None:

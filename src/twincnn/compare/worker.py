@@ -78,11 +78,11 @@ class EpochClock:
     worker synchronises the device, stops its clock, reports the block and waits for its next "go", so
     the workers take turns block by block. An epoch's time is the sum of its blocks'."""
 
-    def __init__(self, channel, trainer, job, x_test, y_test, steps_per_epoch):
+    def __init__(self, channel, trainer, job, x_test, y_test):
         self.channel, self.trainer, self.job = channel, trainer, job
         self.x_test, self.y_test = x_test, y_test
-        self.steps_per_epoch = steps_per_epoch
-        self.pauses = set(block_ends(steps_per_epoch, job["block_steps"])[:-1])
+        self.steps_per_epoch = job["steps_per_epoch"]
+        self.pauses = set(block_ends(self.steps_per_epoch, job["block_steps"])[:-1])
         self.logits = None
 
     def epoch_start(self, epoch: int) -> None:
@@ -167,7 +167,7 @@ def run_job(job: dict, channel: Channel) -> None:
 
     channel.send("ready", threads=threads, environment=backend.environment(), pid=os.getpid(),
                  validates_in_timing=validates)
-    clock = EpochClock(channel, trainer, job, x_test, y_test, job["steps_per_epoch"])
+    clock = EpochClock(channel, trainer, job, x_test, y_test)
     trainer.run(job["epochs"], job["batch_size"], lambda epoch: orders[epoch - 1] if orders else None, clock,
                 validation=(x_test, y_test) if validates else None)
     channel.send("done", predictions=clock.logits.argmax(1))
