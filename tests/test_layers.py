@@ -8,8 +8,8 @@ import pytest
 from tests.helpers import (DROPOUT_SIGMAS, GRAD_ATOL, LOGIT_ATOL, MOVING_STAT_ATOL, NORM_GRAD_ATOL, assert_close,
                            scaled)
 from twincnn import reference, zoo
-from twincnn.spec import (FLATTEN, GLOBAL_AVG_POOL, Spec, avgpool, batchnorm, conv, dense, depthwise, dropout,
-                          layernorm, pool)
+from twincnn.spec import (FLATTEN, GLOBAL_AVG_POOL, Spec, activation, add, avgpool, batchnorm, concatenate, conv,
+                          dense, depthwise, dropout, layernorm, pool, zeropad)
 from twincnn.summary import summarize
 from twincnn.weights import random_weights
 
@@ -50,6 +50,30 @@ CASES = {
                                         head=(FLATTEN, {**dense(12, "leaky_relu"), "negative_slope": 0.2},
                                               dense(10))),
 }
+# graphs: the stem is conv1; "inputs" name earlier layers
+GRAPHS = {
+    "residual_add_then_relu6": case(conv(4, 3, 1, "same", None), batchnorm(), add("conv1", "bn1"),
+                                    activation("relu6")),
+    "add_three_and_leaky_relu_layer": case(conv(4, 1, 1, "valid", "tanh"), {**conv(4, 3, 1, "same"), "inputs": ["conv1"]},
+                                           add("conv1", "conv2", "conv3"), {**activation("leaky_relu"),
+                                                                            "negative_slope": 0.1}),
+    "concatenate_image_and_flat_branches": case({**conv(3, 3, 2, "same"), "inputs": ["input"]},
+                                               {**pool(3, 2), "padding": "same", "inputs": ["conv1"]},
+                                               concatenate("conv2", "pool1"), conv(5, 1), FLATTEN, dense(8),
+                                               {**dense(6), "inputs": ["flatten"]}, concatenate("fc1", "fc2"),
+                                               head=(dense(10),)),
+    "conv_explicit_padding_asymmetric": case(conv(5, 3, 2, [[2, 0], [1, 3]])),
+    "depthwise_explicit_padding": case(depthwise(3, 2, 1, 1, "relu")),
+    "maxpool_explicit_padding": case({**pool(3, 2), "padding": [[1, 0], [0, 1]]}),
+    "zeropad_then_maxpool": case(zeropad([[1, 0], [2, 1]]), pool(2)),
+    "no_bias": case({**conv(4, 3, 2, "same"), "use_bias": False}, {**depthwise(3), "use_bias": False},
+                    head=(FLATTEN, {**dense(10), "use_bias": False})),
+    "flatten_in_two_branches": case(pool(2), {**pool(2, 1), "inputs": ["conv1"]}, {**FLATTEN, "inputs": ["pool1"]},
+                                    dense(6),
+                                    {**FLATTEN, "inputs": ["pool2"]}, batchnorm(), dense(6), add("fc1", "fc2"),
+                                    head=(dense(10),)),
+}
+CASES.update(GRAPHS)
 ZOO = {f"zoo:{name}": zoo.load(name) for name in zoo.names()}
 
 
@@ -281,11 +305,24 @@ def test_tuned_torch_plan_moves_only_a_max_pool_right_after_relu():
     x, _ = inputs(spec, 8)
     idiomatic = tb.predict(model, x)
     model.set_plan(pool_before_relu=True)
-    assert model.plan == [("conv1", None), ("pool1", ("relu", None)), ("conv2", ("gelu", None)), ("pool2", None),
-                          ("conv3", ("relu", None)), ("bn1", None), ("pool3", None), ("flatten", None),
-                          ("fc1", None)]
+    assert [(call, activation) for call, activation, *_ in model.plan] == [
+        ("conv1", None), ("pool1", ("relu", None)), ("conv2", ("gelu", None)), ("pool2", None),
+        ("conv3", ("relu", None)), ("bn1", None), ("pool3", None), ("flatten", None), ("fc1", None)]
     tuned = tb.make_predictor(model, "tuned")(x)
     assert_close(tuned, idiomatic, scaled(LOGIT_ATOL, idiomatic), "tuned PyTorch plan vs the plain one")
+
+
+def test_tuned_torch_plan_keeps_a_relu_whose_output_another_layer_reads():
+    """A ReLU moved behind the pool would change what the other reader of the conv sees."""
+    from tests.helpers import require
+
+    tb = require("torch")
+    spec = Spec((8, 8, 2), (conv(4, 3, 1, "same", "relu"), pool(2), {**conv(4, 2, 2), "inputs": ["conv1"]},
+                            add("pool1", "conv2"), FLATTEN, dense(10)))
+    model = tb.build(spec)
+    model.set_plan(pool_before_relu=True)
+    assert [(call, activation) for call, activation, *_ in model.plan][:2] == [("conv1", ("relu", None)),
+                                                                              ("pool1", None)]
 
 
 def test_torch_predictors_leave_the_callers_model_as_it_was():

@@ -42,7 +42,7 @@ def test_round_trip_through_dict():
     ((conv(8), dense(10)), "layer 1 (dense): Dense needs a flat input"),
     ((conv(8), FLATTEN, conv(8), dense(10)), "layer 2 (conv2d): needs an image input"),
     ((pool(30), FLATTEN, dense(10)), "layer 0 (maxpool2d): pool (30, 30) does not fit"),
-    ((conv(8, padding="full"), FLATTEN, dense(10)), "padding must be 'valid' or 'same'"),
+    ((conv(8, padding="full"), FLATTEN, dense(10)), "padding must be 'valid', 'same', an int >= 0"),
     ((conv(8, activation="softmax"), FLATTEN, dense(10)), "activation must be one of relu, "),
     ((conv(8), FLATTEN, dense(10, "relu")), "without activation"),
     ((conv(8),), "must give class scores"),
@@ -77,7 +77,7 @@ def test_specs_of_the_same_network_are_equal():
         {"type": "conv2d", "filters": 8, "kernel_size": [3, 3], "strides": [1, 1], "padding": "valid",
          "activation": "relu"},
         {"type": "maxpool2d", "pool_size": [2, 2], "strides": [2, 2]},
-        {"type": "flatten"}, {"type": "dense", "units": 10, "activation": None}])
+        {"type": "flatten"}, {"type": "dense", "units": 10, "use_bias": True, "activation": None}])
     assert short == spelled_out and hash(short) == hash(spelled_out)
     assert short != Spec((28, 28, 1), (conv(8, 3, activation=None), pool(), FLATTEN, dense(10)))  # no ReLU
     assert short != Spec((28, 28, 1), (conv(8, 3), pool(2, 1), FLATTEN, dense(10)))  # pool stride 1
@@ -152,21 +152,23 @@ def test_every_layer_field_by_hand():
     spec = Spec((10, 12, 2), (conv(3, (3, 4), (2, 1), "same"), pool((2, 1), (2, 4)),
                               conv(4, (2, 3), 1, "valid", None), FLATTEN, dense(5, "relu"), dense(10)))
     conv_cfg = {"type": "conv2d", "filters": 3, "kernel_size": (3, 4), "strides": (2, 1), "padding": "same",
-                "dilation_rate": (1, 1), "groups": 1, "activation": "relu"}
+                "dilation_rate": (1, 1), "groups": 1, "use_bias": True, "activation": "relu"}
     conv2_cfg = {"type": "conv2d", "filters": 4, "kernel_size": (2, 3), "strides": (1, 1), "padding": "valid",
-                 "dilation_rate": (1, 1), "groups": 1, "activation": None}
+                 "dilation_rate": (1, 1), "groups": 1, "use_bias": True, "activation": None}
     expected = [
         LayerInfo(0, "conv2d", "conv1", conv_cfg, (10, 12, 2), (5, 12, 3), 3 * 4 * 2 * 3 + 3,
-                  {"kernel": (3, 4, 2, 3), "bias": (3,)}, ((0, 1), (1, 2)), None),
+                  {"kernel": (3, 4, 2, 3), "bias": (3,)}, ((0, 1), (1, 2)), None, ("input",), ((10, 12, 2),)),
         LayerInfo(1, "maxpool2d", "pool1", {"type": "maxpool2d", "pool_size": (2, 1), "strides": (2, 4),
-                                            "padding": "valid"}, (5, 12, 3), (2, 3, 3), 0, {}, ((0, 0), (0, 0)), None),
+                                            "padding": "valid"}, (5, 12, 3), (2, 3, 3), 0, {}, ((0, 0), (0, 0)), None,
+                  ("conv1",), ((5, 12, 3),)),
         LayerInfo(2, "conv2d", "conv2", conv2_cfg, (2, 3, 3), (1, 1, 4), 2 * 3 * 3 * 4 + 4,
-                  {"kernel": (2, 3, 3, 4), "bias": (4,)}, ((0, 0), (0, 0)), None),
-        LayerInfo(3, "flatten", "flatten", {"type": "flatten"}, (1, 1, 4), (4,), 0, {}, None, None),
-        LayerInfo(4, "dense", "fc1", {"type": "dense", "units": 5, "activation": "relu"}, (4,), (5,), 25,
-                  {"kernel": (4, 5), "bias": (5,)}, None, (1, 1, 4)),
-        LayerInfo(5, "dense", "fc2", {"type": "dense", "units": 10, "activation": None}, (5,), (10,), 60,
-                  {"kernel": (5, 10), "bias": (10,)}, None, None),
+                  {"kernel": (2, 3, 3, 4), "bias": (4,)}, ((0, 0), (0, 0)), None, ("pool1",), ((2, 3, 3),)),
+        LayerInfo(3, "flatten", "flatten", {"type": "flatten"}, (1, 1, 4), (4,), 0, {}, None, None, ("conv2",),
+                  ((1, 1, 4),)),
+        LayerInfo(4, "dense", "fc1", {"type": "dense", "units": 5, "use_bias": True, "activation": "relu"}, (4,), (5,), 25,
+                  {"kernel": (4, 5), "bias": (5,)}, None, (1, 1, 4), ("flatten",), ((4,),)),
+        LayerInfo(5, "dense", "fc2", {"type": "dense", "units": 10, "use_bias": True, "activation": None}, (5,), (10,), 60,
+                  {"kernel": (5, 10), "bias": (10,)}, None, None, ("fc1",), ((5,),)),
     ]
     for got, want in zip(spec.info, expected, strict=True):
         assert got == want, f"\n got: {got}\nwant: {want}"
@@ -192,7 +194,7 @@ def test_layer_defaults():
     spec = Spec((6, 7, 1), ({"type": "conv2d", "filters": 2}, {"type": "maxpool2d"}, FLATTEN,
                             {"type": "dense", "units": 10}))
     assert spec.info[0].config == {"type": "conv2d", "filters": 2, "kernel_size": (3, 3), "strides": (1, 1),
-                                   "padding": "valid", "dilation_rate": (1, 1), "groups": 1, "activation": None}
+                                   "padding": "valid", "dilation_rate": (1, 1), "groups": 1, "use_bias": True, "activation": None}
     assert spec.info[0].output_shape == (4, 5, 2)
     assert spec.info[1].config == {"type": "maxpool2d", "pool_size": (2, 2), "strides": (2, 2), "padding": "valid"}
     assert spec.info[1].output_shape == (2, 2, 2)
@@ -229,11 +231,12 @@ ERRORS = [
     ((28, 28), (FLATTEN, dense(10)), "input_shape must be three positive ints (H, W, C), got (28, 28)"),
     ((28, 28, 1), (), "a spec needs at least one layer"),
     ((28, 28, 1), ({"type": "lstm"},), "layer 0: unknown type 'lstm'; supported: conv2d, depthwiseconv2d, maxpool2d, "
-                                       "avgpool2d, globalavgpool2d, flatten, dense, batchnorm, dropout, layernorm"),
+                                       "avgpool2d, globalavgpool2d, flatten, dense, batchnorm, dropout, layernorm, activation, "
+                                       "zeropad2d, add, concatenate"),
     ((28, 28, 1), ({"type": "dense", "units": 10, "dropout": 0.5},),
-     "layer 0 (dense): unknown setting(s) ['dropout']; allowed: ['activation', 'units']"),
+     "layer 0 (dense): unknown setting(s) ['dropout']; allowed: ['activation', 'inputs', 'units', 'use_bias']"),
     ((28, 28, 1), (conv(8, activation="softmax"), FLATTEN, dense(10)),
-     "layer 0 (conv2d): activation must be one of relu, sigmoid, tanh, elu, silu, gelu, gelu_tanh, leaky_relu or null, "
+     "layer 0 (conv2d): activation must be one of relu, relu6, sigmoid, tanh, elu, silu, gelu, gelu_tanh, leaky_relu or null, "
      "got 'softmax'"),
     ((28, 28, 1), ({"type": "maxpool2d", "activation": "relu"}, FLATTEN, dense(10)),
      "layer 0 (maxpool2d): takes no activation, got 'relu'"),
@@ -259,7 +262,7 @@ ERRORS = [
      "layer 0 (conv2d): strides must be an int or a pair of ints, got '1'"),
     ((28, 28, 1), (pool([2, 0]), FLATTEN, dense(10)), "layer 0 (maxpool2d): pool_size must be positive, got [2, 0]"),
     ((28, 28, 1), (conv(8, padding="full"), FLATTEN, dense(10)),
-     "layer 0 (conv2d): padding must be 'valid' or 'same', got 'full'"),
+     "layer 0 (conv2d): padding must be 'valid', 'same', an int >= 0 or [[top, bottom], [left, right]], got 'full'"),
     ((4, 10, 1), (conv(8, [5, 1]), FLATTEN, dense(10)),
      "layer 0 (conv2d): kernel (5, 1) does not fit input 4x10: output would be empty"),
     ((4, 10, 1), (conv(8, [1, 11]), FLATTEN, dense(10)),

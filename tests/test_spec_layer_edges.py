@@ -14,7 +14,7 @@ def test_depthwise_with_non_square_kernel_and_strides():
     """12x10x2, kernel 3x2, strides 2x1, multiplier 3: (12-3)//2+1 = 5 by (10-2)//1+1 = 9, 6 channels."""
     info = Spec((12, 10, 2), (depthwise((3, 2), 3, (2, 1)), FLATTEN, dense(10))).info[0]
     assert info.config == {"type": "depthwiseconv2d", "kernel_size": (3, 2), "depth_multiplier": 3,
-                           "strides": (2, 1), "padding": "valid", "activation": None}
+                           "strides": (2, 1), "padding": "valid", "use_bias": True, "activation": None}
     assert info.output_shape == (5, 9, 6)
     assert info.weight_shapes == {"kernel": (3, 2, 2, 3), "bias": (6,)}
 
@@ -23,7 +23,7 @@ def test_depthwise_with_non_square_kernel_and_strides():
     (depthwise(0), "layer 0 (depthwiseconv2d): kernel_size must be positive, got (0, 0)"),
     (depthwise(3, strides=0), "layer 0 (depthwiseconv2d): strides must be positive, got (0, 0)"),
     (depthwise(3, strides="1"), "layer 0 (depthwiseconv2d): strides must be an int or a pair of ints, got '1'"),
-    (depthwise(3, padding="full"), "layer 0 (depthwiseconv2d): padding must be 'valid' or 'same', got 'full'"),
+    (depthwise(3, padding="full"), "layer 0 (depthwiseconv2d): padding must be 'valid', 'same', an int >= 0 or [[top, bottom], [left, right]], got 'full'"),
     (batchnorm(momentum=False), "layer 0 (batchnorm): momentum must be a number in [0, 1), got False"),
     (batchnorm(epsilon=math.inf), "layer 0 (batchnorm): epsilon must be a positive number, got inf"),
     ({**conv(2, activation="leaky_relu"), "negative_slope": math.inf},

@@ -38,8 +38,10 @@ def test_new_types_by_hand():
         ("fc2", (10,), None, {"kernel": (7, 10), "bias": (10,)}, 80, None),
     ]
     assert spec.info[0].config == {"type": "conv2d", "filters": 6, "kernel_size": (3, 3), "strides": (1, 1),
-                                   "padding": "same", "dilation_rate": (2, 2), "groups": 2, "activation": "elu"}
-    assert spec.info[11].config == {"type": "dense", "units": 7, "activation": "leaky_relu", "negative_slope": 0.3}
+                                   "padding": "same", "dilation_rate": (2, 2), "groups": 2, "use_bias": True,
+                                   "activation": "elu"}
+    assert spec.info[11].config == {"type": "dense", "units": 7, "use_bias": True, "activation": "leaky_relu",
+                                    "negative_slope": 0.3}
     assert spec.info[4].config == {"type": "batchnorm", "momentum": 0.9, "epsilon": 0.01}
     assert spec.info[9].config == {"type": "layernorm", "axis": -1, "epsilon": 1e-5}
     assert "bn1/moving_mean" in spec.weight_shapes() and "bn1/moving_mean" not in spec.trainable_weight_shapes()
@@ -118,7 +120,7 @@ ERRORS = [
     ((avgpool(2, 0), FLATTEN, dense(10)), "layer 0 (avgpool2d): strides must be positive, got (0, 0)"),
     ((pool(2, 0), FLATTEN, dense(10)), "layer 0 (maxpool2d): strides must be positive, got (0, 0)"),
     ((avgpool(2, padding="full"), FLATTEN, dense(10)),
-     "layer 0 (avgpool2d): padding must be 'valid' or 'same', got 'full'"),
+     "layer 0 (avgpool2d): padding must be 'valid', 'same', an int >= 0 or [[top, bottom], [left, right]], got 'full'"),
     ((avgpool(13), FLATTEN, dense(10)), "layer 0 (avgpool2d): pool (13, 13) does not fit input 12x12: output would be empty"),
     ((conv(4), GLOBAL_AVG_POOL, conv(4), dense(10)),
      "layer 2 (conv2d): needs an image input (H, W, C), got (4,) after globalavgpool2d"),
@@ -129,7 +131,7 @@ ERRORS = [
     ((conv(4), FLATTEN, depthwise(), dense(10)),
      "layer 2 (depthwiseconv2d): needs an image input (H, W, C), got (400,) after Flatten"),
     ((conv(4, activation="softmax"), FLATTEN, dense(10)),
-     "layer 0 (conv2d): activation must be one of relu, sigmoid, tanh, elu, silu, gelu, gelu_tanh, leaky_relu or null, "
+     "layer 0 (conv2d): activation must be one of relu, relu6, sigmoid, tanh, elu, silu, gelu, gelu_tanh, leaky_relu or null, "
      "got 'softmax'"),
     (({**conv(4), "negative_slope": 0.1}, FLATTEN, dense(10)),
      "layer 0 (conv2d): negative_slope is allowed only with activation 'leaky_relu', got activation 'relu'"),
@@ -137,9 +139,9 @@ ERRORS = [
      "layer 0 (conv2d): negative_slope must be a number >= 0, got -0.1"),
     (({**batchnorm(), "activation": "relu"}, FLATTEN, dense(10)), "layer 0 (batchnorm): takes no activation, got 'relu'"),
     (({**batchnorm(), "negative_slope": 0.1}, FLATTEN, dense(10)),
-     "layer 0 (batchnorm): unknown setting(s) ['negative_slope']; allowed: ['activation', 'epsilon', 'momentum']"),
+     "layer 0 (batchnorm): unknown setting(s) ['negative_slope']; allowed: ['activation', 'epsilon', 'inputs', 'momentum']"),
     (({**dropout(0.5), "seed": 1}, FLATTEN, dense(10)),
-     "layer 0 (dropout): unknown setting(s) ['seed']; allowed: ['activation', 'rate']"),
+     "layer 0 (dropout): unknown setting(s) ['seed']; allowed: ['activation', 'inputs', 'rate']"),
     ((conv(4), FLATTEN, dense(10), batchnorm()),
      "the last layer must be a dense layer without activation (it outputs logits)"),
 ]
@@ -170,10 +172,26 @@ def test_zoo_specs_use_the_types_they_are_named_for():
     assert {"gelu", "gelu_tanh"} <= activations
 
 
+def test_zoo_graphs_are_residual_networks():
+    """resnet8: three stages, a projection (strided 1x1 conv) on the two that halve the image; mobilenetv2_block:
+    ReLU6 and one residual add, where the shapes match."""
+    resnet = load_spec("zoo:resnet8")
+    adds = [i for i in resnet.info if i.type == "add"]
+    assert [a.output_shape for a in adds] == [(28, 28, 8), (14, 14, 16), (7, 7, 32)]
+    by_name = {i.name: i for i in resnet.info}
+    projections = [by_name[n] for a in adds for n in a.inputs if by_name.get(n) and by_name[n].type == "batchnorm"
+                   and by_name[by_name[n].inputs[0]].config.get("kernel_size") == (1, 1)]
+    assert len(projections) == 2 and not resnet.is_sequential
+    mobile = load_spec("zoo:mobilenetv2_block")
+    assert "relu6" in {i.activation for i in mobile.info}
+    assert [i.output_shape for i in mobile.info if i.type == "add"] == [(7, 7, 24)]
+
+
 def test_unknown_zoo_name_lists_the_names():
     with pytest.raises(SpecError) as err:
         load_spec("zoo:resnet")
-    assert str(err.value) == "unknown zoo spec 'resnet'; choose from gelu_layernorm, lenet5, mobilenet_block, vgg_block"
+    assert str(err.value) == ("unknown zoo spec 'resnet'; choose from gelu_layernorm, lenet5, mobilenet_block, "
+                              "mobilenetv2_block, resnet8, vgg_block")
 
 
 def test_zoo_files_are_plain_spec_json():

@@ -37,4 +37,4 @@ def test_unknown_zoo_name_is_one_line(capsys):
     assert main(["summary", "--spec", "zoo:alexnet"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == ("twincnn summary: error: unknown zoo spec 'alexnet'; choose from gelu_layernorm, lenet5, "
-                   "mobilenet_block, vgg_block")
+                   "mobilenet_block, mobilenetv2_block, resnet8, vgg_block")

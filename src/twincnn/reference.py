@@ -11,7 +11,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy.special import erf, expit
 
-from .spec import Spec
+from .spec import INPUT, Spec
 
 
 def _windows(h: np.ndarray, size, strides, dilation=(1, 1)) -> np.ndarray:
@@ -64,6 +64,8 @@ def _normalise(h, mean, var, gamma, beta, epsilon):
 def _activate(h, activation, slope):
     if activation == "relu":
         return np.maximum(h, 0)
+    if activation == "relu6":
+        return np.clip(h, 0, 6)
     if activation == "sigmoid":
         return expit(h)
     if activation == "tanh":
@@ -81,35 +83,51 @@ def _activate(h, activation, slope):
     return h
 
 
+def layer_output(info, inputs: list, weights: dict) -> np.ndarray:
+    """One layer's inference-mode output from its inputs' outputs (canonical NHWC arrays)."""
+    cfg = info.config
+    w = {key: np.asarray(weights[f"{info.name}/{key}"], np.float32) for key in info.weight_shapes}
+    h = inputs[0]
+    if info.type == "conv2d":
+        h = _conv(h, w["kernel"], info) + w.get("bias", 0)
+    elif info.type == "depthwiseconv2d":
+        h = _depthwise(h, w["kernel"], info) + w.get("bias", 0)
+    elif info.type == "maxpool2d":  # padded cells are -inf: they never win
+        h = _windows(_pad(h, info.padding, -np.inf), cfg["pool_size"], cfg["strides"]).max(axis=(4, 5))
+    elif info.type == "avgpool2d":
+        h = _avgpool(h, info)
+    elif info.type == "globalavgpool2d":
+        h = h.mean(axis=(1, 2))
+    elif info.type == "flatten":
+        h = h.reshape(len(h), -1)  # NHWC rows: (H, W, C) order
+    elif info.type == "dense":
+        h = h @ w["kernel"] + w.get("bias", 0)
+    elif info.type == "batchnorm":
+        h = _normalise(h, w["moving_mean"], w["moving_variance"], w["gamma"], w["beta"], cfg["epsilon"])
+    elif info.type == "layernorm":  # over the last axis: each position's channels, or the features
+        h = _normalise(h, h.mean(axis=-1, keepdims=True), h.var(axis=-1, keepdims=True), w["gamma"],
+                       w["beta"], cfg["epsilon"])
+    elif info.type == "zeropad2d":
+        h = _pad(h, info.padding)
+    elif info.type == "add":
+        h = sum(inputs[1:], inputs[0])
+    elif info.type == "concatenate":
+        h = np.concatenate(inputs, axis=-1)
+    # dropout: the identity in inference
+    return _activate(h, info.activation, cfg.get("negative_slope")).astype(np.float32)
+
+
+def activations(spec: Spec, weights: dict, x: np.ndarray) -> dict[str, np.ndarray]:
+    """Every layer's inference-mode output for canonical input x (N, H, W, C), by layer name."""
+    outputs = {INPUT: np.asarray(x, np.float32)}
+    for info in spec.info:
+        outputs[info.name] = layer_output(info, [outputs[n] for n in info.inputs], weights)
+    return outputs
+
+
 def forward(spec: Spec, weights: dict, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
     """Logits for canonical input x (N, H, W, C), in inference mode: BatchNorm uses its moving statistics,
     dropout is the identity."""
-    out = []
-    for start in range(0, len(x), batch_size):
-        h = np.asarray(x[start:start + batch_size], np.float32)
-        for info in spec.info:
-            cfg = info.config
-            w = {key: np.asarray(weights[f"{info.name}/{key}"], np.float32) for key in info.weight_shapes}
-            if info.type == "conv2d":
-                h = _conv(h, w["kernel"], info) + w["bias"]
-            elif info.type == "depthwiseconv2d":
-                h = _depthwise(h, w["kernel"], info) + w["bias"]
-            elif info.type == "maxpool2d":  # padded cells are -inf: they never win
-                h = _windows(_pad(h, info.padding, -np.inf), cfg["pool_size"], cfg["strides"]).max(axis=(4, 5))
-            elif info.type == "avgpool2d":
-                h = _avgpool(h, info)
-            elif info.type == "globalavgpool2d":
-                h = h.mean(axis=(1, 2))
-            elif info.type == "flatten":
-                h = h.reshape(len(h), -1)  # NHWC rows: (H, W, C) order
-            elif info.type == "dense":
-                h = h @ w["kernel"] + w["bias"]
-            elif info.type == "batchnorm":
-                h = _normalise(h, w["moving_mean"], w["moving_variance"], w["gamma"], w["beta"], cfg["epsilon"])
-            elif info.type == "layernorm":  # over the last axis: each position's channels, or the features
-                h = _normalise(h, h.mean(axis=-1, keepdims=True), h.var(axis=-1, keepdims=True), w["gamma"],
-                               w["beta"], cfg["epsilon"])
-            # dropout: the identity in inference
-            h = _activate(h, info.activation, cfg.get("negative_slope")).astype(np.float32)
-        out.append(h.astype(np.float32))
+    last = spec.info[-1].name
+    out = [activations(spec, weights, x[start:start + batch_size])[last] for start in range(0, len(x), batch_size)]
     return np.concatenate(out) if out else np.zeros((0, spec.num_classes), np.float32)

@@ -18,11 +18,22 @@ Layer types, their settings (defaults in brackets) and names (numbered per type,
     variance biased (divided by N). Training normalises with the batch statistics, inference with the moving ones.
   - dropout (drop1..): rate in [0, 1). Identity in inference; inverted dropout (kept values / (1 - rate)) in training.
   - layernorm (ln1..): axis [-1: the channels of each position, or the features of a flat input], epsilon [1e-3].
-  Activations (conv2d, depthwiseconv2d, dense): relu, sigmoid, tanh, elu (alpha 1), silu, gelu (exact, erf),
-  gelu_tanh (the tanh approximation), leaky_relu (with negative_slope [0.3, as Keras's LeakyReLU layer]), or null.
-  'same' padding is TensorFlow's: ceil(size / stride) outputs, the odd padded pixel at the bottom/right, over the
-  effective kernel (k - 1) * dilation + 1. After flatten or globalavgpool2d only dense, dropout, batchnorm and
-  layernorm fit. The last layer is a dense layer without activation (the logits).
+  - activation (act1..): activation (required), as a layer of its own.
+  - zeropad2d (zpad1..): padding (required), zeros around the image.
+  - add (add1..): the sum of two or more inputs of one shape. concatenate (concat1..): two or more inputs joined on
+    the channel axis (images of one height and width, or flat inputs).
+  Activations (conv2d, depthwiseconv2d, dense, activation): relu, relu6, sigmoid, tanh, elu (alpha 1), silu, gelu
+  (exact, erf), gelu_tanh (the tanh approximation), leaky_relu (with negative_slope [0.3, as Keras's LeakyReLU
+  layer]), or null.
+  Padding (conv2d, depthwiseconv2d, pools, zeropad2d): 'valid', 'same', an int p (p on every side) or
+  [[top, bottom], [left, right]]. 'same' is TensorFlow's: ceil(size / stride) outputs, the odd padded pixel at the
+  bottom/right, over the effective kernel (k - 1) * dilation + 1. Explicit padding on a pool is not counted (a max
+  ignores it, an average divides by the real cells), as with 'same'. After flatten or globalavgpool2d only dense,
+  dropout, batchnorm, layernorm, activation, add and concatenate fit.
+
+A spec is a graph: each layer reads the previous layer's output, or the layers named in its "inputs" (earlier
+layers' names, or "input" for the image). The last layer is the output: a dense layer without activation (the
+logits); every other layer's output must be read by some layer.
 
 Canonical weight layout (what ``get_weights``/``set_weights`` exchange):
   - conv kernel ``(kh, kw, in / groups, out)`` (HWIO), bias ``(out,)``;
@@ -43,32 +54,38 @@ from pathlib import Path
 
 from .errors import UserError
 
-ACTIVATIONS = (None, "relu", "sigmoid", "tanh", "elu", "silu", "gelu", "gelu_tanh", "leaky_relu")
+ACTIVATIONS = (None, "relu", "relu6", "sigmoid", "tanh", "elu", "silu", "gelu", "gelu_tanh", "leaky_relu")
 PADDINGS = ("valid", "same")
 LAYER_TYPES = ("conv2d", "depthwiseconv2d", "maxpool2d", "avgpool2d", "globalavgpool2d", "flatten", "dense",
-               "batchnorm", "dropout", "layernorm")
+               "batchnorm", "dropout", "layernorm", "activation", "zeropad2d", "add", "concatenate")
 NAME_PREFIXES = {"conv2d": "conv", "depthwiseconv2d": "dw", "maxpool2d": "pool", "avgpool2d": "avgpool",
                  "globalavgpool2d": "gap", "flatten": "flatten", "dense": "fc", "batchnorm": "bn", "dropout": "drop",
-                 "layernorm": "ln"}
+                 "layernorm": "ln", "activation": "act", "zeropad2d": "zpad", "add": "add", "concatenate": "concat"}
+INPUT = "input"  # the name by which "inputs" refers to the image
+MERGES = ("add", "concatenate")  # the types that read two or more inputs
 # Each type's settings besides "type" and "activation"
 SETTINGS = {
-    "conv2d": {"filters", "kernel_size", "strides", "padding", "dilation_rate", "groups"},
-    "depthwiseconv2d": {"kernel_size", "depth_multiplier", "strides", "padding"},
+    "conv2d": {"filters", "kernel_size", "strides", "padding", "dilation_rate", "groups", "use_bias"},
+    "depthwiseconv2d": {"kernel_size", "depth_multiplier", "strides", "padding", "use_bias"},
     "maxpool2d": {"pool_size", "strides", "padding"},
     "avgpool2d": {"pool_size", "strides", "padding"},
     "globalavgpool2d": set(),
     "flatten": set(),
-    "dense": {"units"},
+    "dense": {"units", "use_bias"},
     "batchnorm": {"momentum", "epsilon"},
     "dropout": {"rate"},
     "layernorm": {"axis", "epsilon"},
+    "activation": set(),
+    "zeropad2d": {"padding"},
+    "add": set(),
+    "concatenate": set(),
 }
-ACTIVATED = ("conv2d", "depthwiseconv2d", "dense")  # the types that take an activation
-IMAGE_LAYERS = ("conv2d", "depthwiseconv2d", "maxpool2d", "avgpool2d", "globalavgpool2d")  # need (H, W, C)
+ACTIVATED = ("conv2d", "depthwiseconv2d", "dense", "activation")  # the types that take an activation
+IMAGE_LAYERS = ("conv2d", "depthwiseconv2d", "maxpool2d", "avgpool2d", "globalavgpool2d", "zeropad2d")  # (H, W, C)
 PER_FEATURE = ("batchnorm", "layernorm")  # weights per channel, or per feature of a flat input
 NON_TRAINABLE = ("moving_mean", "moving_variance")  # weights that training sets, but not by gradient
 # Settings that older specs never wrote: describe() leaves them out at these values
-_QUIET_DEFAULTS = {"dilation_rate": (1, 1), "groups": 1}
+_QUIET_DEFAULTS = {"dilation_rate": (1, 1), "groups": 1, "use_bias": True}
 
 
 class SpecError(UserError, ValueError):
@@ -108,6 +125,8 @@ class LayerInfo:
     padding: tuple | None = None  # conv and pools: ((top, bottom), (left, right)) explicit padding
     # dense right after Flatten, or a batchnorm/layernorm between them: the (H, W, C) order of its features
     flatten_from: tuple | None = None
+    inputs: tuple = ()  # the names of the layers it reads (INPUT: the image), in order
+    input_shapes: tuple = ()  # their output shapes, in the same order (input_shape is the first)
 
     @property
     def activation(self):
@@ -137,7 +156,7 @@ class Spec:
     # Equal when they describe the same network: `"kernel_size": 3` and `[3, 3]`, an omitted default and
     # the default spelled out. The normalised configs hold every setting that changes the network.
     def _key(self):
-        return self.input_shape, tuple(tuple(sorted(i.config.items())) for i in self._info)
+        return self.input_shape, tuple((i.inputs, tuple(sorted(i.config.items()))) for i in self._info)
 
     def __eq__(self, other):
         return self._key() == other._key() if isinstance(other, Spec) else NotImplemented
@@ -218,12 +237,28 @@ class Spec:
         except SpecError as exc:
             raise SpecError(f"{path}: {exc}") from None
 
+    @property
+    def is_sequential(self) -> bool:
+        """Each layer reads only the one before it (the image, for the first)."""
+        return all(i.inputs == ((self._info[n - 1].name if n else INPUT),) for n, i in enumerate(self._info))
+
     def describe(self) -> str:
         parts = []
-        for i in self._info:
+        for n, i in enumerate(self._info):
             cfg = {k: v for k, v in i.config.items() if k != "type" and _QUIET_DEFAULTS.get(k, ()) != v}
+            if i.inputs != ((self._info[n - 1].name if n else INPUT),):
+                cfg = {"inputs": list(i.inputs), **cfg}
             parts.append(f"{i.name}({', '.join(f'{k}={v}' for k, v in cfg.items())})")
         return f"input{self.input_shape} -> " + " -> ".join(parts)
+
+
+@dataclass(frozen=True)
+class _Tensor:
+    """What the analysis knows of one layer's output."""
+
+    shape: tuple
+    flatten_from: tuple | None = None  # the (H, W, C) a flatten made flat, until a dense layer mixes the features
+    flat_by: str | None = None  # the layer type that made it flat, for the error when an image layer reads it
 
 
 def _analyse(spec: Spec) -> tuple[LayerInfo, ...]:
@@ -234,19 +269,18 @@ def _analyse(spec: Spec) -> tuple[LayerInfo, ...]:
         raise SpecError("a spec needs at least one layer")
     counts = dict.fromkeys(LAYER_TYPES, 0)
     out = []
-    pending_flatten = None  # the (H, W, C) a flatten made flat, until a dense layer mixes its features
-    # the layer type that made the input flat: named when an image layer follows it (never read before
-    # flatten or globalavgpool2d sets it, so its starting value does not matter)
-    flat_by = None  # pragma: no mutate
+    tensors = {INPUT: _Tensor(tuple(shape))}
+    read = set()  # the names some layer reads
     for index, layer in enumerate(spec.layers):
         kind = layer.get("type")
         where = f"layer {index} ({kind})"
         if kind not in LAYER_TYPES:
             raise SpecError(f"layer {index}: unknown type {kind!r}; supported: {', '.join(LAYER_TYPES)}")
         counts[kind] += 1
-        # only one flatten fits (nothing but dense layers can follow it), so it needs no number
-        name = "flatten" if kind == "flatten" else f"{NAME_PREFIXES[kind]}{counts[kind]}"
-        allowed = {"type", "activation"} | SETTINGS[kind]
+        # the first flatten keeps the plain name it has always had; a second (in another branch) is numbered
+        name = ("flatten" if counts[kind] == 1 else f"flatten{counts[kind]}") if kind == "flatten" \
+            else f"{NAME_PREFIXES[kind]}{counts[kind]}"
+        allowed = {"type", "activation", "inputs"} | SETTINGS[kind]
         # negative_slope belongs to leaky_relu: checked with the activation below, not listed as a setting
         unknown = set(layer) - allowed - ({"negative_slope"} if kind in ACTIVATED else set())
         if unknown:
@@ -257,12 +291,19 @@ def _analyse(spec: Spec) -> tuple[LayerInfo, ...]:
             raise SpecError(f"{where}: activation must be one of {names} or null, got {activation!r}")
         if activation and kind not in ACTIVATED:
             raise SpecError(f"{where}: takes no activation, got {activation!r}")
+        if kind == "activation" and not activation:
+            names = ", ".join(a for a in ACTIVATIONS if a)
+            raise SpecError(f"{where}: needs an activation, one of {names}")
         if "negative_slope" in layer and activation != "leaky_relu":
             raise SpecError(f"{where}: negative_slope is allowed only with activation 'leaky_relu', "
                             f"got activation {activation!r}")
+        inputs = _inputs(layer, kind, where, out[-1].name if out else INPUT, tensors)
+        read.update(inputs)
+        sources = [tensors[n] for n in inputs]
+        source = _merged(kind, inputs, sources, where)
+        shape = source.shape
         if kind in IMAGE_LAYERS and len(shape) != 3:
-            raise SpecError(f"{where}: needs an image input (H, W, C), got {shape} after {flat_by}")
-        in_shape = shape
+            raise SpecError(f"{where}: needs an image input (H, W, C), got {shape} after {source.flat_by}")
         config, shape, weights, padding = _LAYERS[kind](layer, shape, where)
         config = {"type": kind, **config}
         if kind in ACTIVATED:
@@ -272,19 +313,67 @@ def _analyse(spec: Spec) -> tuple[LayerInfo, ...]:
                                                    "a number >= 0", lambda v: v >= 0)
         flatten_from = None
         if kind in ("flatten", "globalavgpool2d"):
-            flat_by = "Flatten" if kind == "flatten" else "globalavgpool2d"
-            pending_flatten = in_shape if kind == "flatten" else None
-        elif kind in PER_FEATURE or kind == "dense":
-            flatten_from = pending_flatten  # None on an image input: only flatten sets it, and its output is flat
-            if kind == "dense":
-                pending_flatten = None
+            tensors[name] = _Tensor(shape, source.shape if kind == "flatten" else None,
+                                    "Flatten" if kind == "flatten" else "globalavgpool2d")
+        elif kind == "dense":
+            flatten_from = source.flatten_from  # None on an image input: only flatten sets it
+            tensors[name] = _Tensor(shape, None, source.flat_by)
+        else:  # per-feature layers keep the features where they are: a later dense layer still needs the order
+            flatten_from = source.flatten_from if kind in PER_FEATURE else None
+            tensors[name] = _Tensor(shape, source.flatten_from, source.flat_by)
         params = sum(math.prod(s) for s in weights.values())
-        out.append(LayerInfo(index, kind, name, config, in_shape, shape, params, weights, padding, flatten_from))
+        out.append(LayerInfo(index, kind, name, config, sources[0].shape, shape, params, weights, padding,
+                             flatten_from, tuple(inputs), tuple(t.shape for t in sources)))
+    unread = [i.name for i in out[:-1] if i.name not in read]
+    if unread:
+        raise SpecError(f"the output of {', '.join(unread)} is never read: every layer but the last (the output) "
+                        f"must be one of some later layer's inputs")
     if len(shape) != 1:
         raise SpecError(f"the last layer must give class scores (units,), got {shape}; end with flatten + dense")
     if out[-1].type != "dense" or out[-1].activation is not None:
         raise SpecError("the last layer must be a dense layer without activation (it outputs logits)")
     return tuple(out)
+
+
+def _inputs(layer, kind, where, previous, tensors) -> list[str]:
+    """The names a layer reads: its "inputs", or the previous layer's output."""
+    inputs = layer.get("inputs", [previous])
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    if not isinstance(inputs, (list, tuple)) or not all(isinstance(n, str) for n in inputs):
+        raise SpecError(f"{where}: inputs must be a list of earlier layers' names, got {inputs!r}")
+    for n in inputs:
+        if n not in tensors:
+            raise SpecError(f"{where}: input {n!r} is not an earlier layer; earlier: {', '.join(tensors)}")
+    if len(set(inputs)) != len(inputs):
+        raise SpecError(f"{where}: inputs {list(inputs)} name one layer twice")
+    wanted = "two or more" if kind in MERGES else "one"
+    if (len(inputs) >= 2) != (kind in MERGES) or not inputs:
+        raise SpecError(f"{where}: reads {wanted} input(s), got {list(inputs)}")
+    return list(inputs)
+
+
+def _merged(kind, inputs, sources, where) -> _Tensor:
+    """The tensor a layer sees: its one input, or what add/concatenate make of theirs."""
+    if kind not in MERGES:
+        return sources[0]
+    shapes = ", ".join(f"{n} {t.shape}" for n, t in zip(inputs, sources))
+    if len({len(t.shape) for t in sources}) != 1:
+        raise SpecError(f"{where}: cannot {'add' if kind == 'add' else 'join'} images and flat inputs: {shapes}")
+    if kind == "add":
+        if len({t.shape for t in sources}) != 1:
+            raise SpecError(f"{where}: add needs inputs of one shape, got {shapes}")
+        if len({t.flatten_from for t in sources}) != 1:
+            raise SpecError(f"{where}: adds features flattened from different shapes ({shapes}); "
+                            f"put a dense layer before the add")
+        return sources[0]
+    if len({t.shape[:-1] for t in sources}) != 1:
+        raise SpecError(f"{where}: concatenate joins channels of images of one height and width, got {shapes}")
+    if any(t.flatten_from is not None for t in sources):  # a flat concatenation of flattened images: no layout
+        raise SpecError(f"{where}: joins flattened features ({shapes}); put a dense layer after each flatten, "
+                        f"or concatenate the images before one flatten")
+    joined = (*sources[0].shape[:-1], sum(t.shape[-1] for t in sources))
+    return _Tensor(joined, None, sources[0].flat_by)
 
 
 def _number(value, what, where, meaning, ok) -> float:
@@ -302,11 +391,27 @@ def _positive_int(layer, key, where, default=None) -> int:
     return value
 
 
-def _padding_mode(layer, where) -> str:
+def _explicit(value, where):
+    """((top, bottom), (left, right)) from an int or [[top, bottom], [left, right]] of ints >= 0; None if neither."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = ((value, value), (value, value))
+    if (isinstance(value, (list, tuple)) and len(value) == 2
+            and all(isinstance(p, (list, tuple)) and len(p) == 2 for p in value)
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for p in value for v in p)):
+        return tuple(tuple(p) for p in value)
+    return None
+
+
+def _padding_mode(layer, where):
+    """'valid', 'same' or explicit ((top, bottom), (left, right)); explicit zeros are 'valid'."""
     mode = layer.get("padding", "valid")
-    if mode not in PADDINGS:
-        raise SpecError(f"{where}: padding must be 'valid' or 'same', got {mode!r}")
-    return mode
+    if mode in PADDINGS:
+        return mode
+    explicit = _explicit(mode, where)
+    if explicit is None:
+        raise SpecError(f"{where}: padding must be 'valid', 'same', an int >= 0 or [[top, bottom], [left, right]], "
+                        f"got {mode!r}")
+    return "valid" if explicit == ((0, 0), (0, 0)) else explicit
 
 
 def _window(shape, window, strides, mode, where, what="kernel"):
@@ -314,8 +419,10 @@ def _window(shape, window, strides, mode, where, what="kernel"):
     h, w = shape[0], shape[1]
     if mode == "same":  # TensorFlow's rule: ceil(size / stride) outputs, the odd padded pixel after
         padding = (same_padding(h, window[0], strides[0]), same_padding(w, window[1], strides[1]))
-    else:
+    elif mode == "valid":
         padding = ((0, 0), (0, 0))
+    else:
+        padding = mode
     oh = (h + sum(padding[0]) - window[0]) // strides[0] + 1
     ow = (w + sum(padding[1]) - window[1]) // strides[1] + 1
     if oh < 1 or ow < 1:  # the window is larger than the (padded) input
@@ -339,7 +446,16 @@ def _conv2d(layer, shape, where):
     effective = tuple((k[i] - 1) * d[i] + 1 for i in range(2))  # the dilated kernel's extent
     oh, ow, padding = _window(shape, effective, s, mode, where, "kernel" if d == (1, 1) else "dilated kernel")
     config = dict(filters=filters, kernel_size=k, strides=s, padding=mode, dilation_rate=d, groups=groups)
-    return config, (oh, ow, filters), {"kernel": (k[0], k[1], c // groups, filters), "bias": (filters,)}, padding
+    config, weights = _bias(layer, config, {"kernel": (k[0], k[1], c // groups, filters)}, filters, where)
+    return config, (oh, ow, filters), weights, padding
+
+
+def _bias(layer, config, weights, units, where):
+    """The config with use_bias, and the weights with a bias (units,) unless use_bias is false."""
+    use_bias = layer.get("use_bias", True)
+    if not isinstance(use_bias, bool):
+        raise SpecError(f"{where}: use_bias must be true or false, got {use_bias!r}")
+    return {**config, "use_bias": use_bias}, {**weights, "bias": (units,)} if use_bias else weights
 
 
 def _depthwiseconv2d(layer, shape, where):
@@ -350,8 +466,8 @@ def _depthwiseconv2d(layer, shape, where):
     oh, ow, padding = _window(shape, k, s, mode, where)
     c = shape[2]
     config = dict(kernel_size=k, depth_multiplier=multiplier, strides=s, padding=mode)
-    return config, (oh, ow, c * multiplier), {"kernel": (k[0], k[1], c, multiplier), "bias": (c * multiplier,)}, \
-        padding
+    config, weights = _bias(layer, config, {"kernel": (k[0], k[1], c, multiplier)}, c * multiplier, where)
+    return config, (oh, ow, c * multiplier), weights, padding
 
 
 def _pool2d(layer, shape, where):
@@ -377,7 +493,8 @@ def _dense(layer, shape, where):
     units = _positive_int(layer, "units", where)
     if len(shape) != 1:
         raise SpecError(f"{where}: Dense needs a flat input, got {shape}; add a flatten layer before it")
-    return dict(units=units), (units,), {"kernel": (shape[0], units), "bias": (units,)}, None
+    config, weights = _bias(layer, dict(units=units), {"kernel": (shape[0], units)}, units, where)
+    return config, (units,), weights, None
 
 
 def _epsilon(layer, where) -> float:
@@ -405,10 +522,82 @@ def _layernorm(layer, shape, where):
     return dict(axis=-1, epsilon=_epsilon(layer, where)), shape, {"gamma": c, "beta": c}, None
 
 
+def _passthrough(layer, shape, where):  # activation, add, concatenate: the (merged) input's shape
+    return {}, shape, {}, None
+
+
+def _zeropad2d(layer, shape, where):
+    if "padding" not in layer:
+        raise SpecError(f"{where}: needs a padding, an int or [[top, bottom], [left, right]]")
+    padding = _explicit(layer["padding"], where)
+    if padding is None:
+        raise SpecError(f"{where}: padding must be an int >= 0 or [[top, bottom], [left, right]], "
+                        f"got {layer['padding']!r}")
+    (top, bottom), (left, right) = padding
+    return dict(padding=padding), (shape[0] + top + bottom, shape[1] + left + right, shape[2]), {}, padding
+
+
 # type -> (layer dict, input shape, where) -> (config without type/activation, output shape, weights, padding)
 _LAYERS = {"conv2d": _conv2d, "depthwiseconv2d": _depthwiseconv2d, "maxpool2d": _pool2d, "avgpool2d": _pool2d,
            "globalavgpool2d": _globalavgpool2d, "flatten": _flatten, "dense": _dense, "batchnorm": _batchnorm,
-           "dropout": _dropout, "layernorm": _layernorm}
+           "dropout": _dropout, "layernorm": _layernorm, "activation": _passthrough, "zeropad2d": _zeropad2d,
+           "add": _passthrough, "concatenate": _passthrough}
+
+
+WINDOWED = ("conv2d", "depthwiseconv2d", "maxpool2d", "avgpool2d")  # the types with a padding
+
+
+def canonical(spec: Spec) -> Spec:
+    """The same network in one spelling, so that two readings of one architecture compare equal: every
+    activation a layer of its own, every padding explicit ('valid' for none), and a zeropad2d read by one
+    convolution alone folded into that convolution's padding (zeros either way). Weighted layers keep their
+    names (conv1, dw1, fc1 ...), so canonical weights move between the two unchanged."""
+    readers = {}
+    for info in spec.info:
+        for name in info.inputs:
+            readers.setdefault(name, []).append(info)
+    layers, source = [], {INPUT: INPUT}  # source: old layer name -> the index in ``layers`` giving its output
+    folded = {}  # a folded zeropad2d's name -> (its padding, its input)
+    for info in spec.info:
+        cfg = {k: v for k, v in info.config.items() if k not in ("activation", "negative_slope")}
+        inputs, padding = list(info.inputs), info.padding
+        if info.type == "zeropad2d" and [r.type for r in readers[info.name]] in (["conv2d"], ["depthwiseconv2d"]):
+            folded[info.name] = (info.padding, inputs[0])
+            continue
+        if info.type in ("conv2d", "depthwiseconv2d") and inputs[0] in folded:
+            outer, inputs = folded[inputs[0]][0], [folded[inputs[0]][1]]
+            padding = tuple(tuple(a + b for a, b in zip(p, q)) for p, q in zip(outer, padding))
+        if info.type in WINDOWED:
+            cfg["padding"] = "valid" if padding == ((0, 0), (0, 0)) else [list(p) for p in padding]
+        layers.append({**cfg, "inputs": [source[n] for n in inputs]})
+        source[info.name] = len(layers) - 1
+        if info.activation and info.type != "activation":
+            if info.type in ACTIVATED:
+                layers[-1]["activation"] = None
+            act = {"type": "activation", "activation": info.activation, "inputs": [len(layers) - 1]}
+            if "negative_slope" in info.config:
+                act["negative_slope"] = info.config["negative_slope"]
+            layers.append(act)
+            source[info.name] = len(layers) - 1
+        elif info.type == "activation":
+            layers[-1].update(activation=info.activation, **{k: v for k, v in info.config.items()
+                                                             if k == "negative_slope"})
+    names = _names(layer["type"] for layer in layers)
+    for n, layer in enumerate(layers):
+        refs = [INPUT if r == INPUT else names[r] for r in layer.pop("inputs")]
+        if refs != [names[n - 1] if n else INPUT]:
+            layer["inputs"] = refs
+    return Spec(spec.input_shape, tuple(layers))
+
+
+def _names(types) -> list[str]:
+    """The spec's names for layers of these types, in this order (the rule _analyse follows)."""
+    counts, names = {}, []
+    for kind in types:
+        counts[kind] = counts.get(kind, 0) + 1
+        names.append(("flatten" if counts[kind] == 1 else f"flatten{counts[kind]}") if kind == "flatten"
+                     else f"{NAME_PREFIXES[kind]}{counts[kind]}")
+    return names
 
 
 def conv(filters, kernel_size=3, strides=1, padding="valid", activation="relu"):
@@ -443,6 +632,22 @@ def dropout(rate):
 
 def layernorm(epsilon=1e-3):
     return {"type": "layernorm", "axis": -1, "epsilon": epsilon}
+
+
+def activation(name, inputs=None):
+    return {"type": "activation", "activation": name, **({"inputs": inputs} if inputs else {})}
+
+
+def add(*inputs):
+    return {"type": "add", "inputs": list(inputs)}
+
+
+def concatenate(*inputs):
+    return {"type": "concatenate", "inputs": list(inputs)}
+
+
+def zeropad(padding):
+    return {"type": "zeropad2d", "padding": padding}
 
 
 FLATTEN = {"type": "flatten"}

@@ -24,7 +24,7 @@ from jax._src import xla_bridge  # the public API has no "is the runtime started
 
 from .. import machine
 from ..errors import UserError
-from ..spec import Spec
+from ..spec import INPUT, Spec
 from ..weights import check_layout
 from .defaults import signature_default
 from .interface import TrainerConfig
@@ -94,6 +94,7 @@ def _device(platform_name: str):
 # approximation (Keras's 'gelu' is exact), jax.nn.leaky_relu to slope 0.01.
 _ACTIVATIONS = {
     "relu": lambda x, _: jax.nn.relu(x),
+    "relu6": lambda x, _: jax.nn.relu6(x),
     "sigmoid": lambda x, _: jax.nn.sigmoid(x),
     "tanh": lambda x, _: jnp.tanh(x),
     "elu": lambda x, _: jax.nn.elu(x, alpha=1.0),
@@ -192,12 +193,15 @@ class TwinNet(nnx.Module):
                 # Explicit padding and strides (max_pool's default to 1); padded cells never win a max,
                 # and an average divides by the real cells only (count_include_pad=False), as Keras's 'same'.
                 args = (tuple(cfg["pool_size"]), tuple(cfg["strides"]), tuple(map(tuple, info.padding)))
+            elif kind == "zeropad2d":
+                args = ((0, 0), *map(tuple, info.padding), (0, 0))
             if layer is not None:
                 setattr(self, info.name, layer)
             activation = cfg.get("activation")
             plan.append((info.name, kind, args,
-                         None if activation is None else (activation, cfg.get("negative_slope"))))
+                         None if activation is None else (activation, cfg.get("negative_slope")), info.inputs))
         self.plan = self.spec_plan = tuple(plan)
+        self.output = spec.info[-1].name
 
     def use_tuned_plan(self, tuned: bool = True) -> None:
         """The tuned variant's plan: the same function and gradients, computed faster on XLA's CPU backend.
@@ -208,13 +212,15 @@ class TwinNet(nnx.Module):
         if not tuned:
             self.plan = self.spec_plan
             return
-        self.plan = tuple((name, "maxpool2d_tiled", args[0], activation)
+        self.plan = tuple((name, "maxpool2d_tiled", args[0], activation, inputs)
                           if kind == "maxpool2d" and args[0] == args[1] and not any(any(p) for p in args[2])
-                          else (name, kind, args, activation)
-                          for name, kind, args, activation in self.spec_plan)
+                          else (name, kind, args, activation, inputs)
+                          for name, kind, args, activation, inputs in self.spec_plan)
 
     def __call__(self, x, train: bool = False, shapes=None):
-        for name, kind, args, activation in self.plan:
+        outputs = {INPUT: x}
+        for name, kind, args, activation, inputs in self.plan:
+            x = outputs[inputs[0]]
             if kind in ("conv2d", "depthwiseconv2d", "dense", "layernorm"):
                 x = getattr(self, name)(x)
             elif kind == "batchnorm":
@@ -231,13 +237,20 @@ class TwinNet(nnx.Module):
                 x = x.mean(axis=(1, 2))
             elif kind == "flatten":  # NHWC reshaped: rows in (H, W, C) order, the canonical one
                 x = x.reshape(x.shape[0], -1)
-            else:
+            elif kind == "zeropad2d":
+                x = jnp.pad(x, args)
+            elif kind == "add":
+                x = functools.reduce(jnp.add, [outputs[n] for n in inputs])
+            elif kind == "concatenate":  # NHWC: channels are the last axis
+                x = jnp.concatenate([outputs[n] for n in inputs], axis=-1)
+            elif kind != "activation":
                 raise ValueError(f"{name}: the JAX twin has no layer type {kind!r}")
             if activation is not None:
                 x = _activate(x, activation)
+            outputs[name] = x
             if shapes is not None:
                 shapes[name] = tuple(x.shape[1:])
-        return x
+        return outputs[self.output]
 
 
 def build(spec: Spec, seed: int | None = None, device: str = "cpu") -> TwinNet:

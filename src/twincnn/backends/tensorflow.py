@@ -44,7 +44,7 @@ keras, tf = _import_quietly()
 
 from .. import machine  # noqa: E402
 from ..errors import UserError  # noqa: E402
-from ..spec import Spec, SpecError  # noqa: E402
+from ..spec import INPUT, MERGES, WINDOWED, Spec, SpecError, same_padding  # noqa: E402
 from ..weights import check_layout  # noqa: E402
 from .defaults import signature_default  # noqa: E402
 from .interface import TrainerConfig  # noqa: E402
@@ -109,32 +109,72 @@ def _keras_activation(cfg):
         return keras.layers.ELU(alpha=1.0)
     if name in ("gelu", "gelu_tanh"):
         return GELU(approximate=name == "gelu_tanh")
-    return name  # None, relu, sigmoid, tanh, silu: functions without settings
+    return name  # None, relu, relu6, sigmoid, tanh, silu: functions without settings
 
 
-def _keras_layer(info):
+@keras.saving.register_keras_serializable(package="twincnn")
+class ConstantPadding2D(keras.layers.Layer):
+    """Padding with a constant: -inf before a max-pool with explicit padding, so padded cells never win."""
+
+    def __init__(self, padding, value: float, **kwargs):
+        super().__init__(**kwargs)
+        self.padding, self.value = tuple(tuple(p) for p in padding), float(value)
+
+    def call(self, x):
+        return keras.ops.pad(x, ((0, 0), *self.padding, (0, 0)), constant_values=self.value)
+
+    def get_config(self):
+        return {**super().get_config(), "padding": self.padding, "value": self.value}
+
+
+def _keras_padding(info):
+    """Keras's own 'valid'/'same' where it says the spec's padding; None where it needs explicit padding."""
+    mode = info.config["padding"]
+    if mode in ("valid", "same"):
+        return mode
+    window = info.config.get("kernel_size", info.config.get("pool_size"))
+    dilation = info.config.get("dilation_rate", (1, 1))
+    same = tuple(same_padding(size, (k - 1) * d + 1, stride) for size, k, d, stride in
+                 zip(info.input_shape[:2], window, dilation, info.config["strides"]))
+    return "same" if info.padding == same else None
+
+
+def _keras_layers(info) -> list:
+    """The Keras layers that compute one spec layer, in order (explicit padding: a padding layer first)."""
+    padding = _keras_padding(info) if info.type in WINDOWED else None
+    if info.type in WINDOWED and padding is None:
+        if info.type == "avgpool2d":
+            raise ValueError(f"{info.name}: the Keras twin has no average pool with padding {info.padding} "
+                             f"(only 'valid' and 'same')")
+        pad = (ConstantPadding2D(info.padding, float("-inf"), name=f"{info.name}_pad") if info.type == "maxpool2d"
+               else keras.layers.ZeroPadding2D(info.padding, data_format="channels_last", name=f"{info.name}_pad"))
+        return [pad, _keras_layer(info, "valid")]
+    return [_keras_layer(info, padding)]
+
+
+def _keras_layer(info, padding=None):
     cfg, name, nhwc = info.config, info.name, "channels_last"
     if info.type == "conv2d":
-        return keras.layers.Conv2D(cfg["filters"], cfg["kernel_size"], cfg["strides"], cfg["padding"],
+        return keras.layers.Conv2D(cfg["filters"], cfg["kernel_size"], cfg["strides"], padding,
                                    data_format=nhwc, dilation_rate=cfg["dilation_rate"], groups=cfg["groups"],
-                                   activation=_keras_activation(cfg), use_bias=True, name=name)
+                                   activation=_keras_activation(cfg), use_bias=cfg["use_bias"], name=name)
     if info.type == "depthwiseconv2d":
-        return keras.layers.DepthwiseConv2D(cfg["kernel_size"], cfg["strides"], cfg["padding"],
+        return keras.layers.DepthwiseConv2D(cfg["kernel_size"], cfg["strides"], padding,
                                             depth_multiplier=cfg["depth_multiplier"], data_format=nhwc,
-                                            dilation_rate=(1, 1), activation=_keras_activation(cfg), use_bias=True,
-                                            name=name)
+                                            dilation_rate=(1, 1), activation=_keras_activation(cfg),
+                                            use_bias=cfg["use_bias"], name=name)
     if info.type == "maxpool2d":
-        return keras.layers.MaxPooling2D(cfg["pool_size"], cfg["strides"], cfg["padding"], data_format=nhwc,
-                                         name=name)
+        return keras.layers.MaxPooling2D(cfg["pool_size"], cfg["strides"], padding, data_format=nhwc, name=name)
     if info.type == "avgpool2d":  # Keras's 'same' average divides by the real cells only
-        return keras.layers.AveragePooling2D(cfg["pool_size"], cfg["strides"], cfg["padding"], data_format=nhwc,
+        return keras.layers.AveragePooling2D(cfg["pool_size"], cfg["strides"], padding, data_format=nhwc,
                                              name=name)
     if info.type == "globalavgpool2d":
         return keras.layers.GlobalAveragePooling2D(data_format=nhwc, keepdims=False, name=name)
     if info.type == "flatten":
         return keras.layers.Flatten(data_format=nhwc, name=name)
     if info.type == "dense":
-        return keras.layers.Dense(cfg["units"], activation=_keras_activation(cfg), use_bias=True, name=name)
+        return keras.layers.Dense(cfg["units"], activation=_keras_activation(cfg), use_bias=cfg["use_bias"],
+                                  name=name)
     if info.type == "batchnorm":
         return keras.layers.BatchNormalization(axis=-1, momentum=cfg["momentum"], epsilon=cfg["epsilon"],
                                                center=True, scale=True, name=name)
@@ -143,16 +183,38 @@ def _keras_layer(info):
     if info.type == "layernorm":
         return keras.layers.LayerNormalization(axis=-1, epsilon=cfg["epsilon"], center=True, scale=True,
                                                rms_scaling=False, name=name)
+    if info.type == "activation":
+        activation = _keras_activation(cfg)
+        if isinstance(activation, str):
+            return keras.layers.Activation(activation, name=name)
+        activation.name = name  # a layer of its own already (LeakyReLU, ELU, GELU): named like the spec's
+        return activation
+    if info.type == "zeropad2d":
+        return keras.layers.ZeroPadding2D(info.padding, data_format=nhwc, name=name)
+    if info.type == "add":
+        return keras.layers.Add(name=name)
+    if info.type == "concatenate":
+        return keras.layers.Concatenate(axis=-1, name=name)
     raise ValueError(f"{name}: the Keras twin has no layer type {info.type!r}")
 
 
 def build(spec: Spec, seed: int | None = None, device: str = "cpu") -> keras.Model:
-    """The twin with Keras's own initialisers (seeded); set_weights() for shared ones."""
+    """The twin with Keras's own initialisers (seeded); set_weights() for shared ones. A Sequential model
+    where each layer reads the one before it (what `port` reads back), a functional one for a graph."""
     if seed is not None:
         keras.utils.set_random_seed(seed)
-    layers = [_keras_layer(info) for info in spec.info]
     with tf.device(resolve_device(device)):
-        return keras.Sequential([keras.Input(shape=spec.input_shape), *layers], name="twincnn")
+        if spec.is_sequential and all(info.type not in WINDOWED or _keras_padding(info) for info in spec.info):
+            layers = [layer for info in spec.info for layer in _keras_layers(info)]
+            return keras.Sequential([keras.Input(shape=spec.input_shape), *layers], name="twincnn")
+        outputs = {INPUT: keras.Input(shape=spec.input_shape)}
+        for info in spec.info:
+            inputs = [outputs[name] for name in info.inputs]
+            x = inputs if info.type in MERGES else inputs[0]
+            for layer in _keras_layers(info):
+                x = layer(x)
+            outputs[info.name] = x
+        return keras.Model(outputs[INPUT], outputs[spec.info[-1].name], name="twincnn")
 
 
 def _variables(model: keras.Model, spec: Spec, trainable_only: bool = False):

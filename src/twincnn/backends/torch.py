@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import pickle
 import platform
@@ -14,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
-from ..spec import Spec
+from ..spec import INPUT, Spec
 from ..weights import check_layout
 from .defaults import signature_default
 from .interface import TrainerConfig
@@ -134,6 +135,8 @@ def _activate(x, activation):
     name, slope = activation
     if name == "relu":
         return F.relu(x)
+    if name == "relu6":
+        return F.relu6(x)
     if name == "sigmoid":
         return torch.sigmoid(x)
     if name == "tanh":
@@ -156,7 +159,7 @@ def _pad_module(info, value: float = 0.0):
 
 
 class TwinNet(nn.Module):
-    """The spec as an nn.Module: layers named conv1.., fc1.., bn1.. in order, flattening in (C, H, W) order."""
+    """The spec as an nn.Module: layers named conv1.., fc1.., bn1.. as in the spec, flattening in (C, H, W) order."""
 
     def __init__(self, spec: Spec):
         super().__init__()
@@ -172,7 +175,8 @@ class TwinNet(nn.Module):
                 groups = cfg["groups"] if info.type == "conv2d" else channels
                 module = nn.Conv2d(channels, info.output_shape[-1], cfg["kernel_size"], cfg["strides"],
                                    padding=(top, left) if symmetric else 0,
-                                   dilation=cfg.get("dilation_rate", (1, 1)), groups=groups, bias=True)
+                                   dilation=cfg.get("dilation_rate", (1, 1)), groups=groups,
+                                   bias="bias" in info.weight_shapes)
             elif info.type == "maxpool2d":
                 if padded:  # padded cells must never win: pad with -inf
                     self.add_module(f"{info.name}_pad", _pad_module(info, float("-inf")))
@@ -180,49 +184,78 @@ class TwinNet(nn.Module):
             elif info.type == "avgpool2d":
                 module = (SameAvgPool2d(info) if padded else
                           nn.AvgPool2d(cfg["pool_size"], cfg["strides"], padding=0, count_include_pad=False))
+            elif info.type == "zeropad2d":
+                module = _pad_module(info)
             elif info.type == "globalavgpool2d":
                 module = GlobalAvgPool2d()
             elif info.type == "flatten":
                 module = nn.Flatten()
             elif info.type == "dense":
-                module = nn.Linear(info.input_shape[0], cfg["units"], bias=True)
+                module = nn.Linear(info.input_shape[0], cfg["units"], bias="bias" in info.weight_shapes)
             elif info.type == "batchnorm":
                 module = KerasBatchNorm(channels, cfg["momentum"], cfg["epsilon"])
             elif info.type == "layernorm":
                 module = ChannelLayerNorm(channels, cfg["epsilon"])
             elif info.type == "dropout":
                 module = nn.Dropout(p=cfg["rate"], inplace=False)
+            elif info.type in ("activation", "add", "concatenate"):
+                continue  # no module: forward applies them
             else:
                 raise ValueError(f"{info.name}: the PyTorch twin has no layer type {info.type!r}")
             self.add_module(info.name, module)
         self.set_plan(pool_before_relu=False)
 
     def set_plan(self, pool_before_relu: bool) -> None:
-        """The order modules run in: (module name, activation after it: (name, negative slope) or None).
+        """The steps forward takes: (what it calls, activation after it: (name, negative slope) or None,
+        the names of the outputs it reads, the name of its output). What it calls is a module's name, or
+        "add"/"concatenate"/"identity" for the layers without a module.
 
         A max-pool commutes exactly with ReLU (a monotonic function), so pool_before_relu=True moves the ReLU
-        of a layer that a max-pool directly follows behind the pool: the same logits and gradients, with ReLU
+        of a layer that a max-pool alone reads behind the pool: the same logits and gradients, with ReLU
         and its backward on a quarter of the pixels. Only ReLU is moved (GELU and SiLU are not monotonic).
         """
+        readers = {}
+        for info in self.spec.info:
+            for name in info.inputs:
+                readers[name] = readers.get(name, 0) + 1
         plan = []
         for info in self.spec.info:
+            inputs = info.inputs
             if hasattr(self, f"{info.name}_pad"):
-                plan.append((f"{info.name}_pad", None))
+                plan.append((f"{info.name}_pad", None, inputs, info.name))
+                inputs = (info.name,)
             activation = (info.activation, info.config.get("negative_slope")) if info.activation else None
-            if (pool_before_relu and info.type == "maxpool2d" and plan and plan[-1][0] != f"{info.name}_pad"
-                    and plan[-1][1] == ("relu", None)):
-                plan[-1] = (plan[-1][0], None)
-                plan.append((info.name, ("relu", None)))
-            else:
-                plan.append((info.name, activation))
+            call = info.name if info.type not in _WITHOUT_MODULE else _WITHOUT_MODULE[info.type]
+            if (pool_before_relu and info.type == "maxpool2d" and plan and plan[-1][3] == inputs[0]
+                    and plan[-1][1] == ("relu", None) and readers[inputs[0]] == 1):
+                plan[-1] = (*plan[-1][:1], None, *plan[-1][2:])
+                activation = ("relu", None)
+            plan.append((call, activation, inputs, info.name))
         self.plan = plan
+        self.output = self.spec.info[-1].name
 
-    def forward(self, x):
-        for name, activation in self.plan:
-            x = getattr(self, name)(x)
+    def forward(self, x, shapes=None):
+        """Logits; ``shapes``, a dict, receives each layer's output shape (NCHW without N) by name."""
+        outputs = {INPUT: x}
+        for call, activation, inputs, name in self.plan:
+            if call == "add":
+                x = functools.reduce(torch.add, [outputs[n] for n in inputs])
+            elif call == "concatenate":  # NCHW: channels are axis 1
+                x = torch.cat([outputs[n] for n in inputs], dim=1)
+            elif call == "identity":
+                x = outputs[inputs[0]]
+            else:
+                x = getattr(self, call)(outputs[inputs[0]])
             if activation is not None:
                 x = _activate(x, activation)
-        return x
+            outputs[name] = x
+            if shapes is not None:
+                shapes[name] = tuple(x.shape[1:])
+        return outputs[self.output]
+
+
+# the layer types forward computes without a module of their own
+_WITHOUT_MODULE = {"add": "add", "concatenate": "concatenate", "activation": "identity"}
 
 
 def build(spec: Spec, seed: int | None = None, device: str = "cpu") -> TwinNet:
@@ -342,22 +375,16 @@ def layer_summary(model: nn.Module, spec: Spec) -> list[tuple[str, tuple, int]]:
     """(name, output shape as (H, W, C) or (units,), weights: parameters and BatchNorm's moving statistics)
     measured on the built model, run once in eval mode (no moving statistics change)."""
     shapes = {}
-    hooks = [getattr(model, info.name).register_forward_hook(
-        lambda mod, inp, out, name=info.name: shapes.__setitem__(name, tuple(out.shape[1:])))
-        for info in spec.info]
-    try:
-        device = next(model.parameters()).device
-        with _mode(model, training=False), torch.no_grad():
-            model(torch.zeros((1, spec.input_shape[2], *spec.input_shape[:2]), device=device))
-    finally:
-        for hook in hooks:
-            hook.remove()
+    device = next(model.parameters()).device
+    with _mode(model, training=False), torch.no_grad():
+        model(torch.zeros((1, spec.input_shape[2], *spec.input_shape[:2]), device=device), shapes=shapes)
     rows = []
     for info in spec.info:
         shape = shapes[info.name]
         if len(shape) == 3:  # NCHW -> HWC for comparison with the spec
             shape = (shape[1], shape[2], shape[0])
-        params = sum(t.numel() for t in getattr(model, info.name).state_dict().values())  # persistent buffers too
+        module = getattr(model, info.name, None)  # add, concatenate and activation have none
+        params = 0 if module is None else sum(t.numel() for t in module.state_dict().values())  # buffers too
         rows.append((info.name, shape, params))
     return rows
 
