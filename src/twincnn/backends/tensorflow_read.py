@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import UserError
-from ..spec import INPUT, NAME_PREFIXES, Spec, SpecError, same_padding
+from ..spec import INPUT, Spec, SpecError, _names, same_padding
 from ..weights import check_layout
 
 NOT_EXPRESSIBLE = "not expressible in a twincnn spec"
@@ -589,13 +589,3 @@ def _biased(op, x):
 
 def _default(function, parameter):
     return inspect.signature(function).parameters[parameter].default
-
-
-def _names(types) -> list[str]:
-    """The spec's names for layers of these types, in this order (the rule spec.py follows)."""
-    counts, names = {}, []
-    for kind in types:
-        counts[kind] = counts.get(kind, 0) + 1
-        names.append(("flatten" if counts[kind] == 1 else f"flatten{counts[kind]}") if kind == "flatten"
-                     else f"{NAME_PREFIXES[kind]}{counts[kind]}")
-    return names
