@@ -227,3 +227,19 @@ def register(name: str, entry, setattr_=setattr) -> None:
     setattr_(backends, "FILE_FORMATS", {**backends.FILE_FORMATS,
                                         **{suffix: (name, c) for suffix, c in entry.file_formats.items()}})
     setattr_(backends, "ISA_CAPS", {**backends.ISA_CAPS, name: entry.isa_cap})
+
+
+def assert_reading_matches_reference(read, x, what):
+    """A model read into a spec (its reader's object): its logits and every spec layer's output equal the NumPy
+    reference's on the weights read from it, and its last layer's output is its logits."""
+    from twincnn import reference
+
+    weights = read.get_weights()
+    logits = read.predict(x)
+    assert_close(logits, reference.forward(read.spec, weights, x), scaled(LOGIT_ATOL, logits), f"{what}: logits")
+    expected = reference.activations(read.spec, weights, x)
+    got = read.activations(x)
+    assert list(got) == [info.name for info in read.spec.info]
+    for name, value in got.items():
+        assert_close(value, expected[name], scaled(LOGIT_ATOL, expected[name]), f"{what}: {name} ({read.paths[name]})")
+    assert_close(got[read.spec.info[-1].name], logits, scaled(LOGIT_ATOL, logits), f"{what}: last layer vs predict")

@@ -8,7 +8,8 @@ import warnings
 import numpy as np
 import pytest
 
-from tests.helpers import GRAD_ATOL, LOGIT_ATOL, NORM_GRAD_ATOL, assert_close, require, scaled
+from tests.helpers import (GRAD_ATOL, LOGIT_ATOL, NORM_GRAD_ATOL, assert_close, assert_reading_matches_reference,
+                           require, scaled)
 from twincnn import reference, zoo
 from twincnn.errors import UserError
 from twincnn.spec import DEFAULT_SPEC, Spec, canonical
@@ -36,19 +37,6 @@ def read_model(tfb):
 
 def images(shape, n=4, seed=0, scale=1.0):
     return (np.random.default_rng(seed).random((n, *shape), np.float32) * scale).astype(np.float32)
-
-
-def assert_matches_reference(read, x, what):
-    """The model's logits and every spec layer's output equal the reference's on the weights read from it."""
-    weights = read.get_weights()
-    logits = read.predict(x)
-    assert_close(logits, reference.forward(read.spec, weights, x), scaled(LOGIT_ATOL, logits), f"{what}: logits")
-    expected = reference.activations(read.spec, weights, x)
-    got = read.activations(x)
-    assert list(got) == [info.name for info in read.spec.info]
-    for name, value in got.items():
-        assert_close(value, expected[name], scaled(LOGIT_ATOL, expected[name]), f"{what}: {name} ({read.paths[name]})")
-    assert_close(got[read.spec.info[-1].name], logits, scaled(LOGIT_ATOL, logits), f"{what}: last layer vs predict")
 
 
 def set_random(read, seed=1):
@@ -81,7 +69,7 @@ def test_notebook_model_reads_as_the_default_spec(keras, read_model):
     assert read.paths["conv1"] == first and read.paths["act1"] == first
     assert read.paths["fc2"] == model.layers[-1].name
     assert read.notes == []
-    assert_matches_reference(read, images((28, 28, 1)), "notebook model")
+    assert_reading_matches_reference(read, images((28, 28, 1)), "notebook model")
 
 
 def test_a_split_activation_gives_the_output_before_it(keras, read_model):
@@ -162,7 +150,7 @@ def test_resnet_block_weights_round_trip_and_logits_match_the_reference(keras, r
         np.testing.assert_array_equal(got[name], value, err_msg=name)
     assert read.model.get_layer("block1_projection_bn").moving_variance.numpy() == pytest.approx(
         weights["bn3/moving_variance"])
-    assert_matches_reference(read, images((8, 8, 3)), "resnet block")
+    assert_reading_matches_reference(read, images((8, 8, 3)), "resnet block")
 
 
 # -- twincnn's own twins -------------------------------------------------------------------------------
@@ -182,7 +170,7 @@ def test_twincnn_twin_reads_back_to_its_spec(tfb, read_model, name):
     read.set_weights(again)
     for key, value in tfb.get_weights(model, spec).items():
         np.testing.assert_array_equal(value, again[key], err_msg=key)
-    assert_matches_reference(read, images(spec.input_shape), name)
+    assert_reading_matches_reference(read, images(spec.input_shape), name)
 
 
 # -- padding --------------------------------------------------------------------------------------------
@@ -199,7 +187,7 @@ def test_zero_padding_read_by_one_conv_is_its_padding(keras, read_model):
     assert padded.spec.info[0].padding == ((0, 1), (0, 1))
     assert canonical(padded.spec) == padded.spec
     set_random(padded)
-    assert_matches_reference(padded, images((8, 8, 3)), "zero padding + valid conv")
+    assert_reading_matches_reference(padded, images((8, 8, 3)), "zero padding + valid conv")
 
 
 def test_zero_padding_before_a_max_pool_stays_a_layer(keras, read_model):
@@ -210,7 +198,7 @@ def test_zero_padding_before_a_max_pool_stays_a_layer(keras, read_model):
     assert read.spec.info[1].padding == ((0, 0), (0, 0))
     set_random(read)
     x = -images((8, 8, 3), scale=1.0) - 0.1  # all negative: the padded zeros win the border windows
-    assert_matches_reference(read, x, "zero padding + max pool")
+    assert_reading_matches_reference(read, x, "zero padding + max pool")
 
 
 def test_twin_with_explicit_padding_reads_back(tfb, read_model):
@@ -227,7 +215,7 @@ def test_twin_with_explicit_padding_reads_back(tfb, read_model):
     read = read_model(tfb.build(spec, seed=0))
     assert read.spec == canonical(spec)
     set_random(read)
-    assert_matches_reference(read, images((9, 9, 2)) - 0.5, "explicit padding")
+    assert_reading_matches_reference(read, images((9, 9, 2)) - 0.5, "explicit padding")
 
 
 # -- MobileNetV2 style -----------------------------------------------------------------------------------
@@ -259,7 +247,7 @@ def test_inverted_residual_reads_relu6_and_a_depthwise_without_bias(keras, read_
     x = images((8, 8, 4), scale=20.0)
     outputs = read.activations(x)
     assert outputs["bn1"].max() > 6  # relu6 clips here: a plain relu would not match the reference
-    assert_matches_reference(read, x, "inverted residual")
+    assert_reading_matches_reference(read, x, "inverted residual")
 
 
 # -- other layers ---------------------------------------------------------------------------------------
@@ -283,7 +271,7 @@ def test_activations_by_name_and_as_layers(tfb, keras, read_model):
     assert acts == [("elu", None), ("gelu", None), ("leaky_relu", 0.2), ("silu", None), ("leaky_relu", 0.2),
                     ("leaky_relu", 0.1), ("sigmoid", None), ("gelu_tanh", None), ("tanh", None)]
     set_random(read)
-    assert_matches_reference(read, images((8, 8, 3), scale=4.0) - 2.0, "activations")
+    assert_reading_matches_reference(read, images((8, 8, 3), scale=4.0) - 2.0, "activations")
 
 
 def test_separable_conv_splits_and_keepdims_pool_with_flatten_reads(keras, read_model):
@@ -296,7 +284,7 @@ def test_separable_conv_splits_and_keepdims_pool_with_flatten_reads(keras, read_
                                                 "globalavgpool2d", "dense"]
     assert read.paths["dw1"] == read.paths["conv1"] == "sep"
     set_random(read)
-    assert_matches_reference(read, images((8, 8, 3)), "separable conv")
+    assert_reading_matches_reference(read, images((8, 8, 3)), "separable conv")
 
 
 def test_nested_model_is_flattened(keras, read_model):
@@ -312,7 +300,7 @@ def test_nested_model_is_flattened(keras, read_model):
     assert read.paths["conv1"] == "block/inner_conv" and read.paths["ln1"] == "block/inner_ln"
     assert read.spec.info[3].type == "concatenate" and read.spec.info[3].inputs == ("ln1", "conv2")
     set_random(read)
-    assert_matches_reference(read, images((8, 8, 3)), "nested model")
+    assert_reading_matches_reference(read, images((8, 8, 3)), "nested model")
 
 
 # -- refusals ---------------------------------------------------------------------------------------------

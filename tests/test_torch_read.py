@@ -15,7 +15,9 @@ torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
-from tests.helpers import GRAD_ATOL, LOGIT_ATOL, NORM_GRAD_ATOL, assert_close, scaled  # noqa: E402
+from tests.helpers import (GRAD_ATOL, LOGIT_ATOL, NORM_GRAD_ATOL, assert_close,  # noqa: E402
+                           assert_reading_matches_reference, scaled)
+from tests.notebook_cnn import CNN  # noqa: E402
 from twincnn import reference, zoo  # noqa: E402
 from twincnn.backends import torch as tb  # noqa: E402
 from twincnn.backends.torch_read import read_model  # noqa: E402
@@ -30,38 +32,7 @@ def images(shape, n=4, seed=0):
     return np.random.default_rng(seed).standard_normal((n, *shape)).astype(np.float32)
 
 
-def assert_matches_reference(read, x, what):
-    """The module's logits and every layer's output against the NumPy reference on the weights read."""
-    weights = read.get_weights()
-    expected = reference.forward(read.spec, weights, x)
-    assert_close(read.predict(x), expected, scaled(LOGIT_ATOL, expected), f"{what}: logits")
-    layers = reference.activations(read.spec, weights, x)
-    got = read.activations(x)
-    assert list(got) == [info.name for info in read.spec.info]
-    for name, value in got.items():
-        assert_close(value, layers[name], scaled(LOGIT_ATOL, layers[name]), f"{what}: output of {name}")
-
-
-# -- 1. the notebook's model, as written ----------------------------------------------------------------
-class CNN(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 28, 3)
-        self.pool = nn.MaxPool2d(2, 2)
-        self.conv2 = nn.Conv2d(28, 64, 3)
-        self.conv3 = nn.Conv2d(64, 64, 3)
-        self.fc1 = nn.Linear(64 * 3 * 3, 64)
-        self.fc2 = nn.Linear(64, 10)
-
-    def forward(self, x):
-        x = self.pool(F.relu(self.conv1(x)))
-        x = self.pool(F.relu(self.conv2(x)))
-        x = F.relu(self.conv3(x))
-        x = x.view(x.size(0), -1)
-        x = F.relu(self.fc1(x))
-        return self.fc2(x)
-
-
+# -- 1. the notebook's model, as written (tests/notebook_cnn.py) -----------------------------------------
 def test_notebook_model_reads_as_the_default_spec():
     torch.manual_seed(0)
     read = read_model(CNN(), (28, 28, 1))
@@ -71,7 +42,7 @@ def test_notebook_model_reads_as_the_default_spec():
     assert (read.paths["pool1"], read.paths["pool2"]) == ("pool", "pool")  # one module, used twice
     assert (read.paths["conv2"], read.paths["fc1"]) == ("conv2", "fc1")
     assert read.notes == []
-    assert_matches_reference(read, images((28, 28, 1)), "notebook CNN")
+    assert_reading_matches_reference(read, images((28, 28, 1)), "notebook CNN")
 
 
 def test_notebook_model_gradients_match_twincnns_twin():
@@ -145,7 +116,7 @@ def test_residual_block_reads_as_a_graph_spec():
     for name, value in weights.items():
         assert np.array_equal(got[name], value), name
     assert np.array_equal(read.module.b.weight.detach().numpy(), weights["conv2/kernel"].transpose(3, 2, 0, 1))
-    assert_matches_reference(read, images((12, 10, 3)), "residual block")
+    assert_reading_matches_reference(read, images((12, 10, 3)), "residual block")
 
 
 def test_residual_block_gradients_match_twincnns_twin():
@@ -197,7 +168,7 @@ def test_torchvision_style_resnet_reads():
                                                                              "3.relu")
     assert len(read.notes) == 5  # one per BatchNorm2d
     read.set_weights(random_weights(read.spec, 10))
-    assert_matches_reference(read, images((10, 10, 3)), "torchvision-style ResNet")
+    assert_reading_matches_reference(read, images((10, 10, 3)), "torchvision-style ResNet")
 
 
 # -- 3. twincnn's own twins --------------------------------------------------------------------------------
@@ -212,7 +183,7 @@ def test_twincnns_own_twin_reads_back_as_its_spec(name):
     read.set_weights(weights)
     assert_close(read.get_weights(), weights, 0.0, f"zoo:{name}: weights through the read module")
     assert_close(tb.get_weights(twin, spec), weights, 0.0, f"zoo:{name}: weights as the twin sees them")
-    assert_matches_reference(read, images(spec.input_shape, n=2), f"zoo:{name}")
+    assert_reading_matches_reference(read, images(spec.input_shape, n=2), f"zoo:{name}")
 
 
 # -- 4. padding --------------------------------------------------------------------------------------------
@@ -248,7 +219,7 @@ def test_symmetric_padding_is_not_keras_same():
     assert read.spec.output_shape == same.output_shape
     x, weights = images((12, 10, 3)), read.get_weights()
     assert np.abs(read.predict(x) - reference.forward(same, weights, x)).max() > 100 * LOGIT_ATOL
-    assert_matches_reference(read, x, "padding=1")
+    assert_reading_matches_reference(read, x, "padding=1")
 
 
 def test_explicit_pad_after_reads_as_keras_same():
@@ -256,7 +227,7 @@ def test_explicit_pad_after_reads_as_keras_same():
     assert read.spec == canonical(conv_spec("same"))
     assert read.spec.info[0].padding == ((0, 1), (0, 1))  # the zero pad folded into the conv
     assert [i.type for i in read.spec.info] == ["conv2d", "activation", "flatten", "dense"]
-    assert_matches_reference(read, images((12, 10, 3)), "F.pad + valid conv")
+    assert_reading_matches_reference(read, images((12, 10, 3)), "F.pad + valid conv")
 
 
 @pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")  # the zero-padded copy it warns of
@@ -274,7 +245,7 @@ def test_torch_same_puts_the_odd_pixel_after():
     read = read_model(EvenKernel(), (12, 10, 3))
     assert read.spec == canonical(conv_spec("same", kernel_size=2, strides=1))
     assert read.spec.info[0].padding == ((0, 1), (0, 1))
-    assert_matches_reference(read, images((12, 10, 3)), "padding='same', kernel 2")
+    assert_reading_matches_reference(read, images((12, 10, 3)), "padding='same', kernel 2")
 
 
 def test_count_include_pad_reads_as_a_zero_pad_then_a_pool():
@@ -292,7 +263,7 @@ def test_count_include_pad_reads_as_a_zero_pad_then_a_pool():
     read = read_model(Pools(), (8, 6, 3))
     assert [i.type for i in read.spec.info] == ["zeropad2d", "avgpool2d", "avgpool2d", "flatten", "dense"]
     assert read.spec.info[2].padding == ((1, 1), (1, 1))
-    assert_matches_reference(read, images((8, 6, 3)), "avg pools with padding")
+    assert_reading_matches_reference(read, images((8, 6, 3)), "avg pools with padding")
 
 
 def test_zero_pads_keep_their_sides():
@@ -314,7 +285,7 @@ def test_zero_pads_keep_their_sides():
     assert read.spec.info[0].padding == ((2, 1), (1, 0))
     assert read.spec.info[1].padding == ((1, 0), (0, 2))
     assert (read.paths["conv1"], read.paths["zpad1"]) == ("conv", "pad")
-    assert_matches_reference(read, images((8, 6, 3)), "zero pads")
+    assert_reading_matches_reference(read, images((8, 6, 3)), "zero pads")
 
 
 def test_chained_zero_pads_fold_into_one_conv():
@@ -332,7 +303,7 @@ def test_chained_zero_pads_fold_into_one_conv():
     assert [i.type for i in read.spec.info] == ["conv2d", "flatten", "dense"]
     assert read.spec.info[0].padding == ((1, 2), (1, 2))
     assert canonical(read.spec) == read.spec
-    assert_matches_reference(read, images((6, 4, 3)), "two pads")
+    assert_reading_matches_reference(read, images((6, 4, 3)), "two pads")
 
 
 def test_max_pool_padding_never_wins():
@@ -353,7 +324,7 @@ def test_max_pool_padding_never_wins():
     weights = random_weights(read.spec, 4)
     weights["conv1/bias"][:] = -5.0
     read.set_weights(weights)
-    assert_matches_reference(read, images((7, 5, 3)), "padded max pool")
+    assert_reading_matches_reference(read, images((7, 5, 3)), "padded max pool")
 
 
 def test_twins_minus_infinity_pad_folds_into_its_max_pool():
@@ -365,7 +336,7 @@ def test_twins_minus_infinity_pad_folds_into_its_max_pool():
     assert read.spec == canonical(spec)
     assert read.spec.info[2].padding == ((0, 1), (0, 1))
     read.set_weights(random_weights(spec, 2))
-    assert_matches_reference(read, images((7, 7, 3)), "twin with a 'same' max pool")
+    assert_reading_matches_reference(read, images((7, 7, 3)), "twin with a 'same' max pool")
 
 
 # -- activations, concatenation, global pooling by mean ------------------------------------------------------
@@ -391,7 +362,7 @@ def test_activation_spellings():
     assert acts == [("relu6", None), ("relu6", None), ("elu", None), ("silu", None), ("gelu", None),
                     ("gelu_tanh", None), ("leaky_relu", 0.2), ("sigmoid", None), ("tanh", None), ("relu", None)]
     read.set_weights(random_weights(read.spec, 8, scale=3.0))  # large: every activation's both sides
-    assert_matches_reference(read, images((6, 6, 3)), "activation spellings")
+    assert_reading_matches_reference(read, images((6, 6, 3)), "activation spellings")
 
 
 class TwoBranches(nn.Module):
@@ -423,7 +394,7 @@ def test_concatenate_and_mean_pooling():
     read = read_model(TwoBranches(), (6, 5, 3))
     assert read.spec == canonical(expected)
     read.set_weights(random_weights(read.spec, 9))
-    assert_matches_reference(read, images((6, 5, 3)), "two branches")
+    assert_reading_matches_reference(read, images((6, 5, 3)), "two branches")
 
 
 # -- 5. flatten spellings ----------------------------------------------------------------------------------
@@ -462,7 +433,7 @@ def test_flatten_spellings_read_alike():
     for spelling, read in zip(SPELLINGS, reads):
         assert read.spec == first.spec, spelling
         assert_close(read.get_weights(), first.get_weights(), 0.0, f"{spelling}: canonical weights")
-        assert_matches_reference(read, x, spelling)
+        assert_reading_matches_reference(read, x, spelling)
     # the dense kernel comes back in (H, W, C) row order: its rows are not PyTorch's (C, H, W) ones
     torch_rows = first.module.fc.weight.detach().numpy().T
     assert not np.array_equal(first.get_weights()["fc1/kernel"], torch_rows)
@@ -585,4 +556,4 @@ def test_batchnorm_on_flat_features_keeps_the_flatten_order():
 
     read = read_model(FlatNorm(), (6, 5, 3))
     read.set_weights(random_weights(read.spec, 2))
-    assert_matches_reference(read, images((6, 5, 3)), "BatchNorm1d after flatten")
+    assert_reading_matches_reference(read, images((6, 5, 3)), "BatchNorm1d after flatten")
