@@ -215,3 +215,23 @@ def test_neutral_file_accepts_a_spec_written_another_way():
     blob = weightsfile.to_bytes(spelled, initial_weights(spelled, 0))
     _, spec = weightsfile.from_bytes(blob, short)
     assert spec == short
+
+
+# -- canonical: one spelling per network --------------------------------------------------------------
+def test_canonical_spells_one_network_one_way():
+    """'same', explicit padding and zero pads before a convolution are one network; an activation argument and
+    an activation layer too. Chained zero pads fold into one; a pad a max-pool reads stays (its padding is -inf).
+    Weighted layers keep their names, so canonical weights move between the spellings unchanged."""
+    from twincnn.spec import activation, canonical, zeropad
+
+    written = Spec((6, 4, 3), (zeropad([[1, 0], [0, 2]]), zeropad(1), conv(4, 3, 1, "valid"),
+                               zeropad([[0, 1], [0, 0]]), zeropad(1), pool(2), FLATTEN, dense(10)))
+    folded = Spec((6, 4, 3), ({**conv(4, 3, 1, [[2, 1], [1, 3]]), "activation": None}, activation("relu"),
+                              zeropad([[1, 2], [1, 1]]), pool(2), FLATTEN, dense(10)))
+    assert canonical(written) == canonical(folded) == folded
+    assert canonical(canonical(written)) == canonical(written)
+    assert canonical(written).weight_shapes() == written.weight_shapes()
+    same = Spec((8, 8, 1), (conv(2, 3, 2, "same"), FLATTEN, dense(10)))
+    explicit = Spec((8, 8, 1), (conv(2, 3, 2, [[0, 1], [0, 1]]), FLATTEN, dense(10)))
+    symmetric = Spec((8, 8, 1), (conv(2, 3, 2, 1), FLATTEN, dense(10)))
+    assert same != explicit and canonical(same) == canonical(explicit) != canonical(symmetric)

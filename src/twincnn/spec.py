@@ -545,12 +545,13 @@ _LAYERS = {"conv2d": _conv2d, "depthwiseconv2d": _depthwiseconv2d, "maxpool2d": 
 
 
 WINDOWED = ("conv2d", "depthwiseconv2d", "maxpool2d", "avgpool2d")  # the types with a padding
+_TAKES_ZEROS = ("conv2d", "depthwiseconv2d", "zeropad2d")  # zero padding before them is part of their own
 
 
 def canonical(spec: Spec) -> Spec:
     """The same network in one spelling, so that two readings of one architecture compare equal: every
     activation a layer of its own, every padding explicit ('valid' for none), and a zeropad2d read by one
-    convolution alone folded into that convolution's padding (zeros either way). Weighted layers keep their
+    convolution or zeropad2d alone folded into that layer's padding (zeros either way). Weighted layers keep their
     names (conv1, dw1, fc1 ...), so canonical weights move between the two unchanged."""
     readers = {}
     for info in spec.info:
@@ -561,13 +562,13 @@ def canonical(spec: Spec) -> Spec:
     for info in spec.info:
         cfg = {k: v for k, v in info.config.items() if k not in ("activation", "negative_slope")}
         inputs, padding = list(info.inputs), info.padding
-        if info.type == "zeropad2d" and [r.type for r in readers[info.name]] in (["conv2d"], ["depthwiseconv2d"]):
-            folded[info.name] = (info.padding, inputs[0])
-            continue
-        if info.type in ("conv2d", "depthwiseconv2d") and inputs[0] in folded:
+        if info.type in _TAKES_ZEROS and inputs[0] in folded:  # the zeros of the pad before it become its own
             outer, inputs = folded[inputs[0]][0], [folded[inputs[0]][1]]
             padding = tuple(tuple(a + b for a, b in zip(p, q)) for p, q in zip(outer, padding))
-        if info.type in WINDOWED:
+        if info.type == "zeropad2d" and len(readers[info.name]) == 1 and readers[info.name][0].type in _TAKES_ZEROS:
+            folded[info.name] = (padding, inputs[0])
+            continue
+        if info.type in WINDOWED or info.type == "zeropad2d":
             cfg["padding"] = "valid" if padding == ((0, 0), (0, 0)) else [list(p) for p in padding]
         layers.append({**cfg, "inputs": [source[n] for n in inputs]})
         source[info.name] = len(layers) - 1
