@@ -65,6 +65,7 @@ GRAPHS = {
     "conv_explicit_padding_asymmetric": case(conv(5, 3, 2, [[2, 0], [1, 3]])),
     "depthwise_explicit_padding": case(depthwise(3, 2, 1, 1, "relu")),
     "maxpool_explicit_padding": case({**pool(3, 2), "padding": [[1, 0], [0, 1]]}),
+    "avgpool_explicit_padding": case(avgpool(3, 2, [[1, 0], [2, 1]])),
     "zeropad_then_maxpool": case(zeropad([[1, 0], [2, 1]]), pool(2)),
     "no_bias": case({**conv(4, 3, 2, "same"), "use_bias": False}, {**depthwise(3), "use_bias": False},
                     head=(FLATTEN, {**dense(10), "use_bias": False})),

@@ -557,3 +557,19 @@ def test_batchnorm_on_flat_features_keeps_the_flatten_order():
     read = read_model(FlatNorm(), (6, 5, 3))
     read.set_weights(random_weights(read.spec, 2))
     assert_reading_matches_reference(read, images((6, 5, 3)), "BatchNorm1d after flatten")
+
+
+def test_twincnns_own_input_suits_a_users_view_on_one_channel():
+    """tb.predict hands a user's module standard NCHW strides, so its x.view(x.size(0), -1) works on 1-channel
+    images (a permuted view of NHWC data counts as contiguous there, with channels-last strides)."""
+    class ViewAfterConv(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 4, 3)
+            self.fc = nn.Linear(4 * 4 * 4, 3)
+
+        def forward(self, x):
+            x = F.relu(self.conv(x))
+            return self.fc(x.view(x.size(0), -1))
+
+    assert tb.predict(ViewAfterConv(), images((6, 6, 1))).shape == (4, 3)

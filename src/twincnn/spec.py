@@ -548,6 +548,17 @@ WINDOWED = ("conv2d", "depthwiseconv2d", "maxpool2d", "avgpool2d")  # the types 
 _TAKES_ZEROS = ("conv2d", "depthwiseconv2d", "zeropad2d")  # zero padding before them is part of their own
 
 
+def real_cells(info: LayerInfo) -> tuple[list[int], list[int]]:
+    """A padded pool's real (unpadded) cells per window, along the rows and along the columns: a window's count
+    is the product of its row's and its column's. What an average that never counts padding divides by."""
+    counts = []
+    for size, pool, stride, (before, _), out in zip(info.input_shape[:2], info.config["pool_size"],
+                                                  info.config["strides"], info.padding, info.output_shape[:2]):
+        starts = [i * stride - before for i in range(out)]
+        counts.append([min(start + pool, size) - max(start, 0) for start in starts])
+    return counts[0], counts[1]
+
+
 def canonical(spec: Spec) -> Spec:
     """The same network in one spelling, so that two readings of one architecture compare equal: every
     activation a layer of its own, every padding explicit ('valid' for none), and a zeropad2d read by one

@@ -44,7 +44,7 @@ keras, tf = _import_quietly()
 
 from .. import machine  # noqa: E402
 from ..errors import UserError  # noqa: E402
-from ..spec import INPUT, MERGES, WINDOWED, Spec, SpecError, same_padding  # noqa: E402
+from ..spec import INPUT, MERGES, WINDOWED, Spec, SpecError, real_cells, same_padding  # noqa: E402
 from ..weights import check_layout  # noqa: E402
 from .defaults import signature_default  # noqa: E402
 from .interface import TrainerConfig  # noqa: E402
@@ -127,6 +127,27 @@ class ConstantPadding2D(keras.layers.Layer):
         return {**super().get_config(), "padding": self.padding, "value": self.value}
 
 
+@keras.saving.register_keras_serializable(package="twincnn")
+class PaddedAveragePooling2D(keras.layers.Layer):
+    """An average pool whose explicit padding never counts: each window's sum over the zero-padded input,
+    divided by its real cells (Keras's own layer says only 'valid' and 'same')."""
+
+    def __init__(self, padding, pool_size, strides, cells, **kwargs):
+        super().__init__(**kwargs)
+        self.padding, self.pool_size, self.strides = (tuple(tuple(p) for p in padding), tuple(pool_size),
+                                                      tuple(strides))
+        self.cells = tuple(tuple(c) for c in cells)  # (rows, cols): the real cells per window along each axis
+        self._divisor = np.outer(*self.cells).astype(np.float32)[None, :, :, None] / np.prod(self.pool_size)
+
+    def call(self, x):
+        padded = keras.ops.pad(x, ((0, 0), *self.padding, (0, 0)))
+        return keras.ops.average_pool(padded, self.pool_size, self.strides, "valid") / self._divisor
+
+    def get_config(self):
+        return {**super().get_config(), "padding": self.padding, "pool_size": self.pool_size,
+                "strides": self.strides, "cells": self.cells}
+
+
 def _keras_padding(info):
     """Keras's own 'valid'/'same' where it says the spec's padding; None where it needs explicit padding."""
     mode = info.config["padding"]
@@ -144,8 +165,9 @@ def _keras_layers(info) -> list:
     padding = _keras_padding(info) if info.type in WINDOWED else None
     if info.type in WINDOWED and padding is None:
         if info.type == "avgpool2d":
-            raise ValueError(f"{info.name}: the Keras twin has no average pool with padding {info.padding} "
-                             f"(only 'valid' and 'same')")
+            cfg = info.config
+            return [PaddedAveragePooling2D(info.padding, cfg["pool_size"], cfg["strides"], real_cells(info),
+                                           name=info.name)]
         pad = (ConstantPadding2D(info.padding, float("-inf"), name=f"{info.name}_pad") if info.type == "maxpool2d"
                else keras.layers.ZeroPadding2D(info.padding, data_format="channels_last", name=f"{info.name}_pad"))
         return [pad, _keras_layer(info, "valid")]

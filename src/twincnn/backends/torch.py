@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
-from ..spec import INPUT, Spec
+from ..spec import INPUT, Spec, real_cells
 from ..weights import check_layout
 from .defaults import signature_default
 from .interface import TrainerConfig
@@ -104,24 +104,17 @@ class GlobalAvgPool2d(nn.Module):
         return x.mean(dim=(2, 3))
 
 
-def _real_cells(size: int, pool: int, stride: int, before: int, out: int) -> np.ndarray:
-    """How many of each window's cells along one axis lie inside the unpadded input."""
-    starts = np.arange(out) * stride - before
-    return np.minimum(starts + pool, size) - np.maximum(starts, 0)
-
-
 class SameAvgPool2d(nn.Module):
-    """Keras's 'same' average pool: zero padding (the odd pixel after), each window's sum divided by its number
-    of real cells. avg_pool2d's count_include_pad=False cannot say this for asymmetric padding."""
+    """An average pool with padding that never counts (Keras's 'same', or explicit): zero padding, each window's
+    sum divided by its number of real cells. avg_pool2d's count_include_pad=False cannot say this for
+    asymmetric padding."""
 
     def __init__(self, info):
         super().__init__()
         (top, bottom), (left, right) = info.padding
         self.pads = (left, right, top, bottom)
         self.pool, self.strides = info.config["pool_size"], info.config["strides"]
-        (h, w, _), (oh, ow, _) = info.input_shape, info.output_shape
-        rows = _real_cells(h, self.pool[0], self.strides[0], top, oh)
-        cols = _real_cells(w, self.pool[1], self.strides[1], left, ow)
+        rows, cols = real_cells(info)
         # not persistent: derived from the spec, so no state_dict key
         self.register_buffer("cells", torch.from_numpy(np.outer(rows, cols).astype(np.float32))[None, None],
                              persistent=False)
@@ -332,9 +325,11 @@ def set_weights(model: nn.Module, spec: Spec, weights: dict) -> None:
 
 
 def to_input(x: np.ndarray, device="cpu", channels_last=False) -> torch.Tensor:
-    """Canonical (N, H, W, C) float32 -> NCHW tensor (channels-last strides on request)."""
+    """Canonical (N, H, W, C) float32 -> NCHW tensor (channels-last strides on request). A copy in either
+    layout: with one channel the permuted view already counts as contiguous, but its channels-last strides would
+    make convolutions give channels-last outputs, on which a model's own x.view(x.size(0), -1) fails."""
     t = torch.from_numpy(np.asarray(x, np.float32)).permute(0, 3, 1, 2)
-    t = t.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    t = t.clone(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     return t.to(device)
 
 
