@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import (DROPOUT_SIGMAS, GRAD_ATOL, LOGIT_ATOL, MOVING_STAT_ATOL, NORM_GRAD_ATOL, assert_close,
-                           scaled)
+                           draw_clear_of_kinks, kink_distance, scaled)
 from twincnn import reference, zoo
 from twincnn.spec import (FLATTEN, GLOBAL_AVG_POOL, Spec, activation, add, avgpool, batchnorm, concatenate, conv,
                           dense, depthwise, dropout, layernorm, pool, zeropad)
@@ -114,11 +114,12 @@ def test_logits_equal_in_inference_mode(pair, name):
 
 @pytest.mark.parametrize("name", list(CASES) + list(ZOO))
 def test_gradients_equal_in_training_mode(pair, name):
-    """Training mode: BatchNorm normalises with the batch statistics (and updates its moving ones)."""
+    """Training mode: BatchNorm normalises with the batch statistics (and updates its moving ones). A batch of
+    four, so that one whose ReLU inputs all keep clear of the kink exists among a few draws."""
     a, b = pair
     spec = without_dropout({**CASES, **ZOO}[name])
-    (model_a, model_b), _ = twins(pair, spec, 2)
-    x, y = inputs(spec, 2)
+    (model_a, model_b), weights = twins(pair, spec, 2)
+    x, y = draw_clear_of_kinks(spec, weights, lambda seed: inputs(spec, seed, n=4), training=True)
     loss_a, grads_a = a.loss_and_grads(model_a, spec, x, y)
     loss_b, grads_b = b.loss_and_grads(model_b, spec, x, y)
     assert abs(loss_a - loss_b) <= scaled(LOGIT_ATOL, loss_a), f"{name}: loss {loss_a} vs {loss_b}"
@@ -276,6 +277,28 @@ def test_reference_matches_each_framework(framework, name):
     got = reference.forward(spec, weights, x)
     m = assert_close(got, expected, scaled(LOGIT_ATOL, expected), f"NumPy reference vs {framework.NAME}, {name}")
     print(f"{name}: reference vs {framework.NAME}: {m}")
+
+
+def test_reference_in_training_mode_normalises_with_the_batch_statistics():
+    x, y = bn_batch()
+    weights = random_weights(BN_SPEC, 4)
+    logits = reference.activations(BN_SPEC, weights, x, training=True)["fc1"].astype(np.float64)
+    logits -= logits.max(1, keepdims=True)
+    loss = float(np.mean(np.log(np.exp(logits).sum(1)) - logits[np.arange(len(y)), y]))
+    assert abs(loss - training_loss(weights, x, y)) <= 1e-5, f"reference training-mode loss {loss}"
+    inference = reference.forward(BN_SPEC, weights, x)
+    assert np.abs(inference - reference.activations(BN_SPEC, weights, x)["fc1"]).max() == 0
+    assert np.abs(inference - logits).max() > 0.1, "training mode used the moving statistics"
+
+
+@pytest.mark.parametrize("activation, bias, distance", [("relu", 0.0, 0.0), ("relu", 0.25, 0.25),
+                                                        ("relu6", 5.5, 0.5), ("tanh", 0.0, np.inf)])
+def test_kink_distance_is_the_closest_pre_activation_to_a_kink(activation, bias, distance):
+    spec = Spec((2, 2, 1), (FLATTEN, dense(3, activation), dense(10)))
+    weights = {**random_weights(spec, 0), "fc1/kernel": np.zeros((4, 3), np.float32),
+               "fc1/bias": np.full(3, bias, np.float32)}
+    x = np.ones((2, 2, 2, 1), np.float32)
+    assert kink_distance(spec, weights, x, training=False) == pytest.approx(distance)
 
 
 # -- `twincnn summary`: each type builds with the spec's shapes and weight counts ------------------------

@@ -83,8 +83,10 @@ def _activate(h, activation, slope):
     return h
 
 
-def layer_output(info, inputs: list, weights: dict) -> np.ndarray:
-    """One layer's inference-mode output from its inputs' outputs (canonical NHWC arrays)."""
+def layer_output(info, inputs: list, weights: dict, training: bool = False) -> np.ndarray:
+    """One layer's output from its inputs' outputs (canonical NHWC arrays). In inference mode BatchNorm uses its
+    moving statistics; in training mode the batch's (biased variance, as Keras). Dropout is the identity in both:
+    its random mask belongs to no reference."""
     cfg = info.config
     w = {key: np.asarray(weights[f"{info.name}/{key}"], np.float32) for key in info.weight_shapes}
     h = inputs[0]
@@ -102,6 +104,9 @@ def layer_output(info, inputs: list, weights: dict) -> np.ndarray:
         h = h.reshape(len(h), -1)  # NHWC rows: (H, W, C) order
     elif info.type == "dense":
         h = h @ w["kernel"] + w.get("bias", 0)
+    elif info.type == "batchnorm" and training:  # statistics over every axis but the features'
+        axes = tuple(range(h.ndim - 1))
+        h = _normalise(h, h.mean(axis=axes), h.var(axis=axes), w["gamma"], w["beta"], cfg["epsilon"])
     elif info.type == "batchnorm":
         h = _normalise(h, w["moving_mean"], w["moving_variance"], w["gamma"], w["beta"], cfg["epsilon"])
     elif info.type == "layernorm":  # over the last axis: each position's channels, or the features
@@ -117,11 +122,12 @@ def layer_output(info, inputs: list, weights: dict) -> np.ndarray:
     return _activate(h, info.activation, cfg.get("negative_slope")).astype(np.float32)
 
 
-def activations(spec: Spec, weights: dict, x: np.ndarray) -> dict[str, np.ndarray]:
-    """Every layer's inference-mode output for canonical input x (N, H, W, C), by layer name."""
+def activations(spec: Spec, weights: dict, x: np.ndarray, training: bool = False) -> dict[str, np.ndarray]:
+    """Every layer's output for canonical input x (N, H, W, C), by layer name; inference mode unless
+    ``training`` (see layer_output)."""
     outputs = {INPUT: np.asarray(x, np.float32)}
     for info in spec.info:
-        outputs[info.name] = layer_output(info, [outputs[n] for n in info.inputs], weights)
+        outputs[info.name] = layer_output(info, [outputs[n] for n in info.inputs], weights, training)
     return outputs
 
 
