@@ -72,12 +72,6 @@ MOVING_STAT_ATOL = 1e-6
 #   stray from 1 - rate and the input by this many binomial standard deviations (a false alarm about once
 #   in 1.7 million runs), computed from the number of samples each test draws.
 DROPOUT_SIGMAS = 5.0
-# - KINK_MARGIN: a ReLU whose input lies closer to its kink than the twins' forward rounding (up to ~6e-6 after
-#   training-mode BatchNorm, which divides by a small batch deviation; seen with oneDNN capped at SSE4.1) may
-#   switch on in one twin and off in the other: that changes a gradient entirely, not by rounding. Gradient
-#   comparisons therefore draw inputs whose every kinked activation input stays this far from its kink.
-KINK_MARGIN = 1e-5
-_KINKS = {"relu": (0.0,), "leaky_relu": (0.0,), "relu6": (0.0, 6.0)}
 
 
 def scaled(atol, values):
@@ -251,27 +245,17 @@ def assert_reading_matches_reference(read, x, what):
     assert_close(got[read.spec.info[-1].name], logits, scaled(LOGIT_ATOL, logits), f"{what}: last layer vs predict")
 
 
-def kink_distance(spec, weights, x, training: bool) -> float:
-    """How close, on the NumPy reference's forward of x, any input of a ReLU-like activation comes to its kink."""
-    from twincnn import reference
-    from twincnn.spec import canonical
-
-    spec = canonical(spec)  # every activation a layer of its own: its input is the pre-activation
-    outputs = reference.activations(spec, weights, x, training=training)
-    distances = [np.abs(outputs[info.inputs[0]] - kink).min()
-                 for info in spec.info if info.type == "activation" for kink in _KINKS.get(info.activation, ())]
-    return float(min(distances, default=np.inf))
-
-
 def draw_clear_of_kinks(spec, weights, draw, training: bool, tries: int = 30):
     """The first of draw(0), draw(1), ... (each an (x, y) batch) whose reference forward keeps KINK_MARGIN from
     every activation's kink; fails, naming the closest seen, when none of ``tries`` draws does."""
+    from twincnn import reference
+
     closest = np.inf
     for seed in range(tries):
         x, y = draw(seed)
-        distance = kink_distance(spec, weights, x, training)
-        if distance >= KINK_MARGIN:
+        distance = reference.kink_distance(spec, weights, x, training)
+        if distance >= reference.KINK_MARGIN:
             return x, y
         closest = min(closest, distance)
-    pytest.fail(f"no batch of {tries} keeps {KINK_MARGIN:g} from a ReLU kink (closest {closest:.2g}); use a "
+    pytest.fail(f"no batch of {tries} keeps {reference.KINK_MARGIN:g} from a ReLU kink (closest {closest:.2g}); use a "
                 f"smaller batch")

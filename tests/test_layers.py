@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import (DROPOUT_SIGMAS, GRAD_ATOL, LOGIT_ATOL, MOVING_STAT_ATOL, NORM_GRAD_ATOL, assert_close,
-                           draw_clear_of_kinks, kink_distance, scaled)
+                           draw_clear_of_kinks, scaled)
 from twincnn import reference, zoo
 from twincnn.spec import (FLATTEN, GLOBAL_AVG_POOL, Spec, activation, add, avgpool, batchnorm, concatenate, conv,
                           dense, depthwise, dropout, layernorm, pool, zeropad)
@@ -298,7 +298,7 @@ def test_kink_distance_is_the_closest_pre_activation_to_a_kink(activation, bias,
     weights = {**random_weights(spec, 0), "fc1/kernel": np.zeros((4, 3), np.float32),
                "fc1/bias": np.full(3, bias, np.float32)}
     x = np.ones((2, 2, 2, 1), np.float32)
-    assert kink_distance(spec, weights, x, training=False) == pytest.approx(distance)
+    assert reference.kink_distance(spec, weights, x, training=False) == pytest.approx(distance)
 
 
 # -- `twincnn summary`: each type builds with the spec's shapes and weight counts ------------------------

@@ -86,6 +86,23 @@ def cmd_port(args) -> int:
     return port(args.source, args.dest, spec_path=args.spec, data_path=args.data, tolerance=args.tolerance)
 
 
+def cmd_check(args) -> int:
+    from .check import run
+
+    return run(args)
+
+
+def _input_shape(text):
+    """'28,28,1' -> (28, 28, 1): height, width, channels."""
+    try:
+        shape = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"expected H,W,C (three positive integers, e.g. 28,28,1), got {text!r}")
+    return shape
+
+
 def cmd_report(args) -> int:
     from .report import merge
 
@@ -131,6 +148,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="dataset to verify logits on (default: bundled MNIST)")
     p.add_argument("--tolerance", type=_positive_float, default=1e-4, help="max |Δlogit| allowed (1e-4)")
     p.set_defaults(func=cmd_port)
+
+    p = sub.add_parser("check", help="are two models of your own (Keras, PyTorch) the same function? layer by "
+                                      "layer, logits, gradients, one Adam step")
+    p.add_argument("a", metavar="A", help="a saved model (.keras; .pt with --spec) or path/to/file.py:factory")
+    p.add_argument("b", metavar="B", help="the same for the other model; A's weights are copied into it")
+    p.add_argument("--keep-weights", action="store_true", help="compare the two with their own weights")
+    p.add_argument("--input-shape", type=_input_shape,
+                   help="H,W,C of the image a PyTorch module takes (default: the other model's, else 28,28,1)")
+    p.add_argument("--data", help="an MNIST-layout .npz or IDX directory (default: bundled MNIST where the "
+                                  "input is 28x28x1, random inputs otherwise)")
+    p.add_argument("--samples", type=_positive_int, default=256, help="inputs compared (default 256)")
+    p.add_argument("--spec", help="the spec of a weights-only file such as WEIGHTS.pt (default: the notebook's CNN)")
+    p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("compare", help="train the twins, one process each, taking turns block by block; a verdict with a CI")
     p.add_argument("--protocol", choices=("fair", "notebook"), default="fair")

@@ -11,7 +11,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy.special import erf, expit
 
-from .spec import INPUT, Spec
+from .spec import INPUT, Spec, canonical
 
 
 def _windows(h: np.ndarray, size, strides, dilation=(1, 1)) -> np.ndarray:
@@ -137,3 +137,23 @@ def forward(spec: Spec, weights: dict, x: np.ndarray, batch_size: int = 500) -> 
     last = spec.info[-1].name
     out = [activations(spec, weights, x[start:start + batch_size])[last] for start in range(0, len(x), batch_size)]
     return np.concatenate(out) if out else np.zeros((0, spec.num_classes), np.float32)
+
+
+_KINKS = {"relu": (0.0,), "leaky_relu": (0.0,), "relu6": (0.0, 6.0)}  # where a derivative jumps
+# Two frameworks' forward passes differ by rounding, up to ~6e-6 after a training-mode BatchNorm (which divides
+# by a small batch deviation; seen with oneDNN capped at SSE4.1): a ReLU input closer than this to its kink may
+# switch in one model only. Gradient comparisons use batches that keep this far from every kink.
+KINK_MARGIN = 1e-5
+
+
+def kink_distance(spec: Spec, weights: dict, x: np.ndarray, training: bool = False) -> float:
+    """How close any input of a ReLU-like activation comes to its kink on this forward pass of x, not counting
+    inputs exactly at it: where two models' rounding differs by more, the activation may switch in one only,
+    and a gradient differ entirely."""
+    spec = canonical(spec)  # every activation a layer of its own: its input is the pre-activation
+    outputs = activations(spec, weights, x, training=training)
+    distances = [np.abs(outputs[info.inputs[0]] - kink)
+                 for info in spec.info if info.type == "activation" for kink in _KINKS.get(info.activation, ())]
+    # exactly at the kink: zeros times weights plus a zero bias (blank pixels), exact in every framework too
+    off_kink = [d[d > 0].min() for d in distances if (d > 0).any()]
+    return float(min(off_kink, default=np.inf))

@@ -32,6 +32,10 @@ class Registration:
     # the variable that caps its CPU code at an older instruction-set level, read when the framework starts,
     # and its value per level of ISA_CAP_LEVELS: equivalence must hold on every CPU users have
     isa_cap: tuple[str, dict[str, str]] | None = None
+    # the module whose read_model(model, input_shape) reads a model its users built themselves (None: not yet),
+    # and the top-level packages whose classes make an object such a model
+    reader: str | None = None
+    model_packages: tuple[str, ...] = ()
 
 
 # The registry: the only list of frameworks. Everything else about a framework is in its module.
@@ -39,16 +43,19 @@ BACKENDS = {
     "tensorflow": Registration(
         module="twincnn.backends.tensorflow", package="tensorflow", extra="tf", label="Keras", aliases=("tf", "keras"),
         file_formats={".keras": True, ".h5": True},
-        isa_cap=("ONEDNN_MAX_CPU_ISA", {"AVX2": "AVX2", "SSE4_2": "SSE41"})),  # oneDNN's kernels only
+        isa_cap=("ONEDNN_MAX_CPU_ISA", {"AVX2": "AVX2", "SSE4_2": "SSE41"}),  # oneDNN's kernels only
+        reader="twincnn.backends.tensorflow_read", model_packages=("keras", "tf_keras")),
     "torch": Registration(
         module="twincnn.backends.torch", package="torch", extra="torch", label="PyTorch", aliases=("pytorch",),
         file_formats={".pt": False, ".pth": False},
-        isa_cap=("ATEN_CPU_CAPABILITY", {"AVX2": "avx2", "SSE4_2": "default"})),
+        isa_cap=("ATEN_CPU_CAPABILITY", {"AVX2": "avx2", "SSE4_2": "default"}),
+        reader="twincnn.backends.torch_read", model_packages=("torch",)),
     # flax, not jax: a bare jax install (common) lacks the module library this twin is written in
     "jax": Registration(
         module="twincnn.backends.jax", package="flax", extra="jax", label="JAX/Flax", aliases=("flax",),
         file_formats={".msgpack": False},
-        isa_cap=("XLA_FLAGS", {"AVX2": "--xla_cpu_max_isa=AVX2", "SSE4_2": "--xla_cpu_max_isa=SSE4_2"})),
+        isa_cap=("XLA_FLAGS", {"AVX2": "--xla_cpu_max_isa=AVX2", "SSE4_2": "--xla_cpu_max_isa=SSE4_2"}),
+        model_packages=("flax",)),
 }
 ALIASES = {alias: name for name, entry in BACKENDS.items() for alias in entry.aliases}
 # suffix -> (the framework that reads and writes it, whether the file carries its own architecture)
@@ -111,3 +118,24 @@ def parse_list(text: str) -> list[str]:
     if not names:
         raise UserError("no framework named; use e.g. --frameworks tensorflow,torch")
     return list(dict.fromkeys(names))
+
+
+def framework_of(model) -> str:
+    """The registered framework one of whose packages defines one of ``model``'s classes; UserError if none."""
+    for cls in type(model).__mro__:
+        root = cls.__module__.split(".")[0]
+        for name, entry in BACKENDS.items():
+            if root in entry.model_packages:
+                return name
+    known = ", ".join(f"{entry.label} ({'/'.join(entry.model_packages)})" for entry in BACKENDS.values())
+    raise UserError(f"a {type(model).__module__}.{type(model).__qualname__} is no model of a known framework: {known}")
+
+
+def load_reader(name: str):
+    """The module that reads ``name``'s models built by their users; UserError where there is none yet."""
+    entry = BACKENDS[canonical_name(name)]
+    if entry.reader is None:
+        readable = ", ".join(e.label for e in BACKENDS.values() if e.reader)
+        raise UserError(f"twincnn does not read {entry.label} models yet; it reads {readable} models")
+    load(name)  # the install hint, where the framework is missing
+    return importlib.import_module(entry.reader)

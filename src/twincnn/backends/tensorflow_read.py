@@ -138,10 +138,16 @@ class _Runner:
         return values
 
 
-def read_model(model) -> ReadKerasModel:
+NEEDS_INPUT_SHAPE = False  # a built Keras model knows its input's shape
+
+
+def read_model(model, input_shape: tuple | None = None) -> ReadKerasModel:
     """The spec of a Keras Sequential or functional model, with access to its weights and outputs; UserError
-    naming the first layer the spec cannot express."""
-    return _Reader(model).read()
+    naming the first layer the spec cannot express, or an ``input_shape`` (H, W, C) that is not the model's."""
+    read = _Reader(model).read()
+    if input_shape is not None and tuple(input_shape) != read.spec.input_shape:
+        raise UserError(f"{model.name}: takes input of shape {read.spec.input_shape}, not {tuple(input_shape)}")
+    return read
 
 
 class _Reader:

@@ -39,6 +39,9 @@ _TWINCNN_LEAVES = (KerasBatchNorm, ChannelLayerNorm, SameAvgPool2d, GlobalAvgPoo
 _SHAPE_BATCH = 2  # the shape run's batch: 2, so that a reshape that hard-codes a batch of 1 shows as not keeping it
 
 
+NEEDS_INPUT_SHAPE = True  # a module says nothing of the image it takes
+
+
 def read_model(module: nn.Module, input_shape: tuple[int, int, int]) -> "ReadTorchModel":
     """The spec of ``module`` (which takes NCHW input of canonical ``input_shape`` (H, W, C)) and a handle on
     its weights in the canonical layout; UserError, one line naming the layer, for what a spec cannot say."""

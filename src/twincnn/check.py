@@ -1,0 +1,330 @@
+"""`twincnn check A B`: are two models that users wrote themselves the same function?
+
+Both are read into canonical specs (backends' readers), compared layer by layer; A's weights are copied into B
+through the canonical layout (unless kept as they are), then both run on the same inputs: logits in inference
+mode, gradients of the loss in training mode, BatchNorm's moving statistics after that pass, and one Adam step
+computed from each model's gradients. Where they differ, the first layer whose output differs is named.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import backends, reference
+from .errors import UserError
+from .spec import INPUT
+from .tables import render
+from .weights import Mismatch, worst_mismatch
+
+# Stated tolerances, each relative to the largest magnitude compared (and at least to 1): float32 rounding in
+# two frameworks gives ~1e-6 of it; a wrong padding, epsilon, flatten order or activation gives 1e-3 and more.
+LOGIT_RTOL = 1e-4
+GRAD_RTOL = 1e-4
+MOVING_STAT_RTOL = 1e-6  # PyTorch's unbiased running variance differs by (1 - momentum) var / (N - 1)
+STEP_ATOL = 1e-5  # one Adam step moves a weight by about lr = 1e-3: 1 % of it
+ADAM = {"lr": 1e-3, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7}  # Keras's defaults
+GRAD_BATCH = 8  # small, so that a batch whose ReLU inputs all keep clear of the kink is found among a few
+MNIST_SHAPE = (28, 28, 1)
+
+
+@dataclass
+class Comparison:
+    what: str
+    worst: Mismatch
+    tolerance: float
+
+    @property
+    def ok(self) -> bool:
+        return self.worst.max_abs <= self.tolerance
+
+
+@dataclass
+class CheckResult:
+    """What `check` found; ``report`` is the text it prints."""
+
+    same_architecture: bool
+    comparisons: list[Comparison] = field(default_factory=list)
+    first_divergence: str | None = None  # the line naming the first differing layer
+    report: str = ""
+
+    @property
+    def same(self) -> bool:
+        return self.same_architecture and bool(self.comparisons) and all(c.ok for c in self.comparisons)
+
+
+# -- loading what the user names ---------------------------------------------------------------------------
+def load_source(source: str, spec_path: str | None = None):
+    """A model object from ``path/to/file.py:name`` (a model, or a callable returning one) or a saved file."""
+    path, _, name = source.rpartition(":")
+    if path.endswith(".py") and name:
+        return _from_factory(Path(path), name)
+    return _from_file(Path(source), spec_path)
+
+
+def _from_factory(path: Path, name: str):
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    module_name = f"_twincnn_user_{path.stem}_{abs(hash(path.resolve()))}"
+    loader_spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(loader_spec)
+    sys.modules[module_name] = module  # dataclasses and pickling look a module up by name
+    loader_spec.loader.exec_module(module)  # the user's code: its own errors keep their traceback
+    if not hasattr(module, name):
+        raise UserError(f"{path}: defines no {name!r}; name a model, a class or a function returning a model")
+    obj = getattr(module, name)
+    return obj() if callable(obj) and not _is_model(obj) else obj
+
+
+def _is_model(obj) -> bool:
+    try:
+        backends.framework_of(obj)
+        return True
+    except UserError:
+        return False
+
+
+def _from_file(path: Path, spec_path: str | None):
+    from .spec import load_spec
+
+    if not path.is_file():
+        raise UserError(f"{path}: no such file; name a saved model or path/to/file.py:factory")
+    if path.suffix.lower() not in backends.FILE_FORMATS:
+        known = ", ".join(backends.FILE_FORMATS)
+        raise UserError(f"{path}: unknown model format {path.suffix or '(no suffix)'!r}; use {known} or "
+                        f"path/to/file.py:factory")
+    name, carries_spec = backends.FILE_FORMATS[path.suffix.lower()]
+    spec = load_spec(spec_path) if spec_path or not carries_spec else None
+    try:
+        model, _ = backends.load(name).load_file(path, spec)
+    except ValueError as exc:  # load_file's word for a file that is not a usable model
+        raise UserError(f"{path}: {str(exc).splitlines()[0]}") from None
+    return model
+
+
+def read_pair(models: list, input_shape: tuple | None):
+    """Both models read into specs. Models that know their input's shape are read first: the other is
+    read at that shape unless ``input_shape`` is given (MNIST's 28x28x1 where nothing says)."""
+    readers = [backends.load_reader(backends.framework_of(m)) for m in models]
+    order = sorted(range(len(models)), key=lambda i: readers[i].NEEDS_INPUT_SHAPE)
+    read = [None] * len(models)
+    for i in order:
+        shape = input_shape or next((r.spec.input_shape for r in read if r is not None), None)
+        if shape is None and readers[i].NEEDS_INPUT_SHAPE:
+            shape = MNIST_SHAPE
+        read[i] = readers[i].read_model(models[i], shape)
+    return read
+
+
+# -- comparing -----------------------------------------------------------------------------------------------
+def align(a_spec, b_spec) -> list[tuple]:
+    """The two specs' layers paired up (an (info, info) pair, or (info, None) / (None, info) for a layer only one
+    has), in order: a missing or extra layer shifts nothing after it."""
+    def key(info):
+        return info.type, info.output_shape
+
+    pairs = []
+    matcher = difflib.SequenceMatcher(None, [key(i) for i in a_spec.info], [key(i) for i in b_spec.info],
+                                      autojunk=False)
+    for op, a0, a1, b0, b1 in matcher.get_opcodes():
+        common = min(a1 - a0, b1 - b0) if op == "replace" else (a1 - a0 if op == "equal" else 0)
+        pairs += [(a_spec.info[a0 + k], b_spec.info[b0 + k]) for k in range(common)]
+        pairs += [(info, None) for info in a_spec.info[a0 + common:a1]]
+        pairs += [(None, info) for info in b_spec.info[b0 + common:b1]]
+    return pairs
+
+
+def _differences(a, b, partner: dict) -> list[str]:
+    """What differs between two paired layers, as 'key: A's vs B's'; ``partner`` names B's layers by the names
+    of A's layers they are paired with, so that a layer one model lacks renames nothing."""
+    if a is None or b is None:
+        return ["only in " + ("A" if a else "B")]
+    if a.type != b.type:
+        return [f"type: {a.type} vs {b.type}"]
+    out = [f"{key}: {a.config.get(key)} vs {b.config.get(key)}" for key in sorted(set(a.config) | set(b.config))
+           if a.config.get(key) != b.config.get(key)]
+    b_inputs = tuple(partner.get(name, f"B's {name}") for name in b.inputs)
+    if a.inputs != b_inputs:
+        out.append(f"inputs: {', '.join(a.inputs)} vs {', '.join(b_inputs)}")
+    if a.output_shape != b.output_shape:
+        out.append(f"output: {a.output_shape} vs {b.output_shape}")
+    return out
+
+
+def architecture_table(a, b, pairs) -> tuple[str, list[str]]:
+    """A side-by-side table of the two canonical specs' paired layers and the differences, one line each."""
+    rows, differences = [], []
+    partner = {INPUT: INPUT, **{lb.name: la.name for la, lb in pairs if la and lb}}
+    if a.spec.input_shape != b.spec.input_shape:
+        differences.append(f"input: {a.spec.input_shape} vs {b.spec.input_shape}")
+    for la, lb in pairs:
+        diff = _differences(la, lb, partner)
+        if diff:
+            named = " / ".join(f"{side}'s {info.name} ({info.type})" for side, info in (("A", la), ("B", lb)) if info)
+            differences.append(f"{named}: " + "; ".join(diff))
+        rows.append([*_cells(la, a), *_cells(lb, b), "differs" if diff else ""])
+    table = render(["A", "A path", "A output", "A params", "B", "B path", "B output", "B params", ""], rows)
+    return table, differences
+
+
+def _cells(info, read) -> list:
+    if info is None:
+        return ["", "", "", ""]
+    return [f"{info.name} ({info.type})", read.paths.get(info.name, ""), "x".join(map(str, info.output_shape)),
+            f"{info.params:,}"]
+
+
+def _scaled(rtol: float, *arrays) -> float:
+    largest = max((float(np.abs(np.asarray(v)).max()) for a in arrays for v in (a.values() if isinstance(a, dict)
+                                                                                 else [a]) if np.size(v)), default=0.0)
+    return rtol * max(1.0, largest)
+
+
+def first_divergence(a, b, pairs, x) -> str | None:
+    """The first of the paired layers (in order) whose inference-mode outputs differ beyond LOGIT_RTOL, or that
+    one model has and the other lacks, as a line naming both models' layers."""
+    out_a, out_b = a.activations(x), b.activations(x)
+    for la, lb in pairs:
+        if la is None or lb is None:
+            info, read, side = (la, a, "A") if la else (lb, b, "B")
+            return f"{side}'s {info.name} ({info.type}, {read.paths.get(info.name, info.name)}): only {side} has it"
+        where = f"{la.name} ({la.type}; A: {a.paths.get(la.name, la.name)}, B: {b.paths.get(lb.name, lb.name)})"
+        if out_a[la.name].shape != out_b[lb.name].shape:
+            return f"{where}: output {out_a[la.name].shape[1:]} vs {out_b[lb.name].shape[1:]}"
+        m = worst_mismatch(out_b[lb.name], out_a[la.name], la.name)
+        if m.max_abs > _scaled(LOGIT_RTOL, out_a[la.name]):
+            return f"{where}: {m}"
+    return None
+
+
+def adam_step(weights: dict, grads: dict, keep: dict) -> dict:
+    """The weights after one Adam step from zero moments (Keras's formula and defaults), in float64, at the
+    elements ``keep`` marks (a boolean array per weight)."""
+    lr, b1, b2, eps = ADAM["lr"], ADAM["beta_1"], ADAM["beta_2"], ADAM["epsilon"]
+    out = {}
+    for key, g in grads.items():
+        g = np.asarray(g, np.float64)
+        m, v = (1 - b1) * g, (1 - b2) * g * g
+        out[key] = (weights[key] - lr * np.sqrt(1 - b2) / (1 - b1) * m / (np.sqrt(v) + eps))[keep[key]]
+    return out
+
+
+def gradient_batch(read, x, y):
+    """The first batch of GRAD_BATCH rows whose ReLU inputs (A's reference forward, training mode) all keep
+    reference.KINK_MARGIN from the kink, and how close it came; the closest batch where none does."""
+    weights, best = read.get_weights(), None
+    for start in range(0, max(1, len(x) - GRAD_BATCH + 1), GRAD_BATCH):
+        batch = slice(start, start + GRAD_BATCH)
+        distance = reference.kink_distance(read.spec, weights, x[batch], training=True)
+        if best is None or distance > best[0]:
+            best = (distance, batch)
+        if distance >= reference.KINK_MARGIN:
+            break
+    return x[best[1]], y[best[1]], best[0]
+
+
+def compare_numerics(a, b, x, y) -> tuple[list[Comparison], float]:
+    """Logits, training-mode gradients, moving statistics after that pass, one Adam step; and the batch's
+    closest approach to a ReLU kink."""
+    logits_a, logits_b = a.predict(x), b.predict(x)
+    found = [Comparison("logits (inference mode)", worst_mismatch(logits_b, logits_a, "logits"),
+                        _scaled(LOGIT_RTOL, logits_a))]
+    gx, gy, kink = gradient_batch(a, x, y)
+    start_a, start_b = a.get_weights(), b.get_weights()
+    loss_a, grads_a = a.loss_and_grads(gx, gy)
+    loss_b, grads_b = b.loss_and_grads(gx, gy)
+    found.append(Comparison("loss (training mode)", worst_mismatch(np.float64(loss_b), np.float64(loss_a), "loss"),
+                            _scaled(LOGIT_RTOL, np.float64(loss_a))))
+    grad_tolerance = _scaled(GRAD_RTOL, grads_a)
+    found.append(Comparison(f"gradients (training mode, batch of {len(gx)})", worst_mismatch(grads_b, grads_a),
+                            grad_tolerance))
+    moving = [k for k in a.spec.weight_shapes() if k not in a.spec.trainable_weight_shapes()]
+    if moving:
+        after_a, after_b = a.get_weights(), b.get_weights()
+        found.append(Comparison("moving statistics after that pass", worst_mismatch(
+            {k: after_b[k] for k in moving}, {k: after_a[k] for k in moving}), _scaled(MOVING_STAT_RTOL, after_a)))
+    # Adam's first step is lr * g / |g|: where a gradient is within its tolerance of zero (a bias before
+    # BatchNorm: zero but for rounding) the step's sign is rounding's, so those elements are left out
+    keep = {k: np.maximum(np.abs(grads_a[k]), np.abs(grads_b[k])) > grad_tolerance for k in grads_a}
+    left_out = sum(int((~mask).sum()) for mask in keep.values())
+    step_a, step_b = adam_step(start_a, grads_a, keep), adam_step(start_b, grads_b, keep)
+    found.append(Comparison(f"one Adam step (lr {ADAM['lr']:g}, each model's gradients"
+                            + (f"; {left_out:,} near-zero gradients left out)" if left_out else ")"),
+                            worst_mismatch(step_b, step_a), STEP_ATOL))
+    a.set_weights(start_a)  # the training-mode pass moved the moving statistics: put them back
+    b.set_weights(start_b)
+    return found, kink
+
+
+def inputs_for(spec, data_path: str | None, samples: int, seed: int = 0):
+    """(x, y, what they are): MNIST test images where the input is 28x28x1 (or --data), else random ones."""
+    from . import data
+
+    if data_path is not None or spec.input_shape == MNIST_SHAPE:
+        dataset = data.load(data_path)
+        x, y = dataset.images("test")[:samples], dataset.labels("test")[:samples]
+        if x.shape[1:] != spec.input_shape:
+            raise UserError(f"the data's images are {x.shape[1:]}, the models take {spec.input_shape}")
+        return x, y % spec.num_classes, f"{len(x):,} test images of {dataset.source}"
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((samples, *spec.input_shape)) + 0.5).astype(np.float32)
+    return x, rng.integers(0, spec.num_classes, samples), f"{samples:,} random inputs N(0.5, 1) of {spec.input_shape}"
+
+
+def check(model_a, model_b, *, input_shape=None, keep_weights=False, data_path=None, samples=256,
+          names=("A", "B")) -> CheckResult:
+    """Compare two model objects (Keras models, PyTorch modules); see the module docstring."""
+    a, b = read_pair([model_a, model_b], input_shape)
+    lines = [f"{label}: {source} ({backends.BACKENDS[backends.framework_of(m)].label}, {len(r.spec.info)} layers, "
+             f"{r.spec.total_params:,} parameters)" for label, source, m, r in zip("AB", names, (model_a, model_b),
+                                                                                    (a, b))]
+    pairs = align(a.spec, b.spec)
+    table, differences = architecture_table(a, b, pairs)
+    lines += ["", table, ""]
+    result = CheckResult(same_architecture=not differences)
+    lines.append("architecture: the same" if not differences else
+                 f"architecture: differs at {len(differences)} place{'s' * (len(differences) > 1)}")
+    lines += [f"  {d}" for d in differences]
+    for label, r in (("A", a), ("B", b)):
+        lines += [f"  note on {label}: {note}" for note in r.notes]
+    if a.spec.weight_shapes() != b.spec.weight_shapes():
+        lines.append("weights: their names or shapes differ, so the two cannot run with the same weights")
+        result.report = "\n".join(lines + ["", "verdict: DIFFERENT architectures"])
+        return result
+    if keep_weights:
+        lines.append("weights: each model's own (--keep-weights)")
+    else:
+        b.set_weights(a.get_weights())
+        lines.append(f"weights: A's copied into B through the canonical layout ({len(a.spec.weight_shapes())} tensors)")
+    x, y, described = inputs_for(a.spec, data_path, samples)
+    result.comparisons, kink = compare_numerics(a, b, x, y)
+    lines += ["", f"on {described}:",
+              render(["compared", "worst mismatch", "tolerance", ""],
+                     [[c.what, str(c.worst), f"{c.tolerance:.2g}", "ok" if c.ok else "DIFFERS"]
+                      for c in result.comparisons])]
+    if kink < reference.KINK_MARGIN:
+        lines.append(f"  (no batch kept every ReLU input {reference.KINK_MARGIN:g} from the kink; closest {kink:.2g}: a "
+                     f"gradient may differ there by rounding alone)")
+    if not all(c.ok for c in result.comparisons):
+        result.first_divergence = first_divergence(a, b, pairs, x[:GRAD_BATCH * 4])
+        if result.first_divergence:
+            lines.append(f"first layer whose output differs (inference mode): {result.first_divergence}")
+        else:
+            lines.append("every layer's inference-mode output agrees: the difference is in training mode "
+                         "(BatchNorm's batch statistics or momentum, dropout)")
+    verdict = "the same function, within the stated tolerances" if result.same else "DIFFERENT"
+    result.report = "\n".join(lines + ["", f"verdict: {verdict}"])
+    return result
+
+
+def run(args) -> int:
+    models = [load_source(source, args.spec) for source in (args.a, args.b)]
+    result = check(*models, input_shape=args.input_shape, keep_weights=args.keep_weights, data_path=args.data,
+                   samples=args.samples, names=(args.a, args.b))
+    print(result.report)
+    return 0 if result.same else 1

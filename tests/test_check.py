@@ -1,0 +1,127 @@
+"""`twincnn check A B` on users' own models: the same function is called the same, and each known mistake
+(a missing ReLU, padding on the wrong side, another BatchNorm momentum) is called different and located."""
+
+import pytest
+
+from tests.helpers import require
+from twincnn import cli
+from twincnn.check import check, load_source
+
+
+
+@pytest.fixture(autouse=True, scope="module")
+def both_frameworks():
+    """Every test here reads a Keras model and a PyTorch module; without both they skip, saying what to install."""
+    require("tensorflow")
+    require("torch")
+
+
+MODELS = "tests/user_models.py"
+
+
+def run_check(capsys, *args):
+    code = cli.main(["check", *args, "--samples", "64"])
+    return code, capsys.readouterr()
+
+
+def test_the_notebooks_two_models_are_the_same_function(capsys):
+    code, out = run_check(capsys, f"{MODELS}:keras_cnn", f"{MODELS}:torch_cnn")
+    assert code == 0, out.out
+    assert "architecture: the same" in out.out
+    assert "verdict: the same function" in out.out
+    for what in ("logits (inference mode)", "gradients (training mode", "one Adam step"):
+        assert what in out.out
+
+
+def test_a_missing_relu_is_located(capsys):
+    code, out = run_check(capsys, f"{MODELS}:keras_cnn", f"{MODELS}:TorchCNNWithoutSecondReLU")
+    assert code == 1, out.out
+    assert "A's act2 (activation): only in A" in out.out
+    assert "first layer whose output differs (inference mode): A's act2" in out.out
+    assert out.out.rstrip().endswith("verdict: DIFFERENT")
+
+
+def test_padding_on_the_other_side_is_an_architecture_difference_at_that_convolution():
+    from tests import user_models
+
+    result = check(user_models.keras_strided(), user_models.torch_strided_symmetric_padding(), samples=32)
+    assert not result.same_architecture and not result.same
+    assert "conv1" in result.report and "padding: ((0, 1), (0, 1)) vs ((1, 1), (1, 1))" in result.report
+    assert result.first_divergence.startswith("conv1 (conv2d;"), result.report
+    logits = next(c for c in result.comparisons if c.what.startswith("logits"))
+    assert not logits.ok, "weights copied into a differently padded model gave the same logits"
+
+
+def test_stock_batchnorm_agrees_in_inference_and_its_unbiased_running_variance_is_called_out():
+    """Keras's 'same' written as a ZeroPad2d: the same architecture; nn.BatchNorm2d's running variance moves
+    by the unbiased batch variance, which is what differs, and the note says so."""
+    from tests import user_models
+
+    result = check(user_models.keras_strided(), user_models.TorchStrided(), samples=32)
+    assert result.same_architecture, result.report
+    verdicts = {c.what.split(" (")[0]: c.ok for c in result.comparisons}
+    assert verdicts == {"logits": True, "loss": True, "gradients": True, "moving statistics after that pass": False,
+                        "one Adam step": True}, result.report
+    assert "running variance is unbiased" in result.report
+    assert "every layer's inference-mode output agrees" in result.report
+
+
+@pytest.mark.parametrize("name", ["resnet8", "mobilenetv2_block"])
+def test_twincnns_own_twins_of_a_residual_network_are_the_same_function(name):
+    from twincnn import backends, zoo
+
+    spec = zoo.load(name)
+    result = check(backends.load("tensorflow").build(spec, seed=0), backends.load("torch").build(spec, seed=1),
+                   samples=32)
+    assert result.same, result.report
+
+
+def test_another_batchnorm_momentum_is_named_and_moves_the_statistics_differently():
+    from tests import user_models
+
+    result = check(user_models.keras_strided(), user_models.torch_strided_other_momentum(), samples=32)
+    assert "momentum: 0.9 vs 0.99" in result.report, result.report
+    moving = next(c for c in result.comparisons if c.what.startswith("moving statistics"))
+    assert not moving.ok, result.report
+
+
+def test_keep_weights_compares_two_models_as_they_are(capsys):
+    code, out = run_check(capsys, f"{MODELS}:keras_cnn", f"{MODELS}:torch_cnn", "--keep-weights")
+    assert code == 1, "two independently initialised models were called the same function"
+    assert "weights: each model's own" in out.out
+
+
+def test_saved_files_are_read_too(tmp_path, capsys):
+    from tests import user_models
+
+    keras_file = tmp_path / "model.keras"
+    user_models.keras_cnn().save(keras_file)
+    twin = tmp_path / "twin.pt"
+    assert cli.main(["port", str(keras_file), str(twin)]) == 0
+    capsys.readouterr()
+    code, out = run_check(capsys, str(keras_file), str(twin))
+    assert code == 0, out.out
+
+
+@pytest.mark.parametrize("source, message", [
+    (f"{MODELS}:no_such_name", "defines no 'no_such_name'"),
+    (f"{MODELS}:not_a_model", "is no model of a known framework"),
+    ("missing.py:model", "missing.py: no such file"),
+    ("model.onnx", "model.onnx: no such file"),
+])
+def test_bad_sources_are_refused_in_one_line(source, message, capsys):
+    code, out = run_check(capsys, source, f"{MODELS}:torch_cnn")
+    assert code == 2
+    assert message in out.err and len(out.err.strip().splitlines()) == 1, out.err
+
+
+def test_a_bad_input_shape_is_refused_by_argparse(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["check", f"{MODELS}:keras_cnn", f"{MODELS}:torch_cnn", "--input-shape", "28,28"])
+    assert exit_.value.code == 2
+    assert "expected H,W,C" in capsys.readouterr().err
+
+
+def test_a_factory_returning_a_model_object_is_read_as_is():
+    model = load_source(f"{MODELS}:keras_cnn")
+    assert type(model).__module__.startswith("keras")

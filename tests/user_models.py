@@ -1,0 +1,62 @@
+"""Models as users write them, for `twincnn check`: each factory returns a fresh Keras model or PyTorch module.
+Pairs that are the same function, and pairs with the mistakes converters are known for."""
+
+import keras
+import torch.nn as nn
+import torch.nn.functional as F
+
+from tests.notebook_cnn import CNN
+
+
+def keras_cnn():
+    """The notebook's Keras model."""
+    layers = keras.layers
+    return keras.Sequential([keras.Input((28, 28, 1)), layers.Conv2D(28, 3, activation="relu"), layers.MaxPooling2D(),
+                             layers.Conv2D(64, 3, activation="relu"), layers.MaxPooling2D(),
+                             layers.Conv2D(64, 3, activation="relu"), layers.Flatten(),
+                             layers.Dense(64, activation="relu"), layers.Dense(10)])
+
+
+torch_cnn = CNN  # the notebook's PyTorch class: the same function once it holds the Keras model's weights
+
+
+class TorchCNNWithoutSecondReLU(CNN):
+    def forward(self, x):
+        x = self.pool(F.relu(self.conv1(x)))
+        x = self.pool(self.conv2(x))
+        x = F.relu(self.conv3(x))
+        return self.fc2(F.relu(self.fc1(x.view(-1, 64 * 3 * 3))))
+
+
+def keras_strided():
+    """A stride-2 'same' convolution (Keras pads one row and column at the bottom and right), BatchNorm."""
+    layers = keras.layers
+    return keras.Sequential([keras.Input((28, 28, 1)), layers.Conv2D(8, 3, strides=2, padding="same"),
+                             layers.BatchNormalization(momentum=0.9, epsilon=1e-5), layers.ReLU(),
+                             layers.GlobalAveragePooling2D(), layers.Dense(10)])
+
+
+class TorchStrided(nn.Module):
+    """keras_strided's twin, with its padding and BatchNorm settings as arguments."""
+
+    def __init__(self, padding=(0, 1, 0, 1), eps=1e-5, momentum=0.1):
+        super().__init__()
+        self.pad = nn.ZeroPad2d(padding)
+        self.conv = nn.Conv2d(1, 8, 3, stride=2)
+        self.bn = nn.BatchNorm2d(8, eps=eps, momentum=momentum)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):
+        x = F.relu(self.bn(self.conv(self.pad(x))))
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+def torch_strided_symmetric_padding():
+    return TorchStrided(padding=(1, 1, 1, 1))  # padding=1: a row above too, so every output shifts
+
+
+def torch_strided_other_momentum():
+    return TorchStrided(momentum=0.01)  # Keras's 0.99, where keras_strided keeps 0.9
+
+
+not_a_model = 42
