@@ -17,6 +17,8 @@ from tests.helpers import require
 from twincnn import backends
 from twincnn.spec import DEFAULT_SPEC
 
+pytest_plugins = ["pytester"]  # tests of the twin_check fixture run pytest on a user's test file
+
 try:  # hypothesis is a test extra; property tests import it themselves
     from hypothesis import HealthCheck, settings
 

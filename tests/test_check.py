@@ -125,3 +125,42 @@ def test_a_bad_input_shape_is_refused_by_argparse(capsys):
 def test_a_factory_returning_a_model_object_is_read_as_is():
     model = load_source(f"{MODELS}:keras_cnn")
     assert type(model).__module__.startswith("keras")
+
+
+PLUGIN_TESTS = '''
+import keras
+import torch.nn as nn
+
+
+def keras_model():
+    return keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(5, activation="relu"),
+                             keras.layers.Dense(3)])
+
+
+def test_same(twin_check):
+    twin_check(keras_model(), nn.Sequential(nn.Flatten(), nn.Linear(16, 5), nn.ReLU(), nn.Linear(5, 3)), samples=8)
+
+
+def test_missing_relu(twin_check):
+    twin_check(keras_model(), nn.Sequential(nn.Flatten(), nn.Linear(16, 5), nn.Linear(5, 3)), samples=8)
+'''
+
+
+def test_the_pytest_plugin_gives_users_a_twin_check_fixture(pytester):
+    """The installed entry point registers the fixture in any project's pytest run."""
+    pytester.makepyfile(test_user=PLUGIN_TESTS)
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*the two models are not the same function*",
+                                 "*A's act1 (activation*only in A*"])
+
+
+def test_a_flax_module_is_refused_naming_the_frameworks_that_are_read():
+    require("jax")
+    from flax import nnx
+
+    from twincnn.errors import UserError
+
+    model = nnx.Linear(2, 3, rngs=nnx.Rngs(0))
+    with pytest.raises(UserError, match=r"does not read JAX/Flax models yet; it reads Keras, PyTorch models"):
+        check(model, model)
