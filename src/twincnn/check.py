@@ -28,6 +28,7 @@ LOGIT_RTOL = 1e-4
 GRAD_RTOL = 1e-4
 MOVING_STAT_RTOL = 1e-6  # PyTorch's unbiased running variance differs by (1 - momentum) var / (N - 1)
 STEP_ATOL = 1e-5  # one Adam step moves a weight by about lr = 1e-3: 1 % of it
+ADAM_FLOOR = 1e-3
 ADAM = {"lr": 1e-3, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7}  # Keras's defaults
 GRAD_BATCH = 8  # small, so that a batch whose ReLU inputs all keep clear of the kink is found among a few
 MNIST_SHAPE = (28, 28, 1)
@@ -74,6 +75,10 @@ def _from_factory(path: Path, name: str):
     loader_spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(loader_spec)
     sys.modules[module_name] = module  # dataclasses and pickling look a module up by name
+    # imported as `python -m` would run it from here: its own directory and the current one on the path
+    for directory in (str(path.resolve().parent), str(Path.cwd())):
+        if directory not in sys.path:
+            sys.path.insert(0, directory)
     loader_spec.loader.exec_module(module)  # the user's code: its own errors keep their traceback
     if not hasattr(module, name):
         raise UserError(f"{path}: defines no {name!r}; name a model, a class or a function returning a model")
@@ -248,13 +253,15 @@ def compare_numerics(a, b, x, y) -> tuple[list[Comparison], float]:
         after_a, after_b = a.get_weights(), b.get_weights()
         found.append(Comparison("moving statistics after that pass", worst_mismatch(
             {k: after_b[k] for k in moving}, {k: after_a[k] for k in moving}), _scaled(MOVING_STAT_RTOL, after_a)))
-    # Adam's first step is lr * g / |g|: where a gradient is within its tolerance of zero (a bias before
-    # BatchNorm: zero but for rounding) the step's sign is rounding's, so those elements are left out
-    keep = {k: np.maximum(np.abs(grads_a[k]), np.abs(grads_b[k])) > grad_tolerance for k in grads_a}
+    # Adam's first step is lr * g / (|g| + 3.2e-6): about lr * sign(g), and for a gradient near zero (a bias before
+    # BatchNorm: zero but for rounding) rounding's sign. The step is compared where a gradient is at least
+    # ADAM_FLOOR of the largest, so that it is far above that epsilon and above rounding.
+    floor = ADAM_FLOOR * max(float(np.abs(g).max()) for g in grads_a.values())
+    keep = {k: np.maximum(np.abs(grads_a[k]), np.abs(grads_b[k])) >= floor for k in grads_a}
     left_out = sum(int((~mask).sum()) for mask in keep.values())
     step_a, step_b = adam_step(start_a, grads_a, keep), adam_step(start_b, grads_b, keep)
     found.append(Comparison(f"one Adam step (lr {ADAM['lr']:g}, each model's gradients"
-                            + (f"; {left_out:,} near-zero gradients left out)" if left_out else ")"),
+                            + (f"; {left_out:,} gradients under {ADAM_FLOOR:g} of the largest left out)" if left_out else ")"),
                             worst_mismatch(step_b, step_a), STEP_ATOL))
     a.set_weights(start_a)  # the training-mode pass moved the moving statistics: put them back
     b.set_weights(start_b)
