@@ -164,3 +164,16 @@ def test_a_flax_module_is_refused_naming_the_frameworks_that_are_read():
     model = nnx.Linear(2, 3, rngs=nnx.Rngs(0))
     with pytest.raises(UserError, match=r"does not read JAX/Flax models yet; it reads Keras, PyTorch models"):
         check(model, model)
+
+
+def test_a_functional_residual_keras_file_ports_and_checks(tmp_path, capsys):
+    """A saved functional model with residual additions: `port` reads it (the Keras reader), and `check`
+    finds the .pt it wrote (a state_dict, so with --spec) the same function."""
+    from twincnn import backends, zoo
+
+    keras_file, state_dict = tmp_path / "resnet8.keras", tmp_path / "resnet8.pt"
+    backends.load("tensorflow").build(zoo.load("resnet8"), seed=3).save(keras_file)
+    assert cli.main(["port", str(keras_file), str(state_dict)]) == 0
+    capsys.readouterr()
+    code, out = run_check(capsys, str(keras_file), str(state_dict), "--spec", "zoo:resnet8", "--keep-weights")
+    assert code == 0, out.out + out.err

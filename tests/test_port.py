@@ -86,7 +86,7 @@ def test_unsupported_layer_writes_nothing(both, tmp_path, capsys):
     out = tmp_path / "drop.pt"
     assert main(["port", str(src), str(out)]) == 2
     err = capsys.readouterr().err
-    assert "unsupported layer" in err and "UpSampling2D" in err and len(err.strip().splitlines()) == 1
+    assert "not expressible in a twincnn spec" in err and "UpSampling2D" in err and len(err.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == [src]
 
 

@@ -44,7 +44,7 @@ keras, tf = _import_quietly()
 
 from .. import machine  # noqa: E402
 from ..errors import UserError  # noqa: E402
-from ..spec import INPUT, MERGES, WINDOWED, Spec, SpecError, real_cells, same_padding  # noqa: E402
+from ..spec import INPUT, MERGES, WINDOWED, Spec, canonical, real_cells, same_padding  # noqa: E402
 from ..weights import check_layout  # noqa: E402
 from .defaults import signature_default  # noqa: E402
 from .interface import TrainerConfig  # noqa: E402
@@ -441,129 +441,6 @@ def environment() -> dict:
 
 
 # -- files: a saved Keras model <-> spec + canonical weights ------------------------------------
-SUPPORTED = ("Conv2D, DepthwiseConv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, Flatten, Dense, "
-             "BatchNormalization, Dropout, LayerNormalization, and activations relu, sigmoid, tanh, elu, silu, gelu, "
-             "leaky_relu (as a layer's activation, or a standalone activation layer right after one)")
-
-
-def _default(function, parameter):
-    return inspect.signature(function).parameters[parameter].default
-
-
-def _activation_of(act, where) -> dict:
-    """A Keras activation (function, activation layer, or twincnn's GELU) -> the spec's activation settings."""
-    if isinstance(act, keras.layers.Activation):
-        act = act.activation
-    if isinstance(act, keras.layers.LeakyReLU):
-        return {"activation": "leaky_relu", "negative_slope": float(act.negative_slope)}
-    if isinstance(act, keras.layers.ReLU):
-        if act.max_value is not None or act.threshold != 0:
-            raise ValueError(f"{where}: ReLU with max_value or threshold is not supported")
-        slope = float(act.negative_slope)
-        return {"activation": "leaky_relu", "negative_slope": slope} if slope else {"activation": "relu"}
-    if isinstance(act, keras.layers.ELU):
-        if act.alpha != 1.0:
-            raise ValueError(f"{where}: ELU alpha {act.alpha} is not supported (1.0 only)")
-        return {"activation": "elu"}
-    if isinstance(act, GELU):
-        return {"activation": "gelu_tanh" if act.approximate else "gelu"}
-    functions = {keras.activations.linear: None, keras.activations.relu: "relu",
-                 keras.activations.sigmoid: "sigmoid", keras.activations.tanh: "tanh", keras.activations.silu: "silu"}
-    if act in functions:
-        return {"activation": functions[act]}
-    # The functions' own defaults decide what a saved name means (Keras keeps no arguments for them)
-    if act is keras.activations.elu and _default(keras.activations.elu, "alpha") == 1.0:
-        return {"activation": "elu"}
-    if act is keras.activations.gelu:
-        return {"activation": "gelu_tanh" if _default(keras.activations.gelu, "approximate") else "gelu"}
-    if act is keras.activations.leaky_relu:
-        return {"activation": "leaky_relu", "negative_slope": float(_default(keras.activations.leaky_relu,
-                                                                               "negative_slope"))}
-    name = getattr(act, "__name__", type(act).__name__)
-    raise ValueError(f"{where}: activation {name!r} is not supported (relu, sigmoid, tanh, elu, silu, gelu, "
-                     f"leaky_relu or linear)")
-
-
-_ACTIVATION_LAYERS = ("Activation", "ReLU", "LeakyReLU", "ELU")
-
-
-def _channel_axis(cfg, ndim, where) -> None:
-    axis = cfg["axis"]
-    axis = axis[0] if isinstance(axis, (list, tuple)) and len(axis) == 1 else axis
-    if axis not in (-1, ndim - 1):
-        raise ValueError(f"{where}: axis {cfg['axis']!r}; only the last (channel) axis is supported")
-
-
-def _layer_spec(layer, cls, cfg, where) -> dict:
-    """One Keras layer -> its spec dict (ValueError naming the layer for what the spec cannot say)."""
-    if cls in ("Conv2D", "DepthwiseConv2D", "Dense") and not cfg["use_bias"]:
-        raise ValueError(f"{where}: use_bias=False is not supported")
-    if cls == "Conv2D":
-        return {"type": "conv2d", "filters": cfg["filters"], "kernel_size": list(cfg["kernel_size"]),
-                "strides": list(cfg["strides"]), "padding": cfg["padding"],
-                "dilation_rate": list(cfg["dilation_rate"]), "groups": cfg.get("groups", 1),
-                **_activation_of(layer.activation, where)}
-    if cls == "DepthwiseConv2D":
-        if tuple(cfg["dilation_rate"]) != (1, 1):
-            raise ValueError(f"{where}: a dilated depthwise convolution is not supported")
-        return {"type": "depthwiseconv2d", "kernel_size": list(cfg["kernel_size"]),
-                "depth_multiplier": cfg["depth_multiplier"], "strides": list(cfg["strides"]),
-                "padding": cfg["padding"], **_activation_of(layer.activation, where)}
-    if cls in ("MaxPooling2D", "AveragePooling2D"):
-        return {"type": "maxpool2d" if cls == "MaxPooling2D" else "avgpool2d", "pool_size": list(cfg["pool_size"]),
-                "strides": list(cfg["strides"] or cfg["pool_size"]), "padding": cfg["padding"]}
-    if cls == "GlobalAveragePooling2D":
-        if cfg.get("keepdims"):
-            raise ValueError(f"{where}: keepdims=True is not supported")
-        return {"type": "globalavgpool2d"}
-    if cls == "Flatten":
-        return {"type": "flatten"}
-    if cls == "Dense":
-        return {"type": "dense", "units": cfg["units"], **_activation_of(layer.activation, where)}
-    if cls == "BatchNormalization":
-        _channel_axis(cfg, len(layer.input.shape), where)
-        if not (cfg["center"] and cfg["scale"]) or cfg.get("renorm"):
-            raise ValueError(f"{where}: center=False, scale=False or renorm is not supported")
-        return {"type": "batchnorm", "momentum": float(cfg["momentum"]), "epsilon": float(cfg["epsilon"])}
-    if cls == "Dropout":
-        if cfg.get("noise_shape") is not None:
-            raise ValueError(f"{where}: noise_shape is not supported")
-        return {"type": "dropout", "rate": float(cfg["rate"])}
-    if cls == "LayerNormalization":
-        _channel_axis(cfg, len(layer.input.shape), where)
-        if not (cfg["center"] and cfg["scale"]) or cfg.get("rms_scaling"):
-            raise ValueError(f"{where}: center=False, scale=False or rms_scaling is not supported")
-        return {"type": "layernorm", "axis": -1, "epsilon": float(cfg["epsilon"])}
-    raise ValueError(f"unsupported {where}; twincnn supports {SUPPORTED}")
-
-
-def spec_from_model(model) -> Spec:
-    """Derive the spec of a Keras Sequential made of supported layers (ValueError names the layer).
-
-    A standalone activation layer folds into the convolution or dense layer right before it, when that has none.
-    """
-    if not isinstance(model, keras.Sequential):
-        raise ValueError(f"a {type(model).__name__} model; twincnn ports Sequential stacks of {SUPPORTED}")
-    layers = []
-    for layer in model.layers:
-        cls, cfg = type(layer).__name__, layer.get_config()
-        where = f"layer {layer.name!r} ({cls})"
-        if cfg.get("data_format", "channels_last") != "channels_last":
-            raise ValueError(f"{where}: data_format {cfg['data_format']!r}; only channels_last is supported")
-        if cls in _ACTIVATION_LAYERS:
-            before = layers[-1] if layers else {}
-            if before.get("type") not in ("conv2d", "depthwiseconv2d", "dense") or before.get("activation"):
-                raise ValueError(f"{where}: a standalone activation must follow a Conv2D, DepthwiseConv2D or Dense "
-                                 f"layer without activation; twincnn supports {SUPPORTED}")
-            before.update(_activation_of(layer, where))
-            continue
-        layers.append(_layer_spec(layer, cls, cfg, where))
-    try:
-        return Spec(tuple(model.input_shape[1:]), tuple(layers))
-    except SpecError as exc:
-        raise ValueError(str(exc)) from None
-
-
 # What keras.saving.load_model raises for a file that is not a model it can load (Keras 3.15):
 # not a zip / empty / truncated .keras -> ValueError; a zip without config.json -> KeyError; a bad
 # config.json -> JSONDecodeError (a ValueError); a layer class it does not know -> TypeError;
@@ -578,15 +455,17 @@ def load_file(path, spec: Spec | None):
     except NOT_A_MODEL as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise ValueError(f"not a Keras model file Keras can load ({type(exc).__name__}: {first})") from None
-    derived = spec_from_model(saved)
-    if spec is not None and spec != derived:
+    from .tensorflow_read import read_model
+
+    try:
+        read = read_model(saved)
+    except UserError as exc:  # what a spec cannot express is bad input here
+        raise ValueError(str(exc)) from None
+    derived = read.spec  # canonical
+    if spec is not None and canonical(spec) != derived:
         raise ValueError(f"the model's layers ({derived.describe()}) do not match --spec ({spec.describe()})")
-    # the saved model's layers with weights, in order, are the spec's; Keras's weight names are the canonical ones
-    params = [layer for layer in saved.layers if layer.weights]
-    weights = {f"{info.name}/{key}": np.array(getattr(layer, key).numpy())
-               for info, layer in zip(derived.param_layers, params) for key in info.weight_shapes}
     model = build(derived)
-    set_weights(model, derived, weights)
+    set_weights(model, derived, read.get_weights())
     return model, derived
 
 
