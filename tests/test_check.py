@@ -48,6 +48,7 @@ def test_padding_on_the_other_side_is_an_architecture_difference_at_that_convolu
     assert not result.same_architecture and not result.same
     assert "conv1" in result.report and "padding: ((0, 1), (0, 1)) vs ((1, 1), (1, 1))" in result.report
     assert result.first_divergence.startswith("conv1 (conv2d;"), result.report
+    assert "likely cause: padding side" in result.report
     logits = next(c for c in result.comparisons if c.what.startswith("logits"))
     assert not logits.ok, "weights copied into a differently padded model gave the same logits"
 
@@ -81,6 +82,7 @@ def test_another_batchnorm_momentum_is_named_and_moves_the_statistics_differentl
 
     result = check(user_models.keras_strided(), user_models.torch_strided_other_momentum(), samples=32)
     assert "momentum: 0.9 vs 0.99" in result.report, result.report
+    assert "likely cause: BatchNorm's momentum convention" in result.report
     moving = next(c for c in result.comparisons if c.what.startswith("moving statistics"))
     assert not moving.ok, result.report
 
@@ -177,3 +179,29 @@ def test_a_functional_residual_keras_file_ports_and_checks(tmp_path, capsys):
     capsys.readouterr()
     code, out = run_check(capsys, str(keras_file), str(state_dict), "--spec", "zoo:resnet8", "--keep-weights")
     assert code == 0, out.out + out.err
+
+
+def test_assert_same_function_takes_inputs_one_tolerance_and_leaves_out_what_is_asked():
+    import numpy as np
+
+    from tests import user_models
+    from twincnn.testing import assert_same_function
+
+    x = np.random.default_rng(1).random((6, 28, 28, 1), dtype=np.float32)
+    result = assert_same_function(user_models.keras_cnn(), user_models.torch_cnn(), inputs=x, gradients=False)
+    assert [c.what for c in result.comparisons] == ["logits (inference mode)"]
+    assert "the 6 inputs given" in result.report
+    with pytest.raises(AssertionError, match="the two models are not the same function"):
+        assert_same_function(user_models.keras_cnn(), user_models.torch_cnn(), inputs=x, atol=0.0, adam_step=False)
+    with pytest.raises(AssertionError, match="likely cause: a missing activation: only A applies relu after conv2"):
+        assert_same_function(user_models.keras_cnn(), user_models.TorchCNNWithoutSecondReLU(), inputs=x)
+
+
+def test_the_documented_example_test_file_passes(pytester):
+    """docs/equivalence.md's test file, copied as a user would, passes."""
+    from pathlib import Path
+
+    docs = (Path(__file__).parents[1] / "docs" / "equivalence.md").read_text()
+    marker = "# test_my_port.py: run with pytest wherever twincnn is installed\n"
+    pytester.makepyfile(test_my_port=docs.split(marker)[1].split("```")[0])
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)

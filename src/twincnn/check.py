@@ -193,21 +193,52 @@ def _scaled(rtol: float, *arrays) -> float:
     return rtol * max(1.0, largest)
 
 
-def first_divergence(a, b, pairs, x) -> str | None:
+def first_divergence(a, b, pairs, x) -> tuple[str, object] | None:
     """The first of the paired layers (in order) whose inference-mode outputs differ beyond LOGIT_RTOL, or that
-    one model has and the other lacks, as a line naming both models' layers."""
+    one model has and the other lacks: a line naming both models' layers, and the layer (A's where both)."""
     out_a, out_b = a.activations(x), b.activations(x)
     for la, lb in pairs:
         if la is None or lb is None:
             info, read, side = (la, a, "A") if la else (lb, b, "B")
-            return f"{side}'s {info.name} ({info.type}, {read.paths.get(info.name, info.name)}): only {side} has it"
+            return f"{side}'s {info.name} ({info.type}, {read.paths.get(info.name, info.name)}): only {side} has it", info
         where = f"{la.name} ({la.type}; A: {a.paths.get(la.name, la.name)}, B: {b.paths.get(lb.name, lb.name)})"
         if out_a[la.name].shape != out_b[lb.name].shape:
-            return f"{where}: output {out_a[la.name].shape[1:]} vs {out_b[lb.name].shape[1:]}"
+            return f"{where}: output {out_a[la.name].shape[1:]} vs {out_b[lb.name].shape[1:]}", la
         m = worst_mismatch(out_b[lb.name], out_a[la.name], la.name)
         if m.max_abs > _scaled(LOGIT_RTOL, out_a[la.name]):
-            return f"{where}: {m}"
+            return f"{where}: {m}", la
     return None
+
+
+# The frameworks' differing defaults (see `twincnn audit`) behind a difference in a layer's setting
+_CAUSES = {
+    "padding": "padding side: Keras's 'same' pads the extra row and column at the bottom and right (a stride-2 "
+               "convolution on an even size); PyTorch's padding=k pads k on every side",
+    "momentum": "BatchNorm's momentum convention: Keras's weighs the running average (default 0.99), PyTorch's "
+                "the new batch (default 0.1, which is 0.9 in Keras's terms)",
+    "epsilon": "epsilon: Keras's BatchNormalization defaults to 1e-3, PyTorch's BatchNorm2d to 1e-5",
+    "negative_slope": "LeakyReLU's slope: Keras's layer defaults to 0.3, PyTorch's to 0.01",
+    "activation": "another activation function, or GELU's tanh approximation against the exact form",
+}
+
+
+def likely_causes(a, b, pairs, diverging, keep_weights: bool) -> list[str]:
+    """The known framework differences that explain what check found, most specific first."""
+    causes = []
+    for la, lb in pairs:
+        if la is not None and lb is not None and la.type == lb.type:
+            causes += [cause for key, cause in _CAUSES.items() if la.config.get(key) != lb.config.get(key)]
+        elif (la or lb).type == "activation":
+            causes.append(f"a missing activation: only {'A' if la else 'B'} applies {(la or lb).activation} "
+                          f"after {((la or lb).inputs or ['the input'])[0]}")
+    if any("unbiased" in note for r in (a, b) for note in r.notes):
+        causes.append("PyTorch's stock BatchNorm moves its running variance by the unbiased batch variance (N - 1); "
+                      "Keras's by the biased one (N)")
+    if keep_weights and diverging is not None and diverging.type == "dense" and any(
+            info.name == diverging.inputs[0] and info.type == "flatten" for info in a.spec.info):
+        causes.append("flatten order: weights moved by hand without permuting the dense layer's rows between "
+                      "PyTorch's (C, H, W) and Keras's (H, W, C) flattening")
+    return list(dict.fromkeys(causes))
 
 
 def adam_step(weights: dict, grads: dict, keep: dict) -> dict:
@@ -246,13 +277,15 @@ def _training_pass(a, b, batch) -> dict:
             "after": (after_a, after_b), "kink": batch[2], "worst": worst_mismatch(grads_b, grads_a)}
 
 
-def compare_numerics(a, b, x, y) -> tuple[list[Comparison], float]:
+def compare_numerics(a, b, x, y, gradients: bool = True, adam: bool = True) -> tuple[list[Comparison], float]:
     """Logits; then, on the median of GRAD_BATCHES training-mode passes (by their worst gradient mismatch, so
     that one batch where a ReLU switched by rounding decides nothing), the loss, gradients, moving statistics
     and one Adam step; and that batch's closest approach to a ReLU kink."""
     logits_a, logits_b = a.predict(x), b.predict(x)
     found = [Comparison("logits (inference mode)", worst_mismatch(logits_b, logits_a, "logits"),
                         _scaled(LOGIT_RTOL, logits_a))]
+    if not gradients:
+        return found, np.inf
     passes = sorted((_training_pass(a, b, batch) for batch in gradient_batches(a, x, y)),
                     key=lambda p: p["worst"].max_abs)
     run = passes[(len(passes) - 1) // 2]
@@ -266,6 +299,8 @@ def compare_numerics(a, b, x, y) -> tuple[list[Comparison], float]:
     if moving:
         found.append(Comparison("moving statistics after that pass", worst_mismatch(
             {k: after_b[k] for k in moving}, {k: after_a[k] for k in moving}), _scaled(MOVING_STAT_RTOL, after_a)))
+    if not adam:
+        return found, run["kink"]
     # Adam's first step is lr * g / (|g| + 3.2e-6): about lr * sign(g), and for a gradient near zero (a bias before
     # BatchNorm: zero but for rounding) rounding's sign. The step is compared where a gradient is at least
     # ADAM_FLOOR of the largest, so that it is far above that epsilon and above rounding.
@@ -294,9 +329,11 @@ def inputs_for(spec, data_path: str | None, samples: int, seed: int = 0):
     return x, rng.integers(0, spec.num_classes, samples), f"{samples:,} random inputs N(0.5, 1) of {spec.input_shape}"
 
 
-def check(model_a, model_b, *, input_shape=None, keep_weights=False, data_path=None, samples=256,
-          names=("A", "B")) -> CheckResult:
-    """Compare two model objects (Keras models, PyTorch modules); see the module docstring."""
+def check(model_a, model_b, *, input_shape=None, keep_weights=False, data_path=None, samples=256, inputs=None,
+          atol=None, gradients=True, adam_step=True, names=("A", "B")) -> CheckResult:
+    """Compare two model objects (Keras models, PyTorch modules); see the module docstring. ``inputs`` (N, H, W, C)
+    replace the MNIST or random ones; ``atol``, one absolute tolerance, replaces every stated one; without
+    ``gradients`` only logits are compared, without ``adam_step`` no step."""
     a, b = read_pair([model_a, model_b], input_shape)
     lines = [f"{label}: {source} ({backends.BACKENDS[backends.framework_of(m)].label}, {len(r.spec.info)} layers, "
              f"{r.spec.total_params:,} parameters)" for label, source, m, r in zip("AB", names, (model_a, model_b),
@@ -319,8 +356,17 @@ def check(model_a, model_b, *, input_shape=None, keep_weights=False, data_path=N
     else:
         b.set_weights(a.get_weights())
         lines.append(f"weights: A's copied into B through the canonical layout ({len(a.spec.weight_shapes())} tensors)")
-    x, y, described = inputs_for(a.spec, data_path, samples)
-    result.comparisons, kink = compare_numerics(a, b, x, y)
+    if inputs is not None:
+        x = np.asarray(inputs, np.float32)
+        if x.shape[1:] != a.spec.input_shape:
+            raise UserError(f"inputs of shape {x.shape}; the models take (N, {', '.join(map(str, a.spec.input_shape))})")
+        y, described = np.random.default_rng(0).integers(0, a.spec.num_classes, len(x)), f"the {len(x):,} inputs given"
+    else:
+        x, y, described = inputs_for(a.spec, data_path, samples)
+    found = None
+    result.comparisons, kink = compare_numerics(a, b, x, y, gradients, adam_step)
+    if atol is not None:
+        result.comparisons = [Comparison(c.what, c.worst, atol) for c in result.comparisons]
     lines += ["", f"on {described}:",
               render(["compared", "worst mismatch", "tolerance", ""],
                      [[c.what, str(c.worst), f"{c.tolerance:.2g}", "ok" if c.ok else "DIFFERS"]
@@ -329,12 +375,16 @@ def check(model_a, model_b, *, input_shape=None, keep_weights=False, data_path=N
         lines.append(f"  (no batch kept every ReLU input {reference.KINK_MARGIN:g} from the kink; closest {kink:.2g}: a "
                      f"gradient may differ there by rounding alone)")
     if not all(c.ok for c in result.comparisons):
-        result.first_divergence = first_divergence(a, b, pairs, x[:GRAD_BATCH * 4])
-        if result.first_divergence:
-            lines.append(f"first layer whose output differs (inference mode): {result.first_divergence}")
+        found = first_divergence(a, b, pairs, x[:GRAD_BATCH * 4])
+        if found:
+            result.first_divergence = found[0]
+            lines.append(f"first layer whose output differs (inference mode): {found[0]}")
         else:
             lines.append("every layer's inference-mode output agrees: the difference is in training mode "
                          "(BatchNorm's batch statistics or momentum, dropout)")
+    if not result.same:
+        lines += [f"likely cause: {cause}" for cause in likely_causes(a, b, pairs, found[1] if found else None,
+                                                                       keep_weights)]
     verdict = "the same function, within the stated tolerances" if result.same else "DIFFERENT"
     result.report = "\n".join(lines + ["", f"verdict: {verdict}"])
     return result
