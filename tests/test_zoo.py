@@ -16,8 +16,7 @@ def tiny_dir(tmp_path_factory):
     return write_idx_dir(tmp_path_factory.mktemp("tiny") / "idx", tiny_arrays(320, 100, seed=3))
 
 
-# the graphs' compare is not timed for CI yet: their twins are proven equal in test_layers.py
-@pytest.mark.parametrize("name", [n for n in zoo.names() if zoo.load(n).is_sequential])
+@pytest.mark.parametrize("name", zoo.names())
 def test_compare_runs_a_zoo_spec(tmp_path, tiny_dir, name):
     names = frameworks(2)
     out = tmp_path / "out"
