@@ -330,7 +330,7 @@ def test_different_specs_hash_differently():
 def test_load_spec(tmp_path):
     import json
 
-    from twincnn.spec import load_spec
+    from twincnn.zoo import load_spec
 
     assert load_spec() is DEFAULT_SPEC
     small = Spec((8, 8, 1), (conv(2), FLATTEN, dense(10)))

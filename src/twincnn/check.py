@@ -98,7 +98,7 @@ def _is_model(obj) -> bool:
 
 
 def _from_file(path: Path, spec_path: str | None):
-    from .spec import load_spec
+    from .zoo import load_spec
 
     if not path.is_file():
         raise UserError(f"{path}: no such file; name a saved model or path/to/file.py:factory")

@@ -47,7 +47,7 @@ def _fraction(text):
 
 
 def cmd_summary(args) -> int:
-    from .spec import load_spec
+    from .zoo import load_spec
     from .summary import summarize
 
     text, agree = summarize(load_spec(args.spec), _frameworks(args.frameworks) if args.frameworks else None)

@@ -15,7 +15,7 @@ import numpy as np
 
 from . import backends, data, reference, weightsfile
 from .errors import UserError
-from .spec import load_spec
+from .zoo import load_spec
 from .weights import worst_mismatch
 
 NEUTRAL = "safetensors"  # the framework-neutral file (weightsfile.py): any twin, or plain NumPy, reads it

@@ -670,17 +670,3 @@ DEFAULT_SPEC = Spec(
     input_shape=(28, 28, 1),
     layers=(conv(28), pool(), conv(64), pool(), conv(64), FLATTEN, dense(64, "relu"), dense(10)),
 )
-
-
-ZOO_PREFIX = "zoo:"
-
-
-def load_spec(path=None) -> Spec:
-    """The notebook's CNN (None), a spec shipped with twincnn ("zoo:NAME"), or a JSON spec file."""
-    if path is None:
-        return DEFAULT_SPEC
-    if str(path).startswith(ZOO_PREFIX):
-        from .zoo import load as load_zoo
-
-        return load_zoo(str(path)[len(ZOO_PREFIX):])
-    return Spec.load(path)

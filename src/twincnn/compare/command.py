@@ -15,7 +15,8 @@ from .. import __version__, backends, data, machine, stats
 from ..allocator import keep_freed_memory
 from ..errors import UserError
 from ..floor import matmul_gflops, training_flops
-from ..spec import Spec, load_spec
+from ..spec import Spec
+from ..zoo import load_spec
 from .output import atomic_directory, refuse_nonempty, report_markdown, side_by_side, verdict_lines, write_json
 from .schedule import block_ends, judged
 from .scheduler import run_repeat

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from importlib import resources
 
-from ..spec import Spec, SpecError
+from ..spec import DEFAULT_SPEC, Spec, SpecError
+
+PREFIX = "zoo:"
 
 
 def names() -> list[str]:
@@ -21,3 +23,12 @@ def load(name: str) -> Spec:
         return Spec.from_dict(json.loads(resources.files(__name__).joinpath(f"{name}.json").read_text()))
     except SpecError as exc:
         raise SpecError(f"zoo:{name}: {exc}") from None
+
+
+def load_spec(path=None) -> Spec:
+    """What a --spec option names: the notebook's CNN (None), a zoo spec ("zoo:NAME") or a JSON spec file."""
+    if path is None:
+        return DEFAULT_SPEC
+    if str(path).startswith(PREFIX):
+        return load(str(path)[len(PREFIX):])
+    return Spec.load(path)
