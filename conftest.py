@@ -128,9 +128,10 @@ def pair(request):
 
 
 @pytest.fixture(scope="session")
-def both():
-    """The first pair's backends (tensorflow, torch), for tests written for two fixed twins."""
-    return tuple(require(name) for name in PAIRS[0])
+def tf_and_torch():
+    """The Keras and PyTorch backends, in that order, for tests of what passes between those two (each skips,
+    saying what to install, without either)."""
+    return require("tensorflow"), require("torch")
 
 
 @pytest.fixture(scope="session")

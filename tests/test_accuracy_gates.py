@@ -49,7 +49,7 @@ def check_accuracy_is_counted(name, fig, n_test):
 
 
 @pytest.fixture(scope="module")
-def gate_run(both, tmp_path_factory, request):
+def gate_run(tf_and_torch, tmp_path_factory, request):
     """One compare of every installed framework for both gates: five epochs where the slow tests run (CI),
     else one. The one-epoch gate reads its first epoch: the fair protocol draws epoch 1's order first and
     trains it alike whatever follows, so a five-epoch run's first epoch is the one-epoch run."""

@@ -4,7 +4,7 @@ from twincnn.audit import audit_rows
 from twincnn.cli import main
 
 
-def test_audit_names_the_known_differences(both, capsys):
+def test_audit_names_the_known_differences(tf_and_torch, capsys):
     assert main(["audit"]) == 0
     out = capsys.readouterr().out
     rows = {r[0]: r for r in audit_rows()}
@@ -41,7 +41,7 @@ def test_audit_without_a_framework_says_so(monkeypatch, capsys):
     assert rows["Adam epsilon"][2] == "(not installed)"
 
 
-def test_audit_reads_the_layer_defaults_that_differ(both):
+def test_audit_reads_the_layer_defaults_that_differ(tf_and_torch):
     """The zoo's layers: each row read from the installed Keras and PyTorch (signatures, one BatchNorm step)."""
     rows = {r[0]: r for r in audit_rows()}
     momentum = rows["BatchNorm momentum (meaning, value)"]

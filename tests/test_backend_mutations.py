@@ -47,8 +47,8 @@ ODD_SAME = Spec((28, 28, 1), (conv(4, 3, 2, "same"), pool(), FLATTEN, dense(10))
 
 
 # -- the layout conversion --------------------------------------------------------------------------------
-def test_conv_kernel_transposed_wrongly_is_caught(both, monkeypatch):
-    tfb, tb = both
+def test_conv_kernel_transposed_wrongly_is_caught(tf_and_torch, monkeypatch):
+    tfb, tb = tf_and_torch
     check_transfer(tfb, tb, DEFAULT_SPEC)  # the unmutated twins pass
     original = tb._to_torch
 
@@ -61,8 +61,8 @@ def test_conv_kernel_transposed_wrongly_is_caught(both, monkeypatch):
     assert_caught(check_transfer, tfb, tb, DEFAULT_SPEC)
 
 
-def test_missing_flatten_permutation_is_caught(both, monkeypatch):
-    tfb, tb = both
+def test_missing_flatten_permutation_is_caught(tf_and_torch, monkeypatch):
+    tfb, tb = tf_and_torch
     original = tb._to_torch
 
     def no_flatten_reorder(info, key, array):  # fc1's rows left in (H, W, C) order for a (C, H, W) flatten
@@ -74,8 +74,8 @@ def test_missing_flatten_permutation_is_caught(both, monkeypatch):
     assert_caught(check_transfer, tfb, tb, DEFAULT_SPEC)
 
 
-def test_same_padding_on_the_wrong_side_is_caught(both, monkeypatch):
-    tfb, tb = both
+def test_same_padding_on_the_wrong_side_is_caught(tf_and_torch, monkeypatch):
+    tfb, tb = tf_and_torch
     check_transfer(tfb, tb, ODD_SAME)
 
     original = spec_module.same_padding
@@ -93,8 +93,8 @@ def test_same_padding_on_the_wrong_side_is_caught(both, monkeypatch):
 # -- the optimizer -----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("change", [{"betas": (0.999, 0.9)}, {"eps": 1e-8}, {"eps": 1e-6}],
                          ids=["swapped-betas", "eps-1e-8", "eps-1e-6"])
-def test_wrong_adam_constants_are_caught(both, monkeypatch, change):
-    tfb, tb = both
+def test_wrong_adam_constants_are_caught(tf_and_torch, monkeypatch, change):
+    tfb, tb = tf_and_torch
     check_adam(tfb, tb)
     original_init = tb.KerasAdam.__init__
 

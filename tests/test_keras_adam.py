@@ -14,8 +14,8 @@ from tests.helpers import ADAM_ATOL, assert_close, run_keras, run_keras_adam_in_
 pytestmark = [pytest.mark.tensorflow, pytest.mark.torch, pytest.mark.both, pytest.mark.equivalence]
 
 @pytest.mark.parametrize("capturable", [False, True], ids=["host-step", "device-step"])
-def test_keras_adam_matches_keras_over_twelve_steps(both, capturable):
-    tfb, tb = both
+def test_keras_adam_matches_keras_over_twelve_steps(tf_and_torch, capturable):
+    tfb, tb = tf_and_torch
     start, steps = start_and_gradients()
     expected = run_keras(tfb.keras, tfb.tf, start, steps)
     got = run_keras_adam_in_torch(tb, start, steps, capturable)

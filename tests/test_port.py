@@ -40,7 +40,7 @@ def users_keras_model(tmp_path_factory):
     return model, path
 
 
-def test_keras_to_notebook_class(both, users_keras_model, tmp_path, mnist, capsys):
+def test_keras_to_notebook_class(tf_and_torch, users_keras_model, tmp_path, mnist, capsys):
     import torch
 
     from tests.notebook_cnn import CNN
@@ -59,7 +59,7 @@ def test_keras_to_notebook_class(both, users_keras_model, tmp_path, mnist, capsy
     assert_same_argmax(got, expected, "ported model")
 
 
-def test_torch_to_keras(both, tmp_path, mnist):
+def test_torch_to_keras(tf_and_torch, tmp_path, mnist):
     import torch
 
     from tests.notebook_cnn import CNN
@@ -70,15 +70,15 @@ def test_torch_to_keras(both, tmp_path, mnist):
     torch.save(net.state_dict(), src)
     out = tmp_path / "nb.keras"
     assert main(["port", str(src), str(out)]) == 0
-    keras_model = both[0].keras.saving.load_model(out)
+    keras_model = tf_and_torch[0].keras.saving.load_model(out)
     x = mnist.images("test")[:2000]
     with torch.no_grad():
         expected = net(torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()).numpy()
     assert_close(keras_model.predict(x, verbose=0), expected, PORT_ATOL, "Keras port of the notebook CNN")
 
 
-def test_unsupported_layer_writes_nothing(both, tmp_path, capsys):
-    keras = both[0].keras
+def test_unsupported_layer_writes_nothing(tf_and_torch, tmp_path, capsys):
+    keras = tf_and_torch[0].keras
     model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(4, 3), keras.layers.UpSampling2D(),
                               keras.layers.Flatten(), keras.layers.Dense(10)])
     src = tmp_path / "drop.keras"
@@ -90,7 +90,7 @@ def test_unsupported_layer_writes_nothing(both, tmp_path, capsys):
     assert list(tmp_path.iterdir()) == [src]
 
 
-def test_spec_mismatch_writes_nothing(both, tmp_path, capsys):
+def test_spec_mismatch_writes_nothing(tf_and_torch, tmp_path, capsys):
     import torch
 
     from tests.notebook_cnn import CNN
@@ -107,7 +107,7 @@ def test_spec_mismatch_writes_nothing(both, tmp_path, capsys):
     assert not out.exists() and not list(tmp_path.glob(".x*"))
 
 
-def test_not_a_model_file(both, tmp_path, capsys):
+def test_not_a_model_file(tf_and_torch, tmp_path, capsys):
     src = tmp_path / "junk.pt"
     src.write_bytes(b"not a torch file")
     assert main(["port", str(src), str(tmp_path / "o.keras")]) == 2
@@ -122,7 +122,7 @@ def small_mnist(tmp_path, mnist, n_test=300):
                                              "x_test": mnist.x_test[:n_test], "y_test": mnist.y_test[:n_test]})
 
 
-def test_tolerance_too_tight_refuses_and_writes_nothing(both, tmp_path, mnist, capsys):
+def test_tolerance_too_tight_refuses_and_writes_nothing(tf_and_torch, tmp_path, mnist, capsys):
     """Float32 twins differ by rounding (~1e-7): a 1e-12 bar cannot be met, so nothing may be written."""
     import torch
 
@@ -155,7 +155,7 @@ def test_refused_pairs_write_nothing(tmp_path, capsys, source, dest, message):
     assert [p.name for p in tmp_path.iterdir()] == [source]
 
 
-def test_spec_written_with_plain_ints_is_accepted(both, users_keras_model, tmp_path, mnist, capsys):
+def test_spec_written_with_plain_ints_is_accepted(tf_and_torch, users_keras_model, tmp_path, mnist, capsys):
     """`"kernel_size": 3` and Keras's `[3, 3]` describe the same layer: --spec must not refuse the model."""
     _, path = users_keras_model
     spec_file = tmp_path / "notebook.json"

@@ -49,9 +49,9 @@ def reported_delta(out: str) -> float:
     return float(re.search(r"max \|Δlogit\| = (\S+),", out).group(1))
 
 
-def test_trained_batchnorm_model_to_torch_and_back(both, trained_bn_model, tmp_path, mnist, capsys):
+def test_trained_batchnorm_model_to_torch_and_back(tf_and_torch, trained_bn_model, tmp_path, mnist, capsys):
     keras_model, path = trained_bn_model
-    tfb, tb = both
+    tfb, tb = tf_and_torch
     from twincnn.backends.tensorflow_read import read_model
 
     spec = read_model(keras_model).spec
@@ -89,7 +89,7 @@ def test_trained_batchnorm_model_to_torch_and_back(both, trained_bn_model, tmp_p
         print("\n".join(report))
 
 
-def test_trained_batchnorm_model_to_safetensors_and_torch(both, trained_bn_model, tmp_path, capsys):
+def test_trained_batchnorm_model_to_safetensors_and_torch(tf_and_torch, trained_bn_model, tmp_path, capsys):
     """The neutral file is verified against the plain NumPy forward pass, and reads into PyTorch."""
     _, path = trained_bn_model
     neutral = tmp_path / "bn.safetensors"
@@ -102,13 +102,13 @@ def test_trained_batchnorm_model_to_safetensors_and_torch(both, trained_bn_model
     assert reported_delta(capsys.readouterr().out) <= PORT_ATOL
 
 
-def test_stock_torch_batchnorm_state_dict_loads(both, tmp_path):
+def test_stock_torch_batchnorm_state_dict_loads(tf_and_torch, tmp_path):
     """A state_dict from nn.BatchNorm2d carries num_batches_tracked: it is ignored, not refused."""
     import torch
 
     from twincnn.spec import FLATTEN, Spec, batchnorm, conv, dense
 
-    tb = both[1]
+    tb = tf_and_torch[1]
     spec = Spec((28, 28, 1), (conv(4, 3, 2, "same"), batchnorm(), FLATTEN, dense(10)))
     state = tb.build(spec, seed=0).state_dict()
     state["bn1.num_batches_tracked"] = torch.tensor(7)
@@ -118,10 +118,10 @@ def test_stock_torch_batchnorm_state_dict_loads(both, tmp_path):
     assert torch.equal(model.bn1.running_var, state["bn1.running_var"])
 
 
-def test_unsupported_activation_or_setting_names_the_layer(both):
+def test_unsupported_activation_or_setting_names_the_layer(tf_and_torch):
     from twincnn.backends import tensorflow_read
 
-    keras = both[0].keras
+    keras = tf_and_torch[0].keras
     for layer, message in [(keras.layers.Conv2D(2, 3, activation="softplus"), "activation 'softplus'"),
                            (keras.layers.BatchNormalization(center=False), "center=False"),
                            (keras.layers.ELU(alpha=0.5), "ELU alpha 0.5")]:
