@@ -101,3 +101,15 @@ def test_wrong_signatures_are_reported(framework):
                         "load_file(path, spec=None) differs from the declared load_file(path, spec)",
                         "Trainer.step(rows) differs from the declared Trainer.step(idx)",
                         "Trainer.sync(timeout) differs from the declared Trainer.sync()"], problems
+
+
+def test_the_workers_epoch_clock_is_what_a_trainer_calls():
+    """run() calls epoch_start, step and epoch_end: the compare worker's clock has each, with their arguments."""
+    import inspect
+
+    from twincnn.backends.interface import Hooks
+    from twincnn.compare.worker import EpochClock
+
+    for name in ("epoch_start", "step", "epoch_end"):
+        declared = [p for p in inspect.signature(getattr(Hooks, name)).parameters][1:]
+        assert [p for p in inspect.signature(getattr(EpochClock, name)).parameters][1:] == declared, name

@@ -84,7 +84,7 @@ ACTIVATED = ("conv2d", "depthwiseconv2d", "dense", "activation")  # the types th
 IMAGE_LAYERS = ("conv2d", "depthwiseconv2d", "maxpool2d", "avgpool2d", "globalavgpool2d", "zeropad2d")  # (H, W, C)
 PER_FEATURE = ("batchnorm", "layernorm")  # weights per channel, or per feature of a flat input
 NON_TRAINABLE = ("moving_mean", "moving_variance")  # weights that training sets, but not by gradient
-# Settings that older specs never wrote: describe() leaves them out at these values
+# Settings a spec may leave out: describe() omits them at these values
 _QUIET_DEFAULTS = {"dilation_rate": (1, 1), "groups": 1, "use_bias": True}
 
 

@@ -43,6 +43,20 @@ class TrainerConfig:
 
 
 @runtime_checkable
+class Hooks(Protocol):
+    """What a trainer's run() tells its caller (the compare worker: the clock and the turn-taking)."""
+
+    def epoch_start(self, epoch: int) -> None:
+        """May block until this twin's turn; the epoch's clock starts when it returns."""
+
+    def step(self, done: int) -> None:
+        """``done`` steps of the epoch have been queued."""
+
+    def epoch_end(self, epoch: int, train_loss: float) -> None:
+        """The epoch has finished on the device; its clock stops."""
+
+
+@runtime_checkable
 class Trainer(Protocol):
     """Trains one twin on data it holds; batches are row indices, so every twin sees the same ones."""
 
@@ -62,7 +76,7 @@ class Trainer(Protocol):
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Logits for ``x`` from the current weights."""
 
-    def run(self, epochs: int, batch_size: int, order_for_epoch: Callable[[int], Any], hooks,
+    def run(self, epochs: int, batch_size: int, order_for_epoch: Callable[[int], Any], hooks: Hooks,
             validation=None) -> None:
         """Train ``epochs`` epochs, calling hooks.epoch_start(epoch), hooks.step(done), hooks.epoch_end(epoch, loss)."""
 

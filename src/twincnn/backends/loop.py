@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from .interface import Hooks
 
-def run_epochs(trainer, epochs, batch_size, order_for_epoch, hooks, validation=None) -> None:
+
+def run_epochs(trainer, epochs, batch_size, order_for_epoch, hooks: Hooks, validation=None) -> None:
     """Train ``epochs`` epochs; ``hooks`` decide when each starts and see each step and end.
 
     hooks.epoch_start(epoch) may block (the scheduler runs one framework at a time) and starts the
