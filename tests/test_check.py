@@ -103,6 +103,11 @@ def test_saved_files_are_read_too(tmp_path, capsys):
     capsys.readouterr()
     code, out = run_check(capsys, str(keras_file), str(twin))
     assert code == 0, out.out
+    neutral = tmp_path / "weights.safetensors"  # canonical weights, the spec in its metadata
+    assert cli.main(["port", str(keras_file), str(neutral)]) == 0
+    capsys.readouterr()
+    code, out = run_check(capsys, str(keras_file), str(neutral), "--keep-weights")
+    assert code == 0, out.out
 
 
 @pytest.mark.parametrize("source, message", [

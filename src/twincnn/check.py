@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import backends, reference
+from . import backends, reference, weightsfile
 from .errors import UserError
 from .spec import INPUT
 from .tables import render
@@ -102,6 +102,8 @@ def _from_file(path: Path, spec_path: str | None):
 
     if not path.is_file():
         raise UserError(f"{path}: no such file; name a saved model or path/to/file.py:factory")
+    if path.suffix.lower() == weightsfile.SUFFIX:
+        return _from_neutral_file(path, load_spec(spec_path) if spec_path else None)
     if path.suffix.lower() not in backends.FILE_FORMATS:
         known = ", ".join(backends.FILE_FORMATS)
         raise UserError(f"{path}: unknown model format {path.suffix or '(no suffix)'!r}; use {known} or "
@@ -112,6 +114,22 @@ def _from_file(path: Path, spec_path: str | None):
         model, _ = backends.load(name).load_file(path, spec)
     except ValueError as exc:  # load_file's word for a file that is not a usable model
         raise UserError(f"{path}: {str(exc).splitlines()[0]}") from None
+    return model
+
+
+def _from_neutral_file(path: Path, spec):
+    """Canonical weights (their spec in the file's metadata, or --spec) in a twin of the first installed
+    framework whose models check reads."""
+    try:
+        weights, spec = weightsfile.load(path, spec)
+    except ValueError as exc:  # weightsfile's word for a file it cannot use
+        raise UserError(f"{path}: {str(exc).splitlines()[0]}") from None
+    readable = [name for name in backends.available() if backends.BACKENDS[name].reader]
+    if not readable:
+        raise UserError(f"{path}: no installed framework whose models check reads; pip install 'twincnn[all]'")
+    backend = backends.load(readable[0])
+    model = backend.build(spec)
+    backend.set_weights(model, spec, weights)
     return model
 
 
