@@ -151,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", help="are two models of your own (Keras, PyTorch) the same function? layer by "
                                       "layer, logits, gradients, one Adam step")
-    p.add_argument("a", metavar="A", help="a saved model (.keras; .pt or .safetensors with --spec) or path/to/file.py:factory")
+    p.add_argument("a", metavar="A",
+                   help="a saved model (.keras; .pt or .safetensors with --spec) or path/to/file.py:factory")
     p.add_argument("b", metavar="B", help="the same for the other model; A's weights are copied into it")
     p.add_argument("--keep-weights", action="store_true", help="compare the two with their own weights")
     p.add_argument("--input-shape", type=_input_shape,
