@@ -36,6 +36,8 @@ SEED = 42
 FRAMEWORKS = list(backends.BACKENDS)
 # Every unordered pair, registry order: the first is the reference the second is compared against.
 PAIRS = list(itertools.combinations(FRAMEWORKS, 2))
+# fixtures for tests of what passes between two particular frameworks, by name (marked as needing both)
+NAMED_PAIRS = {"tf_and_torch": ("tensorflow", "torch"), "tf_and_jax": ("tensorflow", "jax")}
 
 
 def pytest_addoption(parser):
@@ -47,14 +49,15 @@ def pytest_addoption(parser):
 
 def frameworks_of(item) -> set[str]:
     """The frameworks a test needs, as far as collection can tell: a framework-valued parameter
-    (`framework`, `name`, or a tuple of names such as a pair) or the `both` fixture."""
+    (`framework`, `name`, or a tuple of names such as a pair) or a named pair's fixture (NAMED_PAIRS)."""
     names = set()
     for value in getattr(getattr(item, "callspec", None), "params", {}).values():
         for part in value if isinstance(value, tuple) else (value,):  # lists are CLI args, not pairs
             if isinstance(part, str) and part in FRAMEWORKS:
                 names.add(part)
-    if "both" in item.fixturenames:
-        names.update(PAIRS[0])
+    for fixture, pair in NAMED_PAIRS.items():
+        if fixture in item.fixturenames:
+            names.update(pair)
     return names
 
 
@@ -131,7 +134,13 @@ def pair(request):
 def tf_and_torch():
     """The Keras and PyTorch backends, in that order, for tests of what passes between those two (each skips,
     saying what to install, without either)."""
-    return require("tensorflow"), require("torch")
+    return tuple(require(name) for name in NAMED_PAIRS["tf_and_torch"])
+
+
+@pytest.fixture(scope="session")
+def tf_and_jax():
+    """The Keras and JAX backends, in that order (skipped, saying what to install, without either)."""
+    return tuple(require(name) for name in NAMED_PAIRS["tf_and_jax"])
 
 
 @pytest.fixture(scope="session")

@@ -163,6 +163,19 @@ def run_keras_adam_in_torch(tb, start, steps, capturable=False):
     return {f"w{i}": p.detach().numpy().copy() for i, p in enumerate(params)}
 
 
+def run_keras_adam_in_optax(jb, start, steps):
+    import jax.numpy as jnp
+    import optax
+
+    tx = jb.keras_adam(LR)
+    params = [jnp.asarray(w) for w in start]
+    state = tx.init(params)
+    for grads in steps:
+        updates, state = tx.update([jnp.asarray(g) for g in grads], state, params)
+        params = optax.apply_updates(params, updates)
+    return {f"w{i}": np.asarray(p) for i, p in enumerate(params)}
+
+
 def frameworks(count, distinct=False):
     """`count` installed frameworks, the quickest to start first. Where fewer are installed, the list
     repeats them (A/A runs), unless the test needs ``distinct`` ones: then it is skipped, saying why."""

@@ -5,35 +5,33 @@ few deliberate bugs of the kind a refactor introduces are applied with monkeypat
 should notice each one is called directly. A check that still passes under its mutation is blind.
 """
 
+import functools
+
 import numpy as np
 import pytest
 
-from tests import test_keras_adam as adam
-from tests.helpers import LOGIT_ATOL, assert_close
+from tests.helpers import (ADAM_ATOL, LOGIT_ATOL, assert_close, run_keras, run_keras_adam_in_optax,
+                           run_keras_adam_in_torch, start_and_gradients)
 from twincnn import spec as spec_module
-from twincnn.spec import DEFAULT_SPEC, FLATTEN, Spec, conv, dense, pool
+from twincnn.spec import DEFAULT_SPEC, FLATTEN, Spec, batchnorm, conv, dense, pool
 from twincnn.weights import random_weights
 
-pytestmark = [pytest.mark.tensorflow, pytest.mark.torch, pytest.mark.both]
-
-
-def check_transfer(tfb, tb, spec, seed=0):
+def check_transfer(reference, twin, spec, seed=0):
     """The transfer check: the same canonical weights give the same logits in both twins (stated tolerance)."""
     weights = random_weights(spec, seed)
-    keras_model, torch_model = tfb.build(spec), tb.build(spec)
-    tfb.set_weights(keras_model, spec, weights)
-    tb.set_weights(torch_model, spec, weights)
+    reference_model, twin_model = reference.build(spec), twin.build(spec)
+    reference.set_weights(reference_model, spec, weights)
+    twin.set_weights(twin_model, spec, weights)
     x = np.random.default_rng(seed).standard_normal((16, *spec.input_shape)).astype(np.float32)
-    return assert_close(tb.predict(torch_model, x), tfb.predict(keras_model, x), LOGIT_ATOL,
-                        "logits of the two twins")
+    return assert_close(twin.predict(twin_model, x), reference.predict(reference_model, x), LOGIT_ATOL,
+                        f"logits of the {twin.NAME} twin against the {reference.NAME} twin")
 
 
-def check_adam(tfb, tb):
-    """The optimizer check: KerasAdam against keras.optimizers.Adam over twelve varied steps."""
-    start, steps = adam.start_and_gradients()
-    expected = adam.run_keras(tfb.keras, tfb.tf, start, steps)
-    return assert_close(adam.run_keras_adam_in_torch(tb, start, steps), expected, adam.ADAM_ATOL,
-                        "KerasAdam vs keras.optimizers.Adam")
+def check_adam(tfb, run_twin_adam):
+    """The optimizer check: a twin's Keras Adam against keras.optimizers.Adam over twelve varied steps."""
+    start, steps = start_and_gradients()
+    expected = run_keras(tfb.keras, tfb.tf, start, steps)
+    return assert_close(run_twin_adam(start, steps), expected, ADAM_ATOL, "Keras's Adam in a twin vs Keras's own")
 
 
 def assert_caught(check, *args):
@@ -95,11 +93,55 @@ def test_same_padding_on_the_wrong_side_is_caught(tf_and_torch, monkeypatch):
                          ids=["swapped-betas", "eps-1e-8", "eps-1e-6"])
 def test_wrong_adam_constants_are_caught(tf_and_torch, monkeypatch, change):
     tfb, tb = tf_and_torch
-    check_adam(tfb, tb)
+    in_torch = functools.partial(run_keras_adam_in_torch, tb)
+    check_adam(tfb, in_torch)
     original_init = tb.KerasAdam.__init__
 
     def mutated_init(self, params, **kwargs):
         original_init(self, params, **{**kwargs, **change})
 
     monkeypatch.setattr(tb.KerasAdam, "__init__", mutated_init)
-    assert_caught(check_adam, tfb, tb)
+    assert_caught(check_adam, tfb, in_torch)
+
+
+# -- the same mutations of the JAX twin ---------------------------------------------------------------------
+BN_SPEC = Spec((8, 8, 2), (conv(4, 3, 1, "same"), batchnorm(), FLATTEN, dense(10)))
+
+
+def test_jax_batchnorm_scale_and_bias_swapped_is_caught(tf_and_jax, monkeypatch):
+    tfb, jb = tf_and_jax
+    check_transfer(tfb, jb, BN_SPEC)
+    monkeypatch.setattr(jb, "_FLAX_NAMES", {**jb._FLAX_NAMES, "gamma": "bias", "beta": "scale"})
+    assert_caught(check_transfer, tfb, jb, BN_SPEC)
+
+
+def test_jax_conv_kernel_transposed_wrongly_is_caught(tf_and_jax, monkeypatch):
+    tfb, jb = tf_and_jax
+    original = jb.set_weights
+
+    def height_and_width_swapped(model, spec, weights):
+        swapped = {k: v.transpose(1, 0, 2, 3) if k.endswith("/kernel") and v.ndim == 4 else v
+                   for k, v in weights.items()}
+        original(model, spec, swapped)
+
+    monkeypatch.setattr(jb, "set_weights", height_and_width_swapped)
+    assert_caught(check_transfer, tfb, jb, DEFAULT_SPEC)
+
+
+def test_jax_same_padding_on_the_wrong_side_is_caught(tf_and_jax, monkeypatch):
+    tfb, jb = tf_and_jax
+    check_transfer(tfb, jb, ODD_SAME)
+    original = spec_module.same_padding
+    monkeypatch.setattr(spec_module, "same_padding", lambda *args: original(*args)[::-1])
+    assert_caught(check_transfer, tfb, jb, Spec(ODD_SAME.input_shape, ODD_SAME.layers))
+
+
+@pytest.mark.parametrize("change", [{"b1": 0.999, "b2": 0.9}, {"eps": 1e-8}, {"eps": 1e-6}],
+                         ids=["swapped-betas", "eps-1e-8", "eps-1e-6"])
+def test_wrong_jax_adam_constants_are_caught(tf_and_jax, monkeypatch, change):
+    tfb, jb = tf_and_jax
+    in_optax = functools.partial(run_keras_adam_in_optax, jb)
+    check_adam(tfb, in_optax)
+    original = jb.keras_adam
+    monkeypatch.setattr(jb, "keras_adam", lambda learning_rate, **kwargs: original(learning_rate, **{**kwargs, **change}))
+    assert_caught(check_adam, tfb, in_optax)

@@ -8,7 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from tests.helpers import (ADAM_ATOL, GRAD_ATOL, LR, STEP_ATOL, assert_close, run_keras, run_keras_adam_in_torch,
+from tests.helpers import (ADAM_ATOL, GRAD_ATOL, LR, STEP_ATOL, assert_close, run_keras, run_keras_adam_in_optax,
+                           run_keras_adam_in_torch,
                            start_and_gradients, scaled, assert_trained_alike, unidentified_weights)
 from twincnn.weights import initial_weights
 
@@ -20,19 +21,6 @@ def jb():
     from tests.helpers import require
 
     return require("jax")
-
-
-def run_keras_adam_in_optax(jb, start, steps):
-    import jax.numpy as jnp
-    import optax
-
-    tx = jb.keras_adam(LR)
-    params = [jnp.asarray(w) for w in start]
-    state = tx.init(params)
-    for grads in steps:
-        updates, state = tx.update([jnp.asarray(g) for g in grads], state, params)
-        params = optax.apply_updates(params, updates)
-    return {f"w{i}": np.asarray(p) for i, p in enumerate(params)}
 
 
 def test_optax_keras_adam_matches_keras_over_twelve_steps(jb):
