@@ -5,8 +5,9 @@ import json
 import pytest
 
 from twincnn.spec import (FLATTEN, GLOBAL_AVG_POOL, Spec, SpecError, avgpool, batchnorm, conv, dense, depthwise,
-                          dropout, layernorm, load_spec, pool)
+                          dropout, layernorm, pool)
 from twincnn.weights import initial_weights
+from twincnn.zoo import load_spec
 
 LAYER_TYPES = ("conv2d", "depthwiseconv2d", "maxpool2d", "avgpool2d", "globalavgpool2d", "flatten", "dense",
                "batchnorm", "dropout", "layernorm")
