@@ -79,6 +79,36 @@ def scaled(atol, values):
     return atol * max(1.0, float(np.abs(values).max()))
 
 
+def built_twins(pair, spec, weights, seed=None) -> list:
+    """Each backend of ``pair``'s twin of ``spec``, all holding the same canonical ``weights``."""
+    models = []
+    for backend in pair:
+        model = backend.build(spec, seed=seed)
+        backend.set_weights(model, spec, weights)
+        models.append(model)
+    return models
+
+
+def assert_twins_agree(pair, spec, x, y=None, atol=LOGIT_ATOL, grad_atol=GRAD_ATOL, weights=None, what=""):
+    """The twins of ``pair`` holding the same weights (``weights``, or random ones) give the same logits on ``x``
+    within ``atol`` (scaled by the logits' size) and, given labels ``y``, the same training-mode loss and
+    gradients within ``grad_atol``; fails with the worst mismatch, and returns the mismatches found."""
+    from twincnn.weights import random_weights
+
+    a, b = pair
+    label = f"{b.NAME} vs {a.NAME}" + (f", {what}" if what else "")
+    model_a, model_b = built_twins(pair, spec, random_weights(spec, 0) if weights is None else weights)
+    logits_a, logits_b = a.predict(model_a, x), b.predict(model_b, x)
+    assert logits_a.shape == logits_b.shape == (len(x), spec.num_classes), label
+    found = [assert_close(logits_b, logits_a, scaled(atol, logits_a), f"{label}: logits")]
+    if y is not None:
+        (loss_a, grads_a), (loss_b, grads_b) = (a.loss_and_grads(model_a, spec, x, y),
+                                                b.loss_and_grads(model_b, spec, x, y))
+        assert abs(loss_a - loss_b) <= scaled(atol, loss_a), f"{label}: loss {loss_a} vs {loss_b}"
+        found.append(assert_close(grads_b, grads_a, grad_atol, f"{label}: gradients"))
+    return found
+
+
 def assert_gpu_logits_match_reference(backend, spec, what):
     """The twin on the GPU against the NumPy forward pass on 1,000 test images, random weights: full
     float32 (TF32 or bf16 passes would move the logits by ~1e-4)."""

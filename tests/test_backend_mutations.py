@@ -10,7 +10,7 @@ import functools
 import numpy as np
 import pytest
 
-from tests.helpers import (ADAM_ATOL, LOGIT_ATOL, assert_close, run_keras, run_keras_adam_in_optax,
+from tests.helpers import (ADAM_ATOL, assert_close, assert_twins_agree, run_keras, run_keras_adam_in_optax,
                            run_keras_adam_in_torch, start_and_gradients)
 from twincnn import spec as spec_module
 from twincnn.spec import DEFAULT_SPEC, FLATTEN, Spec, batchnorm, conv, dense, pool
@@ -18,13 +18,8 @@ from twincnn.weights import random_weights
 
 def check_transfer(reference, twin, spec, seed=0):
     """The transfer check: the same canonical weights give the same logits in both twins (stated tolerance)."""
-    weights = random_weights(spec, seed)
-    reference_model, twin_model = reference.build(spec), twin.build(spec)
-    reference.set_weights(reference_model, spec, weights)
-    twin.set_weights(twin_model, spec, weights)
     x = np.random.default_rng(seed).standard_normal((16, *spec.input_shape)).astype(np.float32)
-    return assert_close(twin.predict(twin_model, x), reference.predict(reference_model, x), LOGIT_ATOL,
-                        f"logits of the {twin.NAME} twin against the {reference.NAME} twin")
+    return assert_twins_agree((reference, twin), spec, x, weights=random_weights(spec, seed))
 
 
 def check_adam(tfb, run_twin_adam):

@@ -14,10 +14,10 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import assume, given  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from tests.helpers import LOGIT_ATOL  # noqa: E402
+from tests.helpers import assert_twins_agree  # noqa: E402
 from twincnn.spec import (FLATTEN, GLOBAL_AVG_POOL, Spec, SpecError, batchnorm, conv, dense, depthwise,  # noqa: E402
                           dropout, layernorm)
-from twincnn.weights import random_weights, worst_mismatch  # noqa: E402
+from twincnn.weights import random_weights  # noqa: E402
 
 pytestmark = pytest.mark.equivalence
 
@@ -83,16 +83,6 @@ def specs(draw):
 @given(spec=specs(), batch=st.integers(1, 32), seed=st.integers(0, 2**31 - 1),
        scale=st.sampled_from([0.5, 1.0, 3.0]), shift=st.sampled_from([0.0, -0.5, 1.0]))
 def test_transferred_logits_are_equal(pair, spec, batch, seed, scale, shift):
-    a, b = pair
-    weights = random_weights(spec, seed)
-    model_a, model_b = a.build(spec), b.build(spec)
-    a.set_weights(model_a, spec, weights)
-    b.set_weights(model_b, spec, weights)
     # values outside [0, 1] on purpose: negative pixels and large ones
     x = (np.random.default_rng(seed).random((batch, 28, 28, 1)) * scale + shift).astype(np.float32)
-    logits_a, logits_b = a.predict(model_a, x), b.predict(model_b, x)
-    assert logits_a.shape == logits_b.shape == (batch, 10)
-    tolerance = LOGIT_ATOL * max(1.0, float(np.abs(logits_a).max()))  # float32 error grows with the logits' size
-    m = worst_mismatch(logits_b, logits_a)
-    assert m.max_abs <= tolerance, (f"{b.NAME} vs {a.NAME}, spec {spec.describe()}\n"
-                                    f"batch {batch}: {m} exceeds {tolerance:.3g}")
+    assert_twins_agree(pair, spec, x, weights=random_weights(spec, seed), what=f"spec {spec.describe()}, batch {batch}")
