@@ -1,6 +1,6 @@
 """A compare worker that, for a job labelled '<name>#2', spends an extra half of every training step busy on
 the CPU: a synthetic framework 1.5× slower than its twin, for tests of the verdict under load.
-Run as a script in place of `python -m twincnn.compare.worker` (scheduler.WORKER_COMMAND)."""
+Run as a script in place of `python -m twincnn.compare.worker` (workers.WORKER_COMMAND)."""
 
 import sys
 import time

@@ -334,7 +334,7 @@ def test_waiting_workers_use_no_cpu_and_each_run_records_it(two_run):
 def test_a_worker_wraps_up_before_the_next_go_and_exits_after_the_schedule(monkeypatch):
     """Every worker's epoch report (untimed evaluation) and "done" (its trainer's wrap-up) come before
     anyone's next "go"; no worker is closed (and so tears down) before the last block of the repeat."""
-    from twincnn.compare import scheduler
+    from twincnn.compare import workers
 
     events = []
 
@@ -356,9 +356,9 @@ def test_a_worker_wraps_up_before_the_next_go_and_exits_after_the_schedule(monke
         def stop(self):
             pass
 
-    monkeypatch.setattr(scheduler, "Worker", Recorder)
+    monkeypatch.setattr(workers, "Worker", Recorder)
     job = {"epochs": 2, "steps_per_epoch": 10, "block_steps": 0}
-    scheduler.run_repeat([{**job, "label": "a"}, {**job, "label": "b"}], repeat=0)
+    workers.run_repeat([{**job, "label": "a"}, {**job, "label": "b"}], repeat=0)
     # repeat 0 of two 2-epoch workers runs A1 B1 A2 B2: A's wrap-up before B's last "go"
     assert events == [("ready", "a"), ("ready", "b"), ("go", "a"), ("epoch", "a"), ("go", "b"), ("epoch", "b"),
                       ("go", "a"), ("epoch", "a"), ("done", "a"), ("go", "b"), ("epoch", "b"), ("done", "b"),
@@ -369,11 +369,11 @@ def test_a_cpu_hog_started_mid_training_flags_the_run_and_names_the_epochs(tmp_p
     """Competing load that starts after the quiet second and the first epoch is seen in the per-block
     reading of /proc/stat, not in the reading before training: the run is flagged, naming loaded epochs,
     and the verdict line says the run was flagged."""
-    from twincnn.compare import scheduler
+    from twincnn.compare import workers
 
     name = frameworks(1)[0]
     hogs, blocks_run = [], []
-    train_block = scheduler.Worker.train_block
+    train_block = workers.Worker.train_block
 
     def start_hogs_after_epoch_1(self):
         if len(blocks_run) == 2:  # both workers' epoch 1 is over: load arrives mid-training
@@ -381,7 +381,7 @@ def test_a_cpu_hog_started_mid_training_flags_the_run_and_names_the_epochs(tmp_p
         blocks_run.append(self.label)
         return train_block(self)
 
-    monkeypatch.setattr(scheduler.Worker, "train_block", start_hogs_after_epoch_1)
+    monkeypatch.setattr(workers.Worker, "train_block", start_hogs_after_epoch_1)
     try:
         rc, out = compare(tmp_path, "--frameworks", f"{name},{name}", "--data", str(tiny_dir), "--epochs", "4",
                           "--repeats", "1", "--block-steps", "0")
@@ -400,10 +400,10 @@ def test_quick_names_a_1_5x_faster_twin_under_bursty_load(tmp_path, monkeypatch)
     """Under bursty competing load (every CPU busy 0.2 s, idle 0.3 s), `--quick` at the default repeats
     still names the faster of two workers whose steps differ by 1.5× (the same framework, one of them
     slowed by a busy wait per step: tests/slowed_worker.py)."""
-    from twincnn.compare import scheduler
+    from twincnn.compare import workers
 
     name = frameworks(1)[0]
-    monkeypatch.setattr(scheduler, "WORKER_COMMAND", [sys.executable, str(Path(__file__).with_name("slowed_worker.py"))])
+    monkeypatch.setattr(workers, "WORKER_COMMAND", [sys.executable, str(Path(__file__).with_name("slowed_worker.py"))])
     hogs = cpu_hogs(busy=0.2, idle=0.3)
     try:
         rc, out = compare(tmp_path, "--frameworks", f"{name},{name}", "--quick")

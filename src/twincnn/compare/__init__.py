@@ -5,7 +5,7 @@ fair (default): shared initial weights (NumPy Glorot), shared batches (one permu
 notebook: what the notebook did: each framework's own initialisers, Adam and shuffling; Keras fit()
           with the accuracy metric and a validation pass every epoch *inside* the timing.
 
-command.py reads the options; scheduler.py runs worker.py processes in schedule.py's interleaved order;
-summary.py turns their messages into runs, medians and verdicts (stats.py); output.py writes the table,
+command.py reads the options; workers.py runs worker.py processes in schedule.py's interleaved order;
+figures.py turns their messages into runs, medians and verdicts (stats.py); output.py writes the table,
 results.json and report.md atomically; plots.py draws the figures; report.py merges results directories.
 """

@@ -19,8 +19,8 @@ from ..spec import Spec
 from ..zoo import load_spec
 from .output import atomic_directory, refuse_nonempty, report_markdown, side_by_side, verdict_lines, write_json
 from .schedule import block_ends, judged
-from .scheduler import run_repeat
-from .summary import aggregate, build_run, verdicts
+from .workers import run_repeat
+from .figures import aggregate, build_run, verdicts
 
 QUICK_TRAIN, QUICK_TEST = 12_000, 2_000
 DEFAULT_REPEATS = 4  # a ±2.5 % median interval on the simulated machine (test_stats.py)

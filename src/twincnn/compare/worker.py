@@ -1,6 +1,6 @@
 """One framework, one training run, in its own process: `python -m twincnn.compare.worker`.
 
-The parent (compare/scheduler.py) sends one JSON job on stdin, then a line "go" before each block of
+The parent (compare/workers.py) sends one JSON job on stdin, then a line "go" before each block of
 steps; the worker imports only its own framework, prepares everything untimed, and answers with JSON lines:
   {"event": "ready", ...}         set up, waiting for the first "go"
   {"event": "block", ...}         one block's timestamps, seconds and CPU seconds (the answer to each "go")

@@ -1,4 +1,4 @@
-"""compare/summary.py on made-up worker messages: runs, medians over repeats, and verdicts. No framework."""
+"""compare/figures.py on made-up worker messages: runs, medians over repeats, and verdicts. No framework."""
 
 import math
 import warnings
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from twincnn import stats
-from twincnn.compare.summary import aggregate, build_run, steady_blocks, verdicts
+from twincnn.compare.figures import aggregate, build_run, steady_blocks, verdicts
 
 Y_TEST = np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9] * 2)
 
