@@ -122,6 +122,8 @@ def test_gradients_equal_in_training_mode(pair, name):
     for key in grads_a:
         assert np.abs(grads_a[key]).max() > 0, f"{name}: {key} has a zero gradient, which proves nothing"
     atol = NORM_GRAD_ATOL if any(i.type == "batchnorm" for i in spec.info) else GRAD_ATOL
+    # float32 error grows with the gradients' size: a batch of four gives some of order 1
+    atol = scaled(atol, np.concatenate([g.ravel() for g in grads_a.values()]))
     m = assert_close(grads_b, grads_a, atol, f"{b.NAME} vs {a.NAME}, {name}: gradients")
     # the step moved BatchNorm's moving statistics the same way in both
     moving = [key for key in spec.weight_shapes() if key not in spec.trainable_weight_shapes()]
