@@ -5,6 +5,7 @@ import types
 import pytest
 
 from twincnn.backends import interface
+from twincnn.backends.base import BaseTrainer
 
 
 def test_interface_names_what_the_code_calls():
@@ -35,6 +36,30 @@ def test_an_unknown_option_is_refused_alike_by_every_backend(framework, model, s
     if option == "variant":
         with pytest.raises(ValueError, match=f"^unknown variant '{value}'; use {choices}$"):
             framework.make_predictor(model, value)
+
+
+def test_make_trainer_validates_its_options_once_into_the_trainers_config(framework, model, spec):
+    """Every backend's Trainer is a BaseTrainer built from one TrainerConfig: the options given are the
+    ones in force (a backend reading a default instead of the caller's value fails here)."""
+    trainer = framework.make_trainer(model, spec, lr=2e-3, adam="native", variant="tuned", seed=7)
+    assert isinstance(trainer, BaseTrainer)
+    assert trainer.config == interface.TrainerConfig(lr=2e-3, adam="native", variant="tuned", seed=7)
+    assert (trainer.variant, trainer.seed) == ("tuned", 7)
+
+
+def test_base_trainer_predicts_after_the_queued_steps_have_finished():
+    calls = []
+
+    class Recording(BaseTrainer):
+        predict_logits = staticmethod(lambda model, x: calls.append(("predict", model)) or x)
+
+        def sync(self):
+            calls.append(("sync", None))
+
+    trainer = Recording.from_options("the model", None, variant="tuned")
+    assert trainer.predict(3) == 3 and calls == [("sync", None), ("predict", "the model")]
+    with pytest.raises(ValueError, match="^unknown adam 'sgd'; use keras or native$"):
+        Recording.from_options("the model", None, adam="sgd")
 
 
 def test_trainer_config_refuses_a_learning_rate_that_is_not_positive():

@@ -28,7 +28,7 @@ from ..spec import INPUT, Spec
 from ..weights import check_layout
 from .defaults import signature_default
 from .interface import TrainerConfig
-from .loop import run_epochs
+from .base import BaseTrainer
 
 NAME = "jax"
 # The notebook validated inside Keras fit's timing; a JAX loop does only what it says.
@@ -420,7 +420,7 @@ def _tuned_epoch(graphdef, tx):
     return jax.jit(epoch, donate_argnums=(0, 1, 2))
 
 
-class Trainer:
+class Trainer(BaseTrainer):
     """Batches are index lists so every twin sees the same ones.
 
     variant 'idiomatic': the Flax MNIST tutorial's loop: nnx.Optimizer and an nnx.jit step fed NumPy batches.
@@ -431,16 +431,15 @@ class Trainer:
     The model's variables are brought up to date after step() and after an epoch.
     """
 
-    def __init__(self, model, spec, lr=1e-3, adam="keras", variant="idiomatic", device="cpu", seed=0, metrics=(),
-                 epoch_scan=None):
-        # metrics: accepted for symmetry with Keras's compile(); a plain JAX loop computes none.
-        TrainerConfig(lr, adam, variant, device, seed)
-        self.device = _device(resolve_device(device))
-        self.model, self.variant = model, variant
-        self.tx = make_optimizer(lr, adam)
-        self.key = jax.random.key(seed)  # the notebook protocol's own shuffle
+    predict_logits = staticmethod(predict)
+
+    def __init__(self, model, spec, config: TrainerConfig, metrics=(), epoch_scan=None):
+        super().__init__(model, spec, config, metrics)
+        self.device = _device(resolve_device(config.device))
+        self.tx = make_optimizer(config.lr, config.adam)
+        self.key = jax.random.key(self.seed)  # the notebook protocol's own shuffle
         self._epoch = None
-        if variant == "idiomatic":
+        if self.variant == "idiomatic":
             self.optimizer = nnx.Optimizer(model, self.tx, wrt=nnx.Param)
         else:
             model.use_tuned_plan()  # for the step's graph only: a forward pass alone is faster with max_pool
@@ -501,18 +500,11 @@ class Trainer:
         self._write_back()
         return float(np.mean(np.concatenate([np.ravel(v) for v in jax.device_get(losses)])))
 
-    def run(self, epochs, batch_size, order_for_epoch, hooks, validation=None) -> None:
-        run_epochs(self, epochs, batch_size, order_for_epoch, hooks, validation)
-
     def sync(self) -> None:
         jax.block_until_ready(self.params if self.variant == "tuned" else nnx.state(self.model))
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        return predict(self.model, x)
 
-
-def make_trainer(model, spec, **kwargs) -> Trainer:
-    return Trainer(model, spec, **kwargs)
+make_trainer = Trainer.from_options
 
 
 def make_predictor(model, variant: str = "idiomatic"):

@@ -48,7 +48,7 @@ from ..spec import INPUT, MERGES, WINDOWED, Spec, canonical, real_cells, same_pa
 from ..weights import check_layout  # noqa: E402
 from .defaults import signature_default  # noqa: E402
 from .interface import TrainerConfig  # noqa: E402
-from .loop import run_epochs  # noqa: E402
+from .base import BaseTrainer  # noqa: E402
 
 NAME = "tensorflow"
 NOTEBOOK_VALIDATION = True  # the notebook's fit() validated every epoch inside the timed call
@@ -314,16 +314,16 @@ class _StepCallback(keras.callbacks.Callback):
         self.on_step(batch + 1)
 
 
-class Trainer:
+class Trainer(BaseTrainer):
     """variant 'idiomatic': Keras fit(); 'tuned': a tf.function train step on tensors held in memory."""
 
-    def __init__(self, model, spec, lr=1e-3, adam="keras", variant="idiomatic", device="cpu", seed=0,
-                 metrics=()):
-        TrainerConfig(lr, adam, variant, device, seed)
-        self.model, self.variant, self.seed = model, variant, seed
-        self.device = resolve_device(device)
-        self.optimizer = make_optimizer(model, lr, adam)
-        model.compile(optimizer=self.optimizer, loss=_LOSS, metrics=list(metrics))
+    predict_logits = staticmethod(predict)
+
+    def __init__(self, model, spec, config: TrainerConfig, metrics=()):
+        super().__init__(model, spec, config, metrics)
+        self.device = resolve_device(config.device)
+        self.optimizer = make_optimizer(model, config.lr, config.adam)
+        model.compile(optimizer=self.optimizer, loss=_LOSS, metrics=list(self.metrics))
         self.x = self.y = None
         self._step = None
 
@@ -379,7 +379,7 @@ class Trainer:
         """All epochs. idiomatic: one fit() call, as Keras users write it (the fair protocol's batches
         come from a tf.data pipeline over the shared orders); tuned: the tf.function step in a loop."""
         if self.variant == "tuned" and validation is None:
-            return run_epochs(self, epochs, batch_size, order_for_epoch, hooks)
+            return super().run(epochs, batch_size, order_for_epoch, hooks)
         steps = -(-len(self.x_np) // batch_size)
         orders = [order_for_epoch(epoch) for epoch in range(1, epochs + 1)]
         if orders[0] is None:  # Keras shuffles, as fit(shuffle=True) does
@@ -400,9 +400,6 @@ class Trainer:
     def sync(self) -> None:
         pass  # Keras returns after each step has run
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        return predict(self.model, x)
-
 
 def make_predictor(model, variant: str = "idiomatic"):
     """x (N, H, W, C) -> logits. idiomatic: model.predict(); tuned: a tf.function forward pass."""
@@ -413,8 +410,7 @@ def make_predictor(model, variant: str = "idiomatic"):
     return lambda x: forward(tf.constant(x)).numpy()
 
 
-def make_trainer(model, spec, **kwargs) -> Trainer:
-    return Trainer(model, spec, **kwargs)
+make_trainer = Trainer.from_options
 
 
 # oneDNN's names for its ISA cap (ONEDNN_MAX_CPU_ISA) -> machine.ISA_LEVELS

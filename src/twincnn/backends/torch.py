@@ -19,7 +19,7 @@ from ..spec import INPUT, Spec, real_cells
 from ..weights import check_layout
 from .defaults import signature_default
 from .interface import TrainerConfig
-from .loop import run_epochs
+from .base import BaseTrainer
 
 NAME = "torch"
 NOTEBOOK_VALIDATION = False  # the notebook's PyTorch loop evaluated after the timed loop
@@ -467,7 +467,7 @@ def make_optimizer(model: nn.Module, lr: float, adam: str = "keras", capturable:
     raise ValueError(f"unknown adam {adam!r}; use keras or native")
 
 
-class Trainer:
+class Trainer(BaseTrainer):
     """Trains on data held as tensors; batches are index lists so both twins see the same ones.
 
     variant 'idiomatic': what a typical user writes (NCHW, eager loop).
@@ -475,20 +475,20 @@ class Trainer:
     on CUDA also the whole step (gather, forward, backward, Adam) captured once in a CUDA graph.
     """
 
-    def __init__(self, model, spec, lr=1e-3, adam="keras", variant="idiomatic", device="cpu", seed=0, metrics=()):
-        # metrics: accepted for symmetry with Keras's compile(); a plain PyTorch loop computes none.
-        TrainerConfig(lr, adam, variant, device, seed)
-        self.device = resolve_device(device)
+    predict_logits = staticmethod(predict)
+
+    def __init__(self, model, spec, config: TrainerConfig, metrics=()):
+        super().__init__(model, spec, config, metrics)
+        self.device = resolve_device(config.device)
         self.model = model.to(self.device)
-        self.variant = variant
-        self.channels_last = variant == "tuned"
+        self.channels_last = self.variant == "tuned"
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
             self.model.set_plan(pool_before_relu=True)  # same function, cheaper order
         # The graph path needs Keras-Adam's capturable step count; torch.optim.Adam stays eager.
-        self.use_graph = variant == "tuned" and self.device.type == "cuda" and adam == "keras"
-        self.optimizer = make_optimizer(self.model, lr, adam, capturable=self.use_graph)
-        self.generator = torch.Generator().manual_seed(seed)
+        self.use_graph = self.variant == "tuned" and self.device.type == "cuda" and config.adam == "keras"
+        self.optimizer = make_optimizer(self.model, config.lr, config.adam, capturable=self.use_graph)
+        self.generator = torch.Generator().manual_seed(self.seed)
         self.x = self.y = None
         self.graphs = {}  # batch size -> (graph, static index, static loss)
 
@@ -570,15 +570,9 @@ class Trainer:
                 on_step(steps)
         return float(total) / steps
 
-    def run(self, epochs, batch_size, order_for_epoch, hooks, validation=None) -> None:
-        run_epochs(self, epochs, batch_size, order_for_epoch, hooks, validation)
-
     def sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize()
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        return predict(self.model, x)
 
 
 def make_predictor(model, variant: str = "idiomatic"):
@@ -603,8 +597,7 @@ def make_predictor(model, variant: str = "idiomatic"):
     return run_tuned
 
 
-def make_trainer(model, spec, **kwargs) -> Trainer:
-    return Trainer(model, spec, **kwargs)
+make_trainer = Trainer.from_options
 
 
 def isa() -> str:
