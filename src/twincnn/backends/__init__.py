@@ -36,6 +36,9 @@ class Registration:
     # and the top-level packages whose classes make an object such a model
     reader: str | None = None
     model_packages: tuple[str, ...] = ()
+    # the module whose train() runs one rank of data-parallel training on the framework's own distributed
+    # engine (twincnn.parallel starts the ranks); None: not yet
+    parallel: str | None = None
 
 
 # The registry: the only list of frameworks. Everything else about a framework is in its module.
@@ -44,18 +47,19 @@ BACKENDS = {
         module="twincnn.backends.tensorflow", package="tensorflow", extra="tf", label="Keras", aliases=("tf", "keras"),
         file_formats={".keras": True, ".h5": True},
         isa_cap=("ONEDNN_MAX_CPU_ISA", {"AVX2": "AVX2", "SSE4_2": "SSE41"}),  # oneDNN's kernels only
-        reader="twincnn.backends.tensorflow_read", model_packages=("keras", "tf_keras")),
+        reader="twincnn.backends.tensorflow_read", model_packages=("keras", "tf_keras"),
+        parallel="twincnn.backends.tensorflow_parallel"),
     "torch": Registration(
         module="twincnn.backends.torch", package="torch", extra="torch", label="PyTorch", aliases=("pytorch",),
         file_formats={".pt": False, ".pth": False},
         isa_cap=("ATEN_CPU_CAPABILITY", {"AVX2": "avx2", "SSE4_2": "default"}),
-        reader="twincnn.backends.torch_read", model_packages=("torch",)),
+        reader="twincnn.backends.torch_read", model_packages=("torch",), parallel="twincnn.backends.torch_parallel"),
     # flax, not jax: a bare jax install (common) lacks the module library this twin is written in
     "jax": Registration(
         module="twincnn.backends.jax", package="flax", extra="jax", label="JAX/Flax", aliases=("flax",),
         file_formats={".msgpack": False},
         isa_cap=("XLA_FLAGS", {"AVX2": "--xla_cpu_max_isa=AVX2", "SSE4_2": "--xla_cpu_max_isa=SSE4_2"}),
-        model_packages=("flax",)),
+        model_packages=("flax",), parallel="twincnn.backends.jax_parallel"),
 }
 ALIASES = {alias: name for name, entry in BACKENDS.items() for alias in entry.aliases}
 # suffix -> (the framework that reads and writes it, whether the file carries its own architecture)
@@ -139,3 +143,23 @@ def load_reader(name: str):
         raise UserError(f"twincnn does not read {entry.label} models yet; it reads {readable} models")
     load(name)  # the install hint, where the framework is missing
     return importlib.import_module(entry.reader)
+
+
+def parallel_frameworks() -> list[str]:
+    return [name for name, entry in BACKENDS.items() if entry.parallel]
+
+
+def parallel_module(name: str) -> str:
+    """The name of the module that trains one data-parallel rank of ``name``, imported by nobody here;
+    UserError where there is none yet, FrameworkMissing where the framework is not installed."""
+    entry = BACKENDS[canonical_name(name)]
+    if entry.parallel is None:
+        raise UserError(f"{entry.label} has no data-parallel twin yet; frameworks that have one: "
+                        f"{', '.join(parallel_frameworks())}")
+    if not is_available(name):
+        raise FrameworkMissing(install_hint(name))
+    return entry.parallel
+
+
+def load_parallel(name: str):
+    return importlib.import_module(parallel_module(name))

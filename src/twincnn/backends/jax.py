@@ -87,7 +87,9 @@ def resolve_device(device: str = "cpu") -> str:
 
 
 def _device(platform_name: str):
-    return jax.devices(platform_name)[0]
+    """This process's first device of the platform (in a multi-process run jax.devices() lists every
+    process's, and another's cannot hold this process's arrays)."""
+    return jax.local_devices(backend=platform_name)[0]
 
 
 # Keras's activations by name, each given every setting the spec fixes: jax.nn.gelu defaults to the tanh
@@ -379,14 +381,12 @@ def _idiomatic_step(model, optimizer, x, y):
     return loss
 
 
-def _pure_step(graphdef, tx):
-    """One step on (parameters, Adam state, the rest) as a pure function. The rest is every other variable
-    (BatchNorm's moving statistics, the dropout stream's counter): the step returns it as the forward pass
-    left it."""
+def pure_batch_step(graphdef, tx):
+    """One step on (parameters, Adam state, the rest) and a batch, as a pure function. The rest is every
+    other variable (BatchNorm's moving statistics, the dropout stream's counter): the step returns it as the
+    forward pass left it."""
 
-    def step(params, opt_state, rest, x, y, idx):
-        xb, yb = x[idx], y[idx]
-
+    def step(params, opt_state, rest, xb, yb):
         def loss_of(p):
             # copy: Variables made at this trace level, or BatchNorm and Dropout may not update theirs
             model = nnx.merge(graphdef, p, rest, copy=True)
@@ -395,6 +395,16 @@ def _pure_step(graphdef, tx):
         (loss, rest), grads = jax.value_and_grad(loss_of, has_aux=True)(params)
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, rest, loss
+
+    return step
+
+
+def _pure_step(graphdef, tx):
+    """pure_batch_step on the rows ``idx`` of the training set held on the device."""
+    batch_step = pure_batch_step(graphdef, tx)
+
+    def step(params, opt_state, rest, x, y, idx):
+        return batch_step(params, opt_state, rest, x[idx], y[idx])
 
     return step
 

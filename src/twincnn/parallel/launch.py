@@ -1,0 +1,117 @@
+"""Start R rank processes, wait for all of them, and stop all of them the moment one fails."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .. import backends
+from ..errors import UserError
+from ..spec import Spec
+
+RANK_COMMAND = [sys.executable, "-m", "twincnn.parallel.rank"]
+RENDEZVOUS_TIMEOUT_S = 60  # each engine's own wait for all ranks to join
+POLL_S = 0.05
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports the operating system has just handed out, all different (never fixed numbers that a second run
+    would collide with)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def rank_environment(rank: int, ports: list[int]) -> dict:
+    """What torchrun gives each process, and a port per rank for engines whose every worker listens."""
+    return {**os.environ, "RANK": str(rank), "WORLD_SIZE": str(len(ports)), "LOCAL_RANK": str(rank),
+            "LOCAL_WORLD_SIZE": str(len(ports)), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(ports[0]),
+            "TWINCNN_RANK_PORTS": ",".join(map(str, ports)),
+            "TWINCNN_RENDEZVOUS_TIMEOUT_S": str(RENDEZVOUS_TIMEOUT_S)}
+
+
+def split_evenly(batches: np.ndarray, world: int) -> None:
+    """Refuse a global batch the ranks cannot share equally: a mean over unequal slices is not the mean."""
+    if batches.shape[1] % world:
+        raise UserError(f"a global batch of {batches.shape[1]} cannot be split evenly over {world} ranks; "
+                        f"use a batch size that is a multiple of {world}")
+
+
+def _failure(label: str, rank: int, code: int) -> str:
+    cause = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+    return f"rank {rank} of the {label} run {cause}; the other ranks were stopped (its own message, if any, is above)"
+
+
+def wait_all(processes: list, label: str, timeout: float, started: float) -> None:
+    """Return when every rank has exited 0; otherwise stop them all and raise one line naming the rank."""
+    while True:
+        codes = [process.poll() for process in processes]
+        failed = [(rank, code) for rank, code in enumerate(codes) if code not in (None, 0)]
+        if failed:
+            stop_all(processes)
+            raise UserError(_failure(label, *failed[0]))
+        if all(code == 0 for code in codes):
+            return
+        if time.monotonic() - started > timeout:
+            waiting = [rank for rank, code in enumerate(codes) if code is None]
+            stop_all(processes)
+            raise UserError(f"the {label} run did not finish within {timeout:.0f} s (ranks {waiting} still running: "
+                            f"a rank that cannot join or hangs); all ranks were stopped; raise --timeout if it "
+                            f"is only slow")
+        time.sleep(POLL_S)
+
+
+def stop_all(processes: list) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+    for process in processes:
+        process.wait()
+
+
+def train_ranks(framework: str, spec: Spec, weights: dict, x: np.ndarray, y: np.ndarray, batches: np.ndarray,
+                world: int, lr: float = 1e-3, threads: int = 1, timeout: float = 600,
+                on_start=None) -> list[dict]:
+    """Train ``world`` ranks data-parallel on ``batches`` (steps x global batch row indices) from ``weights``;
+    every rank's final canonical weights, by rank.
+
+    ``on_start(processes)`` is called once all ranks are started (tests kill one there). Each rank exits when
+    its standard input closes, so no rank outlives this process, whatever ends it.
+    """
+    backends.parallel_module(framework)  # refused here, in one line, where it has none or is not installed
+    label = backends.BACKENDS[backends.canonical_name(framework)].label
+    batches = np.asarray(batches, np.int64)
+    split_evenly(batches, world)
+    with tempfile.TemporaryDirectory(prefix="twincnn-ranks-") as folder:
+        folder = Path(folder)
+        np.savez(folder / "start.npz", **weights)
+        np.savez(folder / "data.npz", x=x, y=y, batches=batches)
+        job = {"framework": framework, "spec": spec.to_dict(), "folder": str(folder), "lr": lr, "threads": threads}
+        ports, processes = free_ports(world), []
+        started = time.monotonic()
+        try:
+            for rank in range(world):
+                processes.append(subprocess.Popen(RANK_COMMAND, stdin=subprocess.PIPE, text=True,
+                                                  env=rank_environment(rank, ports)))
+                processes[-1].stdin.write(json.dumps(job) + "\n")
+                processes[-1].stdin.flush()
+            if on_start is not None:
+                on_start(processes)
+            wait_all(processes, label, timeout, started)
+        finally:
+            stop_all(processes)
+        return [dict(np.load(folder / f"rank{rank}.npz")) for rank in range(world)]
