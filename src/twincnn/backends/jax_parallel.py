@@ -1,10 +1,10 @@
-"""One rank of JAX data-parallel training: jax.distributed (gloo collectives on the CPU) and the global batch
-sharded over a one-axis device mesh, the step jitted over it.
+"""JAX's data-parallel twin: jax.distributed (gloo collectives on the CPU) and the global batch sharded over
+a one-axis device mesh, the step jitted over it.
 
 The coordinator is MASTER_ADDR:MASTER_PORT and the process is RANK of WORLD_SIZE, as torchrun sets them;
 without them jax.distributed's own cluster detection (SLURM, Open MPI, TPU) decides. Each process gives its
 equal slice of every global batch; the jitted step is the single-process step on the whole global batch,
-so XLA inserts the all-reduces, and BatchNorm's batch statistics are those of the global batch.
+so XLA inserts the all-reduces.
 """
 
 from __future__ import annotations
@@ -16,18 +16,17 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from ..errors import UserError
 from . import jax as twin
+from .base import BaseTrainer
 
 # The step is the single-process step on the sharded global batch: BatchNorm's statistics are global.
 SYNCHRONIZED_BATCHNORM = True
 ENGINE = "jax.distributed, a sharded jit"
 
 
-def process_group_backend() -> str:
-    return "nccl" if any(d.platform == "gpu" for d in jax.local_devices()) else "gloo"
-
-
-def _initialize() -> None:
+def initialize(threads: int | None) -> dict:
+    """Join the coordinator, before anything starts JAX's runtime; {rank, world, backend}."""
     timeout = int(float(os.environ.get("TWINCNN_RENDEZVOUS_TIMEOUT_S", 60)))
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     if "MASTER_ADDR" in os.environ:
@@ -36,6 +35,16 @@ def _initialize() -> None:
                                    initialization_timeout=timeout)
     else:
         jax.distributed.initialize(initialization_timeout=timeout)
+    twin.configure(threads)
+    gpu = any(device.platform == "gpu" for device in jax.local_devices())
+    return {"rank": jax.process_index(), "world": jax.process_count(), "backend": "nccl" if gpu else "gloo"}
+
+
+def shutdown() -> None:
+    jax.distributed.shutdown()
+
+
+build = twin.build
 
 
 def _replicated(tree, sharding):
@@ -47,29 +56,46 @@ def _replicated(tree, sharding):
     return jax.tree.map(one, tree)
 
 
-def train(spec, weights: dict, x: np.ndarray, y: np.ndarray, batches: np.ndarray, lr: float, threads: int,
-          adam: str = "keras") -> tuple[int, dict]:
-    """(this rank, its final canonical weights) after one step per global batch."""
-    _initialize()  # before anything starts JAX's runtime
-    try:
-        twin.configure(threads)
-        rank, world = jax.process_index(), jax.process_count()
+class Trainer(BaseTrainer):
+    """The pure step jitted over the mesh; the model's variables are brought up to date by sync()."""
+
+    predict_logits = staticmethod(twin.predict)
+
+    def __init__(self, model, spec, config, metrics=()):
+        super().__init__(model, spec, config, metrics)
+        self.rank, self.world = jax.process_index(), jax.process_count()
         mesh = Mesh(np.array(jax.devices()), ("batch",))
-        split, whole = NamedSharding(mesh, PartitionSpec("batch")), NamedSharding(mesh, PartitionSpec())
-        model = twin.build(spec)
-        twin.set_weights(model, spec, weights)
+        self.split, whole = NamedSharding(mesh, PartitionSpec("batch")), NamedSharding(mesh, PartitionSpec())
         graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-        tx = twin.make_optimizer(lr, adam)
-        state = _replicated((params, tx.init(params), rest), whole)
-        step = jax.jit(twin.pure_batch_step(graphdef, tx), out_shardings=whole)
-        x, y = np.asarray(x, np.float32), np.asarray(y, np.int32)
-        for batch in batches:
-            rows = np.array_split(batch, world)[rank]
-            xb = jax.make_array_from_process_local_data(split, x[rows])
-            yb = jax.make_array_from_process_local_data(split, y[rows])
-            *state, _ = step(*state, xb, yb)
-        local = jax.tree.map(lambda a: np.asarray(a.addressable_data(0)), (state[0], state[2]))
-        nnx.update(model, *local)
-        return rank, twin.get_weights(model, spec)
-    finally:
-        jax.distributed.shutdown()
+        tx = twin.make_optimizer(config.lr, config.adam)
+        self.state = _replicated((params, tx.init(params), rest), whole)
+        self._step = jax.jit(twin.pure_batch_step(graphdef, tx), out_shardings=whole)
+
+    def set_data(self, x: np.ndarray, y: np.ndarray) -> None:
+        self.x, self.y = np.asarray(x, np.float32), np.asarray(y, np.int32)
+
+    def step(self, idx):
+        rows = np.array_split(np.asarray(idx), self.world)[self.rank]
+        xb = jax.make_array_from_process_local_data(self.split, self.x[rows])
+        yb = jax.make_array_from_process_local_data(self.split, self.y[rows])
+        *self.state, loss = self._step(*self.state, xb, yb)
+        return loss
+
+    def train_epoch(self, order, batch_size, on_step=None, validation=None) -> float:
+        if order is None:
+            raise UserError("data-parallel twins train on the shared batch order: use the fair protocol")
+        losses = []
+        for start in range(0, len(order), batch_size):
+            losses.append(self.step(order[start:start + batch_size]))
+            if on_step is not None:
+                on_step(len(losses))
+        self.sync()
+        return float(np.mean([np.asarray(loss.addressable_data(0)) for loss in losses]))
+
+    def sync(self) -> None:
+        """Wait for the queued steps and give the model this process's copy of the replicated variables."""
+        params, _, rest = self.state
+        nnx.update(self.model, *jax.tree.map(lambda a: np.asarray(a.addressable_data(0)), (params, rest)))
+
+
+make_trainer = Trainer.from_options

@@ -1,5 +1,5 @@
-"""One rank of TensorFlow/Keras data-parallel training: tf.distribute.MultiWorkerMirroredStrategy, one worker
-per process, in a custom loop (Keras 3's fit() under this strategy does not run).
+"""TensorFlow/Keras's data-parallel twin: tf.distribute.MultiWorkerMirroredStrategy, one worker per process, in
+a custom loop (Keras 3's fit() under this strategy does not run).
 
 The cluster comes from TF_CONFIG, tf.distribute's own resolver; without it, from the ranks' environment
 (RANK, WORLD_SIZE and the ports in TWINCNN_RANK_PORTS on MASTER_ADDR). Each worker's loss is the sum over its
@@ -14,17 +14,16 @@ import os
 
 import numpy as np
 
+from ..errors import UserError
 from . import tensorflow as twin
+from .base import BaseTrainer
 
 tf, keras = twin.tf, twin.keras
 
 # Keras's BatchNormalization(synchronized=True) under the strategy: statistics over the global batch.
 SYNCHRONIZED_BATCHNORM = True
 ENGINE = "tf.distribute MultiWorkerMirroredStrategy"
-
-
-def process_group_backend() -> str:
-    return "NCCL" if tf.config.list_physical_devices("GPU") else "RING"
+_STRATEGY = []  # the one strategy of this process
 
 
 def cluster_config() -> dict:
@@ -36,36 +35,74 @@ def cluster_config() -> dict:
     return {"cluster": {"worker": workers}, "task": {"type": "worker", "index": int(os.environ["RANK"])}}
 
 
-def train(spec, weights: dict, x: np.ndarray, y: np.ndarray, batches: np.ndarray, lr: float, threads: int,
-          adam: str = "keras") -> tuple[int, dict]:
-    """(this rank, its final canonical weights) after one step per global batch."""
+def initialize(threads: int | None) -> dict:
+    """Start this worker's strategy; {rank, world, backend}."""
     twin.configure(threads)
     config = cluster_config()
     os.environ["TF_CONFIG"] = json.dumps(config)
-    strategy = tf.distribute.MultiWorkerMirroredStrategy()
-    rank, world = config["task"]["index"], len(config["cluster"]["worker"])
-    with strategy.scope():
-        model = twin.build(spec)
-        twin.set_weights(model, spec, weights)
-        for layer in model.layers:
-            if isinstance(layer, keras.layers.BatchNormalization):
-                layer.synchronized = True  # read at each call
-        optimizer = twin.make_optimizer(model, lr, adam)
-    variables = model.trainable_variables
-    global_batch = batches.shape[1]
+    _STRATEGY.append(tf.distribute.MultiWorkerMirroredStrategy())
+    backend = "NCCL" if tf.config.list_physical_devices("GPU") else "RING"
+    return {"rank": config["task"]["index"], "world": len(config["cluster"]["worker"]), "backend": backend}
 
-    def replica_step(xb, yb):
-        with tf.GradientTape() as tape:
-            per_example = keras.losses.sparse_categorical_crossentropy(yb, model(xb, training=True),
-                                                                       from_logits=True)
-            loss = tf.reduce_sum(per_example) / global_batch
-        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
 
-    @tf.function
-    def step(xb, yb):
-        strategy.run(replica_step, args=(xb, yb))
+def shutdown() -> None:
+    _STRATEGY.clear()
 
-    for batch in batches:
-        rows = np.array_split(batch, world)[rank]
-        step(tf.constant(x[rows]), tf.constant(y[rows], tf.int64))
-    return rank, twin.get_weights(model, spec)
+
+def build(spec, seed=None, device="cpu"):
+    """The twin, its variables mirrored by the strategy, its BatchNorm synchronised."""
+    with _STRATEGY[0].scope():
+        model = twin.build(spec, seed, device)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.synchronized = True  # read at each call
+    return model
+
+
+class Trainer(twin.Trainer):
+    """A custom loop: strategy.run on this worker's slice of each global batch."""
+
+    def __init__(self, model, spec, config, metrics=()):
+        self.strategy = _STRATEGY[0]
+        with self.strategy.scope():
+            super().__init__(model, spec, config, metrics)
+        cluster = json.loads(os.environ["TF_CONFIG"])
+        self.rank, self.world = cluster["task"]["index"], len(cluster["cluster"]["worker"])
+
+    def set_data(self, x: np.ndarray, y: np.ndarray) -> None:
+        self.x_np, self.y_np = np.asarray(x, np.float32), np.asarray(y, np.int64)
+        model, optimizer, variables = self.model, self.optimizer, self.model.trainable_variables
+
+        def replica_step(xb, yb, global_batch):
+            with tf.GradientTape() as tape:
+                per_example = keras.losses.sparse_categorical_crossentropy(yb, model(xb, training=True),
+                                                                           from_logits=True)
+                loss = tf.reduce_sum(per_example) / tf.cast(global_batch, tf.float32)
+            optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+            return loss
+
+        @tf.function
+        def step(xb, yb, global_batch):
+            return self.strategy.run(replica_step, args=(xb, yb, global_batch))
+
+        self._step = step
+
+    def step(self, idx):
+        rows = np.array_split(np.asarray(idx), self.world)[self.rank]
+        return self._step(tf.constant(self.x_np[rows]), tf.constant(self.y_np[rows]), tf.constant(len(idx)))
+
+    def train_epoch(self, order, batch_size, on_step=None, validation=None) -> float:
+        if order is None:
+            raise UserError("data-parallel twins train on the shared batch order: use the fair protocol")
+        losses = []
+        for start in range(0, len(order), batch_size):
+            losses.append(self.step(order[start:start + batch_size]))
+            if on_step is not None:
+                on_step(len(losses))
+        return float(tf.add_n(losses)) * self.world / len(order)  # each loss: this slice's sum / global batch
+
+    def run(self, epochs, batch_size, order_for_epoch, hooks, validation=None) -> None:
+        BaseTrainer.run(self, epochs, batch_size, order_for_epoch, hooks, validation)
+
+
+make_trainer = Trainer.from_options

@@ -1,4 +1,4 @@
-"""One rank of PyTorch data-parallel training: torch.distributed (gloo on the CPU) and DistributedDataParallel.
+"""PyTorch's data-parallel twin: torch.distributed (gloo on the CPU, NCCL on CUDA) and DistributedDataParallel.
 
 The rank, world size and rendezvous come from the environment torchrun sets (RANK, WORLD_SIZE, MASTER_ADDR,
 MASTER_PORT), read by torch.distributed's own ``env://`` resolver. Each rank takes its equal slice of every
@@ -17,6 +17,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
+from ..errors import UserError
 from . import torch as twin
 
 # The twin's BatchNorm follows Keras's momentum, so SyncBatchNorm (CUDA only) cannot stand in for it: each
@@ -25,29 +26,47 @@ SYNCHRONIZED_BATCHNORM = False
 ENGINE = "torch.distributed DistributedDataParallel"
 
 
-def process_group_backend() -> str:
-    return "nccl" if torch.cuda.is_available() else "gloo"
-
-
-def train(spec, weights: dict, x: np.ndarray, y: np.ndarray, batches: np.ndarray, lr: float, threads: int,
-          adam: str = "keras") -> tuple[int, dict]:
-    """(this rank, its final canonical weights) after one step per global batch."""
+def initialize(threads: int | None) -> dict:
+    """Join the process group; {rank, world, backend}."""
     twin.configure(threads)
     timeout = datetime.timedelta(seconds=float(os.environ.get("TWINCNN_RENDEZVOUS_TIMEOUT_S", 60)))
-    dist.init_process_group(process_group_backend(), init_method="env://", timeout=timeout)
-    try:
-        rank, world = dist.get_rank(), dist.get_world_size()
-        model = twin.build(spec)
-        twin.set_weights(model, spec, weights)
-        parallel = DistributedDataParallel(model)
-        optimizer = twin.make_optimizer(model, lr, adam)
-        inputs, labels = twin.to_input(x), torch.as_tensor(np.asarray(y), dtype=torch.long)
-        for batch in batches:
-            rows = torch.as_tensor(np.array_split(batch, world)[rank])
-            optimizer.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(parallel(inputs[rows]), labels[rows])
-            loss.backward()  # DDP's all-reduce averages the gradients over the ranks here
-            optimizer.step()
-        return rank, twin.get_weights(model, spec)
-    finally:
-        dist.destroy_process_group()
+    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo", init_method="env://", timeout=timeout)
+    return {"rank": dist.get_rank(), "world": dist.get_world_size(), "backend": dist.get_backend()}
+
+
+def shutdown() -> None:
+    dist.destroy_process_group()
+
+
+build = twin.build
+
+
+class Trainer(twin.Trainer):
+    """The twin's trainer with DDP around its model; step() takes a global batch and trains on this rank's slice."""
+
+    def __init__(self, model, spec, config, metrics=()):
+        super().__init__(model, spec, config, metrics)
+        self.rank, self.world = dist.get_rank(), dist.get_world_size()
+        self.parallel = DistributedDataParallel(self.model)
+
+    def step(self, idx):
+        rows = torch.as_tensor(np.array_split(np.asarray(idx), self.world)[self.rank], device=self.device)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(self.parallel(self.x[rows]), self.y[rows])
+        loss.backward()  # DDP's all-reduce averages the gradients over the ranks here
+        self.optimizer.step()
+        return loss.detach()
+
+    def train_epoch(self, order, batch_size, on_step=None, validation=None) -> float:
+        if order is None:
+            raise UserError("data-parallel twins train on the shared batch order: use the fair protocol")
+        self.model.train()
+        losses = []
+        for start in range(0, len(order), batch_size):
+            losses.append(self.step(order[start:start + batch_size]))
+            if on_step is not None:
+                on_step(len(losses))
+        return float(torch.stack(losses).mean())
+
+
+make_trainer = Trainer.from_options

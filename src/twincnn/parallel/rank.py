@@ -26,16 +26,31 @@ def exit_when_parent_goes() -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
+def train(framework: str, spec: Spec, start: dict, x, y, batches, lr: float, threads: int) -> tuple[int, dict]:
+    """(this rank, its canonical weights after one step per global batch of ``batches``)."""
+    backend, parallel = backends.load(framework), backends.load_parallel(framework)
+    rank = parallel.initialize(threads)["rank"]
+    try:
+        model = parallel.build(spec)
+        backend.set_weights(model, spec, start)
+        trainer = parallel.make_trainer(model, spec, lr=lr, adam="keras")
+        trainer.set_data(x, y)
+        for batch in batches:
+            trainer.step(batch)
+        trainer.sync()
+        return rank, backend.get_weights(model, spec)
+    finally:
+        parallel.shutdown()
+
+
 def main() -> int:
     job = json.loads(sys.stdin.readline())
     exit_when_parent_goes()
-    parallel = backends.load_parallel(job["framework"])
     folder = job["folder"]
     start = dict(np.load(os.path.join(folder, "start.npz")))
     data = np.load(os.path.join(folder, "data.npz"))
-    spec = Spec.from_dict(job["spec"])
-    rank, weights = parallel.train(spec, start, data["x"], data["y"], data["batches"], job["lr"],
-                                           job["threads"])
+    rank, weights = train(job["framework"], Spec.from_dict(job["spec"]), start, data["x"], data["y"],
+                          data["batches"], job["lr"], job["threads"])
     partial = os.path.join(folder, f".rank{rank}.npz")
     np.savez(partial, **weights)
     os.replace(partial, os.path.join(folder, f"rank{rank}.npz"))
