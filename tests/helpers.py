@@ -302,3 +302,18 @@ def draw_clear_of_kinks(spec, weights, draw, training: bool, tries: int = 30):
         closest = min(closest, distance)
     pytest.fail(f"no batch of {tries} keeps {reference.KINK_MARGIN:g} from a ReLU kink (closest {closest:.2g}); use a "
                 f"smaller batch")
+
+
+def session_processes(sid: int) -> list[int]:
+    """The live (not zombie) processes of session ``sid``, from /proc."""
+    from pathlib import Path
+
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":  # field 6 of /proc/PID/stat: the session id
+            pids.append(int(stat.parent.name))
+    return pids

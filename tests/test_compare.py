@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import cpu_hogs, frameworks, stop_all
+from tests.helpers import cpu_hogs, frameworks, session_processes, stop_all
 from tests.mnist_files import tiny_arrays, write_idx_dir
 from twincnn import backends, machine
 from twincnn.cli import main
@@ -213,18 +213,6 @@ def test_out_dir_not_empty_is_refused(tmp_path, capsys):
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
 
-def _session_processes(sid: int) -> list[int]:
-    pids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == sid and fields[0] != "Z":  # field 6 of /proc/PID/stat: the session id
-            pids.append(int(stat.parent.name))
-    return pids
-
-
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 @pytest.mark.parametrize("how", ["ctrl-c", "kill"])
 def test_interrupt_stops_every_worker_and_leaves_nothing(tmp_path, tiny_dir, how):
@@ -238,7 +226,7 @@ def test_interrupt_stops_every_worker_and_leaves_nothing(tmp_path, tiny_dir, how
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
-    while len(_session_processes(proc.pid)) < 3 and time.time() < deadline:  # parent and both workers
+    while len(session_processes(proc.pid)) < 3 and time.time() < deadline:  # parent and both workers
         time.sleep(0.2)
     time.sleep(3)  # let them import and start training
     if how == "ctrl-c":
@@ -249,7 +237,7 @@ def test_interrupt_stops_every_worker_and_leaves_nothing(tmp_path, tiny_dir, how
     assert proc.returncode == 130, err
     assert "interrupted" in err.strip().splitlines()[-1]
     time.sleep(0.5)
-    assert _session_processes(proc.pid) == [], "a worker outlived the parent"
+    assert session_processes(proc.pid) == [], "a worker outlived the parent"
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
@@ -263,7 +251,7 @@ def test_a_worker_killed_from_outside_ends_the_run_in_one_line(tmp_path, tiny_di
            "--epochs", "50", "--repeats", "1", "--no-floor", "--no-progress", "--out", str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.time() + 120
-    while len(workers := [p for p in _session_processes(proc.pid) if p != proc.pid]) < 2 and time.time() < deadline:
+    while len(workers := [p for p in session_processes(proc.pid) if p != proc.pid]) < 2 and time.time() < deadline:
         time.sleep(0.2)
     time.sleep(3)  # let them import and start training
     os.kill(max(workers), signal.SIGKILL)
@@ -272,7 +260,7 @@ def test_a_worker_killed_from_outside_ends_the_run_in_one_line(tmp_path, tiny_di
     last = err.strip().splitlines()[-1]
     assert "worker was killed by SIGKILL" in last and "Traceback" not in err, err
     time.sleep(0.5)
-    assert _session_processes(proc.pid) == [], "a worker outlived the parent"
+    assert session_processes(proc.pid) == [], "a worker outlived the parent"
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 

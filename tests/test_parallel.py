@@ -20,7 +20,7 @@ from twincnn.parallel import launch
 from twincnn.spec import DEFAULT_SPEC, FLATTEN, Spec, batchnorm, conv, dense, pool
 from twincnn.weights import initial_weights, worst_mismatch
 
-pytestmark = pytest.mark.equivalence
+
 
 RANKS, STEPS, GLOBAL_BATCH = 2, 5, 64
 # PyTorch's own DDP test compares with one process after 5 steps at atol 1e-5 (rtol 1.3e-6), on a model

@@ -180,6 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frameworks", help="comma-separated, default: every installed one; the same one twice "
                                         "(torch,torch) is the A/A self-test")
     p.add_argument("--threads", type=_positive_int, help="intra-op threads for every framework (default: all cores)")
+    p.add_argument("--ranks", type=_positive_int, default=1,
+                   help="also train each framework data-parallel on its own distributed engine, as this many "
+                        "processes sharing --threads; reports each one's scaling and judges them against each "
+                        "other (default 1: one process each)")
     p.add_argument("--noise-threshold", type=_fraction, default=0.03,
                    help="a time ratio within 1 ± this is 'within noise' (default 0.03)")
     p.add_argument("--data", help="an MNIST-layout .npz or IDX directory (default: bundled MNIST)")

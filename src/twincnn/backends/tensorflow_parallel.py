@@ -83,7 +83,9 @@ class Trainer(twin.Trainer):
 
         @tf.function
         def step(xb, yb, global_batch):
-            return self.strategy.run(replica_step, args=(xb, yb, global_batch))
+            per_worker = self.strategy.run(replica_step, args=(xb, yb, global_batch))
+            # the global batch's mean loss, as Keras's own distributed step reduces what it reports
+            return self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_worker, axis=None)
 
         self._step = step
 
@@ -99,7 +101,7 @@ class Trainer(twin.Trainer):
             losses.append(self.step(order[start:start + batch_size]))
             if on_step is not None:
                 on_step(len(losses))
-        return float(tf.add_n(losses)) * self.world / len(order)  # each loss: this slice's sum / global batch
+        return float(tf.add_n(losses)) / len(losses)
 
     def run(self, epochs, batch_size, order_for_epoch, hooks, validation=None) -> None:
         BaseTrainer.run(self, epochs, batch_size, order_for_epoch, hooks, validation)

@@ -66,7 +66,9 @@ class Trainer(twin.Trainer):
             losses.append(self.step(order[start:start + batch_size]))
             if on_step is not None:
                 on_step(len(losses))
-        return float(torch.stack(losses).mean())
+        total = torch.stack(losses).sum()
+        dist.all_reduce(total)  # once an epoch: each rank's loss is its slice's mean
+        return float(total) / (len(losses) * self.world)
 
 
 make_trainer = Trainer.from_options

@@ -95,6 +95,7 @@ class Plan:
 
     names: list[str]
     labels: list[str]
+    ranks: list[int]  # per worker: 1, or the ranks of a data-parallel twin
     spec: Spec
     dataset: data.Dataset
     subset: tuple[int, int] | None
@@ -111,16 +112,49 @@ class Plan:
     def jobs(self, args, seed: int) -> list[dict]:
         """What each worker of one repeat is told to do."""
         return [{"framework": name, "label": label, "seed": seed, "protocol": args.protocol, "variant": self.variant,
-                 "epochs": self.epochs, "batch_size": args.batch_size, "lr": args.lr, "threads": self.threads,
+                 "epochs": self.epochs, "batch_size": args.batch_size, "lr": args.lr, "ranks": ranks,
+                 "threads": self.threads // ranks,
                  "device": args.device, "progress": not args.no_progress, "data": args.data, "subset": self.subset,
                  "spec": self.spec.to_dict(), "steps_per_epoch": self.steps_per_epoch, "block_steps": self.block_steps}
-                for name, label in zip(self.names, self.labels)]
+                for name, label, ranks in zip(self.names, self.labels, self.ranks)]
+
+    def pairs(self) -> list[tuple[str, str]] | None:
+        """The comparisons judged: with data-parallel twins each framework's R ranks against its one process
+        (its scaling), then each framework's R ranks against the first one's; None: the default."""
+        if max(self.ranks) == 1:
+            return None
+        single = [label for label, ranks in zip(self.labels, self.ranks) if ranks == 1]
+        parallel = [label for label, ranks in zip(self.labels, self.ranks) if ranks > 1]
+        return list(zip(single, parallel)) + [(parallel[0], other) for other in parallel[1:]]
+
+
+def data_parallel_workers(names: list[str], args, threads: int) -> tuple[list[str], list[str], list[int]]:
+    """(names, labels, ranks) with each framework once in one process and once as ``args.ranks`` ranks, with
+    the same threads in all; the options data parallelism needs are checked here, in one line each."""
+    ranks = args.ranks
+    for name in dict.fromkeys(names):
+        backends.parallel_module(name)  # one that has no data-parallel twin is refused, naming those that do
+    if args.protocol != "fair":
+        raise UserError("--ranks trains on the shared batch order: use --protocol fair")
+    if args.batch_size % ranks:
+        raise UserError(f"--batch-size {args.batch_size} cannot be split evenly over {ranks} ranks; "
+                        f"use a multiple of {ranks}")
+    if threads % ranks:
+        raise UserError(f"{threads} threads cannot be shared evenly by {ranks} ranks; use --threads with a "
+                        f"multiple of {ranks}")
+    labels = worker_labels(names)
+    return ([name for name in names for _ in (1, ranks)], [f for label in labels for f in (label, f"{label}x{ranks}")],
+            [r for _ in names for r in (1, ranks)])
 
 
 def make_plan(args) -> Plan:
     """Every option checked and every default resolved; the results directory refused now if it is in use,
     not after minutes of training."""
     names = parse_frameworks(args.frameworks)
+    threads = args.threads or machine.usable_cpus()
+    labels, ranks = worker_labels(names), [1] * len(names)
+    if args.ranks > 1:
+        names, labels, ranks = data_parallel_workers(names, args, threads)
     spec = load_spec(args.spec)
     dataset = data.load(args.data)
     subset = (QUICK_TRAIN, QUICK_TEST) if args.quick else None
@@ -134,10 +168,10 @@ def make_plan(args) -> Plan:
     commit = machine.git_commit()  # once: it runs git
     out = Path(args.out) if args.out else default_out(commit=commit)
     refuse_nonempty(out)
-    return Plan(names=names, labels=worker_labels(names), spec=spec, dataset=dataset, subset=subset,
+    return Plan(names=names, labels=labels, ranks=ranks, spec=spec, dataset=dataset, subset=subset,
                 repeats=repeats, epochs=args.epochs or default_epochs(len(block_ends(steps_per_epoch, block_steps))),
                 steps_per_epoch=steps_per_epoch, block_steps=block_steps,
-                threads=args.threads or machine.usable_cpus(),
+                threads=threads,
                 variant=args.variant if args.protocol == "fair" else "idiomatic",
                 seeds=[args.seed + i for i in range(repeats)], commit=commit, out=out)
 
@@ -146,8 +180,37 @@ def headline(plan: Plan, args) -> str:
     n_train, n_test = len(plan.dataset.y_train), len(plan.dataset.y_test)
     return (f"twincnn compare: {', '.join(plan.labels)}; {args.protocol} protocol, {plan.variant} code, "
             f"{plan.epochs} epoch(s) x {plan.repeats} repeat(s) (seeds {plan.seeds}), batch {args.batch_size}, "
-            f"{n_train:,}/{n_test:,} images, {plan.threads} threads, one process per framework and repeat, "
+            f"{n_train:,}/{n_test:,} images, {plan.threads} threads, {processes(plan)} per framework and repeat, "
             f"{interleaving(plan.block_steps, plan.steps_per_epoch)}" + (" [QUICK DEMO]" if args.quick else ""))
+
+
+def processes(plan: Plan) -> str:
+    ranks = max(plan.ranks)
+    return "one process" if ranks == 1 else (f"one process and {ranks} data-parallel ranks of {plan.threads // ranks} "
+                                              f"thread(s) each ({launcher_note(ranks)})")
+
+
+def launcher_note(ranks: int) -> str:
+    return f"{ranks} local processes sharing this machine's CPUs, not a cluster"
+
+
+def scaling(plan: Plan, judged: list) -> list[dict]:
+    """Per framework: its R ranks' speed-up over its one process (same threads in all), from that pair's verdict."""
+    out = []
+    for single, parallel in (plan.pairs() or [])[:plan.ranks.count(1)]:
+        verdict = next(v for v in judged if v["frameworks"] == [single, parallel])
+        low, high = verdict["ci"]
+        ranks = max(plan.ranks)
+        out.append({"framework": single, "ranks": ranks, "speedup": verdict["ratio"],
+                    "ci": [low, high], "confidence": verdict["confidence"], "efficiency": verdict["ratio"] / ranks,
+                    "launcher": "local", "note": launcher_note(ranks)})
+    return out
+
+
+def scaling_lines(rows: list[dict]) -> list[str]:
+    return [f"{row['framework']}: {row['ranks']} ranks train {row['speedup']:.2f}x as fast as one process "
+            f"({row['confidence']:.1%} CI {row['ci'][0]:.2f}-{row['ci'][1] if row['ci'][1] is not None else float('inf'):.2f}), "
+            f"efficiency {row['efficiency']:.0%}; {row['note']}" for row in rows]
 
 
 def quiet_second() -> dict:
@@ -220,11 +283,20 @@ def write_results(plan: Plan, args, doc: dict) -> None:
         write_json(plan.out.parent / "machine.json", doc["machine"])
 
 
-def run(args) -> int:
-    signal.signal(signal.SIGTERM, _terminate)
-    plan = make_plan(args)
-    log = print
-    log(headline(plan, args))
+@dataclass
+class Measured:
+    """What one compare measured: the workers' runs and the machine around them."""
+
+    runs: dict
+    environments: dict
+    before: dict
+    after: dict
+    floor: dict | None
+    allocator: str
+
+
+def measure(plan: Plan, args, log) -> Measured:
+    """The quiet second, the matmul floor, every repeat's workers, the floor again."""
     allocator = keep_freed_memory()
     before = quiet_second()
     # The floor is a CPU matmul rate: it says nothing of a GPU's, so a CUDA run has none.
@@ -233,13 +305,17 @@ def run(args) -> int:
     runs, environments = train_repeats(plan, args, log)
     matmul_after = matmul_gflops(plan.threads) if measure_floor else None
     after = machine.load_reading()
+    return Measured(runs, environments, before, after, hardware_floor(plan, matmul_before, matmul_after), allocator)
 
-    floor = hardware_floor(plan, matmul_before, matmul_after)
+
+def document(plan: Plan, args, measured: Measured) -> dict:
+    """results.json: settings, machine, environment, data, the verdicts, scaling, noise and every run."""
+    runs, floor = measured.runs, measured.floor
     y_test = plan.dataset.labels("test")
     results = {label: aggregate(runs[label], y_test, floor and floor["floor_seconds"]) for label in plan.labels}
-    judged = verdicts(runs, args.noise_threshold) if len(plan.labels) > 1 else []
-    flags, advice = noise_report(plan, runs, judged, floor, before, after, args.noise_threshold)
-    doc = {
+    judged = verdicts(runs, args.noise_threshold, plan.pairs()) if len(plan.labels) > 1 else []
+    flags, advice = noise_report(plan, runs, judged, floor, measured.before, measured.after, args.noise_threshold)
+    return {
         "schema": SCHEMA,
         "twincnn": __version__,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -247,26 +323,35 @@ def run(args) -> int:
                    "batch_size": args.batch_size, "lr": args.lr, "seeds": plan.seeds, "repeats": plan.repeats,
                    "threads": plan.threads, "device": args.device, "steps_per_epoch": plan.steps_per_epoch,
                    "block_steps": plan.block_steps, "interleaving": interleaving(plan.block_steps, plan.steps_per_epoch),
-                   "quick": args.quick, "frameworks": plan.names, "labels": plan.labels,
+                   "quick": args.quick, "frameworks": plan.names, "labels": plan.labels, "ranks": plan.ranks,
                    "noise_threshold": args.noise_threshold, "spec": plan.spec.to_dict(),
                    "parameters": plan.spec.total_params},
         "machine": machine.describe(),
         "environment": {
-            "python": platform.python_version(), "platform": platform.platform(), "allocator": allocator,
-            "git_commit": plan.commit, "argv": sys.argv[1:], "frameworks": environments,
-            "load_before": before, "load_after": after,
+            "python": platform.python_version(), "platform": platform.platform(), "allocator": measured.allocator,
+            "git_commit": plan.commit, "argv": sys.argv[1:], "frameworks": measured.environments,
+            "load_before": measured.before, "load_after": measured.after,
         },
         "data": {"source": plan.dataset.source, "sha256": plan.dataset.sha256,
                  "train_images": len(plan.dataset.y_train), "test_images": len(plan.dataset.y_test)},
         "floor": floor,
         "verdicts": judged,
+        "scaling": scaling(plan, judged),
         "noise": {"flags": flags, "advice": advice},
         "frameworks": results,
     }
+
+
+def run(args) -> int:
+    signal.signal(signal.SIGTERM, _terminate)
+    plan = make_plan(args)
+    log = print
+    log(headline(plan, args))
+    doc = document(plan, args, measure(plan, args, log))
     log("")
-    log(side_by_side(results))
+    log(side_by_side(doc["frameworks"]))
     log("")
-    log("\n".join(verdict_lines(doc)))
+    log("\n".join(verdict_lines(doc) + scaling_lines(doc["scaling"])))
     write_results(plan, args, doc)
     log(f"\nwrote {plan.out}/results.json, report.md, {', '.join(doc['figures'])}")
     return 0

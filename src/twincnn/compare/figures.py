@@ -79,33 +79,34 @@ def steady_blocks(run: dict) -> list[float]:
     return [seconds[epoch - 1][block - 1] for epoch, block in judged(len(seconds), len(seconds[0]))]
 
 
-def verdicts(runs: dict, noise_threshold: float = stats.NOISE_THRESHOLD) -> list[dict]:
-    """Each framework against the first one named: the steady-state verdict, plus labelled extras. With two
-    or more comparisons their family-wise error is held at 5 % by Holm's method: each interval is at the
-    confidence level its comparison was tested at (97.5 % or 95 % for two comparisons)."""
+def verdicts(runs: dict, noise_threshold: float = stats.NOISE_THRESHOLD, pairs=None) -> list[dict]:
+    """The steady-state verdict of each pair (a, b) of labels (default: each framework against the first one
+    named), plus labelled extras. With two or more comparisons their family-wise error is held at 5 % by
+    Holm's method: each interval is at the confidence level its comparison was tested at (97.5 % or 95 %
+    for two comparisons)."""
     labels = list(runs)
-    first, others = labels[0], labels[1:]
-    within = "blocks" if len(runs[first][0]["history"]["block_seconds"][-1]) > 1 else "epochs"
-    groups = {other: [stats.log_ratios(steady_blocks(a), steady_blocks(b)) for a, b in zip(runs[first], runs[other])]
-              for other in others}
-    levels = stats.holm_confidences([stats.p_value(groups[other]) for other in others])
+    pairs = pairs or [(labels[0], other) for other in labels[1:]]
+    within = "blocks" if len(runs[labels[0]][0]["history"]["block_seconds"][-1]) > 1 else "epochs"
+    groups = {pair: [stats.log_ratios(steady_blocks(a), steady_blocks(b)) for a, b in zip(runs[pair[0]], runs[pair[1]])]
+              for pair in pairs}
+    levels = stats.holm_confidences([stats.p_value(groups[pair]) for pair in pairs])
     out = []
-    for other, level in zip(others, levels):
-        interval = stats.ratio_interval(groups[other], confidence=level, within=within)
+    for (first, other), level in zip(pairs, levels):
+        interval = stats.ratio_interval(groups[first, other], confidence=level, within=within)
         verdict = stats.judge(first, other, interval, noise_threshold).to_dict()
-        pairs = list(zip(runs[first], runs[other]))
+        repeats = list(zip(runs[first], runs[other]))
         shape = runs[first][0]["history"]["block_seconds"]
         validating = [label for label in (first, other) if runs[label][0]["validates_in_timing"]]
         verdict.update(
             timing_note=(f"{' and '.join(validating)}'s time includes a validation pass per epoch, as the notebook "
                          f"timed it" if validating else None),
-            family=f"Holm over {len(others)} comparisons" if len(others) > 1 else None,
+            family=f"Holm over {len(groups)} comparisons" if len(groups) > 1 else None,
             epochs=judged_text(len(shape), len(shape[0])),
             first_epoch_ratio=float(np.median([a["first_epoch_seconds"] / b["first_epoch_seconds"]
-                                               for a, b in pairs])),
-            total_ratio=float(np.median([a["train_seconds"] / b["train_seconds"] for a, b in pairs])),
-            accuracy_gap=float(np.median([a["test_accuracy"] - b["test_accuracy"] for a, b in pairs])),
+                                               for a, b in repeats])),
+            total_ratio=float(np.median([a["train_seconds"] / b["train_seconds"] for a, b in repeats])),
+            accuracy_gap=float(np.median([a["test_accuracy"] - b["test_accuracy"] for a, b in repeats])),
             prediction_agreement=float(np.mean([np.mean(a["predictions"] == b["predictions"])
-                                                for a, b in pairs])))
+                                                for a, b in repeats])))
         out.append(verdict)
     return out

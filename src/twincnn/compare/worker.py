@@ -143,7 +143,11 @@ class EpochClock:
 def run_job(job: dict, channel: Channel) -> None:
     backend = backends.load(job["framework"])
     backend.resolve_device(job["device"])
-    threads = backend.configure(job["threads"])  # before the framework's first operation
+    # One rank of a data-parallel twin builds and trains through its framework's parallel module.
+    parallel = backends.load_parallel(job["framework"]) if job.get("ranks", 1) > 1 else None
+    group = parallel.initialize(job["threads"]) if parallel else None  # before the framework's first operation
+    threads = backend.configure(None if parallel else job["threads"])
+    twin = parallel or backend
     dataset = data.load(job["data"])
     if job.get("subset"):
         dataset = dataset.subset(*job["subset"])
@@ -152,11 +156,11 @@ def run_job(job: dict, channel: Channel) -> None:
     x_test, y_test = dataset.images("test"), dataset.labels("test")
     fair = job["protocol"] == "fair"
     seed = job["seed"]
-    model = backend.build(spec, seed=seed, device=job["device"])
+    model = twin.build(spec, seed=seed, device=job["device"])
     if fair:
         backend.set_weights(model, spec, initial_weights(spec, seed))
     validates = not fair and backend.NOTEBOOK_VALIDATION  # the notebook validated inside Keras's timing
-    trainer = backend.make_trainer(model, spec, lr=job["lr"], adam="keras" if fair else "native",
+    trainer = twin.make_trainer(model, spec, lr=job["lr"], adam="keras" if fair else "native",
                                    variant=job["variant"], device=job["device"], seed=seed,
                                    metrics=["accuracy"] if validates else ())
     trainer.set_data(x_train, y_train)
@@ -165,8 +169,10 @@ def run_job(job: dict, channel: Channel) -> None:
     # Fair: one shared permutation per epoch, drawn before the clock starts. Notebook: the framework's own.
     orders = [rng.permutation(n) for _ in range(job["epochs"])] if fair else None
 
-    channel.send("ready", threads=threads, environment=backend.environment(), pid=os.getpid(),
-                 validates_in_timing=validates)
+    environment = {**backend.environment(), **({"ranks": group["world"], "rank": group["rank"],
+                                                 "process_group_backend": group["backend"],
+                                                 "engine": parallel.ENGINE} if parallel else {})}
+    channel.send("ready", threads=threads, environment=environment, pid=os.getpid(), validates_in_timing=validates)
     clock = EpochClock(channel, trainer, job, x_test, y_test)
     trainer.run(job["epochs"], job["batch_size"], lambda epoch: orders[epoch - 1] if orders else None, clock,
                 validation=(x_test, y_test) if validates else None)

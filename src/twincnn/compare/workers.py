@@ -4,16 +4,22 @@ at a time in the interleaved order, and collect what they report. The parent imp
 from __future__ import annotations
 
 import json
+import queue
 import signal
 import subprocess
 import sys
+import threading
+import time
 
 from .. import machine
 from ..errors import UserError
+from ..parallel.launch import free_ports, rank_environment
 from .schedule import block_ends, interleaved
 
 
 WORKER_COMMAND = [sys.executable, "-m", "twincnn.compare.worker"]
+POLL_SECONDS = 0.5  # how soon a rank group notices that one of its ranks has died
+ROOT_CAUSE_WAIT_SECONDS = 2.0  # how long the other ranks get to end after one has failed
 
 
 class WorkerFailed(RuntimeError):
@@ -21,11 +27,11 @@ class WorkerFailed(RuntimeError):
 
 
 class Worker:
-    def __init__(self, job: dict):
-        self.job, self.label = job, job["label"]
+    def __init__(self, job: dict, environment: dict | None = None, label: str | None = None):
+        self.job, self.label = job, label or job["label"]
         # stderr is shared with the parent, so progress bars and any traceback reach the user directly.
         self.process = subprocess.Popen(WORKER_COMMAND, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                        bufsize=1)
+                                        bufsize=1, env=environment)
         self._send(json.dumps(job))
 
     def _send(self, line: str) -> None:
@@ -35,15 +41,22 @@ class Worker:
         except BrokenPipeError:
             self.expect("any")  # the worker is gone: say why
 
+    def _readline(self) -> str:
+        return self.process.stdout.readline()
+
+    def failed(self, event: str):
+        """The worker has gone: raise why, once it has exited."""
+        code = self.process.wait()
+        if code < 0:  # a signal from outside (the out-of-memory killer, a user's kill): not a bug here
+            raise UserError(f"the {self.label} worker was killed by {signal.Signals(-code).name} before "
+                            f"sending '{event}'; nothing was written (out of memory? see dmesg)")
+        raise WorkerFailed(f"the {self.label} worker exited with code {code} before sending '{event}' "
+                           f"(its traceback, if any, is above)")
+
     def expect(self, event: str) -> dict:
-        line = self.process.stdout.readline()
+        line = self._readline()
         if not line:
-            code = self.process.wait()
-            if code < 0:  # a signal from outside (the out-of-memory killer, a user's kill): not a bug here
-                raise UserError(f"the {self.label} worker was killed by {signal.Signals(-code).name} before "
-                                f"sending '{event}'; nothing was written (out of memory? see dmesg)")
-            raise WorkerFailed(f"the {self.label} worker exited with code {code} before sending '{event}' "
-                               f"(its traceback, if any, is above)")
+            self.failed(event)
         message = json.loads(line)
         if message["event"] == "error":
             raise UserError(message["message"])
@@ -70,6 +83,95 @@ class Worker:
         self.process.wait()
 
 
+class RankGroup:
+    """A data-parallel twin's ranks as one worker of the schedule: every rank gets each "go" (they train in
+    lockstep through their all-reduces), and a block ends when every rank has reported it. The block's time
+    is the slowest rank's, its CPU time all ranks' together; the rest is rank 0's report."""
+
+    def __init__(self, job: dict):
+        self.job, self.label = job, job["label"]
+        ports = free_ports(job["ranks"])
+        self.ranks = []
+        for rank in range(job["ranks"]):  # appended one by one, so stop() reaches those started before a failure
+            self.ranks.append(Worker({**job, "progress": job["progress"] and rank == 0},
+                                     rank_environment(rank, ports), f"{self.label} rank {rank}"))
+            self.ranks[-1]._readline = self._reader(self.ranks[-1])
+        self.epoch_seconds, self.waiting_for = 0.0, "ready"
+
+    def _reader(self, worker: Worker):
+        """A readline that, while it waits, ends the run as soon as any rank has died: the others would
+        wait in their all-reduce until their engine's timeout."""
+        lines = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(line) for line in iter(worker.process.stdout.readline, "")]
+                         + [lines.put("")], daemon=True).start()
+
+        def readline() -> str:
+            while True:
+                try:
+                    return lines.get(timeout=POLL_SECONDS)
+                except queue.Empty:
+                    for rank in self.ranks:
+                        if rank.process.poll() not in (None, 0):
+                            rank.failed(self.waiting_for)
+
+        return readline
+
+    def _from_every_rank(self, event: str) -> list[dict]:
+        self.waiting_for = event
+        try:
+            return [rank.expect(event) for rank in self.ranks]
+        except (UserError, WorkerFailed) as failure:
+            self._raise_root_cause(failure)
+
+    def _raise_root_cause(self, failure: Exception):
+        """One rank's death makes the others fail in their collectives: name a rank killed by a signal (the
+        out-of-memory killer, a user's kill) where there is one, else the failure seen first."""
+        deadline = time.monotonic() + ROOT_CAUSE_WAIT_SECONDS
+        while any(rank.process.poll() is None for rank in self.ranks) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for rank in self.ranks:
+            if (rank.process.poll() or 0) < 0:
+                rank.failed(self.waiting_for)
+        raise failure
+
+    def expect(self, event: str) -> dict:
+        messages = self._from_every_rank(event)
+        first = messages[0]
+        if event == "ready":  # the threads of all ranks together, as one process's would be
+            first["threads"] = {**first["threads"],
+                                "intra_op_threads": sum(m["threads"]["intra_op_threads"] for m in messages)}
+        if event == "epoch":
+            first["seconds"], self.epoch_seconds = self.epoch_seconds, 0.0
+        return first
+
+    def train_block(self) -> dict:
+        before = machine.load_reading()
+        for rank in self.ranks:
+            rank._send("go")
+        blocks = self._from_every_rank("block")
+        block = {**blocks[0], "seconds": max(b["seconds"] for b in blocks),
+                 "start": min(b["start"] for b in blocks), "end": max(b["end"] for b in blocks),
+                 "cpu_seconds": sum(b["cpu_seconds"] for b in blocks),
+                 "waiting_cpu_seconds": sum(b["waiting_cpu_seconds"] for b in blocks)}
+        block["other_cpu_share"] = machine.other_cpu_share(before, machine.load_reading(), block["cpu_seconds"])
+        self.epoch_seconds += block["seconds"]
+        return block
+
+    def close(self) -> None:
+        for rank in self.ranks:
+            rank.process.stdin.close()
+        for rank in self.ranks:
+            rank.process.wait()
+
+    def stop(self) -> None:
+        for rank in self.ranks:
+            rank.stop()
+
+
+def start_worker(job: dict):
+    return RankGroup(job) if job.get("ranks", 1) > 1 else Worker(job)
+
+
 def run_repeat(jobs: list[dict], repeat: int, log=print) -> list[dict]:
     """Train every job's blocks interleaved; return, per job, its ready/block/epoch/done messages.
 
@@ -80,7 +182,7 @@ def run_repeat(jobs: list[dict], repeat: int, log=print) -> list[dict]:
     blocks = len(block_ends(jobs[0]["steps_per_epoch"], jobs[0]["block_steps"]))
     try:
         for job in jobs:  # start them all; their imports and set-up overlap, their training never does
-            workers.append(Worker(job))
+            workers.append(start_worker(job))
         ready = [w.expect("ready") for w in workers]
         timed = {w.label: {"blocks": [], "epochs": []} for w in workers}
         done = [None] * len(workers)
