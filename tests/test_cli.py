@@ -6,6 +6,7 @@ import sys
 import pytest
 
 from tests.mnist_files import tiny_arrays, write_idx_dir
+from twincnn import backends
 from twincnn.cli import main
 
 
@@ -23,14 +24,18 @@ def test_data_bundled(capsys):
 def test_data_idx_dir(tmp_path, capsys):
     d = write_idx_dir(tmp_path / "idx", tiny_arrays(), gz=True)
     assert main(["data", "--data", str(d)]) == 0
-    assert "200" in capsys.readouterr().out
+    table = capsys.readouterr().out.split("class balance")[0]
+    rows = {line.split()[0]: line.split()[1:3] for line in table.splitlines() if line.split()[:1] in (["train"], ["test"])}
+    assert rows == {"train": ["200", "200"], "test": ["50", "50"]}, rows  # images and labels per split
 
 
 def test_summary_shows_totals(capsys):
     rc = main(["summary"])
     out = capsys.readouterr().out
     assert rc == 0, out
-    assert out.count("90,978") >= 1 and "agree" in out
+    total = next(line for line in out.splitlines() if line.startswith("total"))
+    assert total.split()[1:] == ["90,978"] * (1 + len(backends.available())), total  # the spec, then each twin
+    assert "agree: every framework matches the spec's shapes and parameter counts" in out
 
 
 @pytest.mark.parametrize("args,message", [

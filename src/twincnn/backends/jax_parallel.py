@@ -16,9 +16,9 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from ..errors import UserError
 from . import jax as twin
 from .base import BaseTrainer
+from .data_parallel import global_steps, rank_slice
 
 # The step is the single-process step on the sharded global batch: BatchNorm's statistics are global.
 SYNCHRONIZED_BATCHNORM = True
@@ -75,20 +75,14 @@ class Trainer(BaseTrainer):
         self.x, self.y = np.asarray(x, np.float32), np.asarray(y, np.int32)
 
     def step(self, idx):
-        rows = np.array_split(np.asarray(idx), self.world)[self.rank]
+        rows = rank_slice(idx, self.world, self.rank)
         xb = jax.make_array_from_process_local_data(self.split, self.x[rows])
         yb = jax.make_array_from_process_local_data(self.split, self.y[rows])
         *self.state, loss = self._step(*self.state, xb, yb)
         return loss
 
     def train_epoch(self, order, batch_size, on_step=None, validation=None) -> float:
-        if order is None:
-            raise UserError("data-parallel twins train on the shared batch order: use the fair protocol")
-        losses = []
-        for start in range(0, len(order), batch_size):
-            losses.append(self.step(order[start:start + batch_size]))
-            if on_step is not None:
-                on_step(len(losses))
+        losses = global_steps(self, order, batch_size, on_step)
         self.sync()
         return float(np.mean([np.asarray(loss.addressable_data(0)) for loss in losses]))
 

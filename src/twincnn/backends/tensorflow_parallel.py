@@ -14,9 +14,9 @@ import os
 
 import numpy as np
 
-from ..errors import UserError
 from . import tensorflow as twin
 from .base import BaseTrainer
+from .data_parallel import global_steps, rank_slice
 
 tf, keras = twin.tf, twin.keras
 
@@ -90,17 +90,11 @@ class Trainer(twin.Trainer):
         self._step = step
 
     def step(self, idx):
-        rows = np.array_split(np.asarray(idx), self.world)[self.rank]
+        rows = rank_slice(idx, self.world, self.rank)
         return self._step(tf.constant(self.x_np[rows]), tf.constant(self.y_np[rows]), tf.constant(len(idx)))
 
     def train_epoch(self, order, batch_size, on_step=None, validation=None) -> float:
-        if order is None:
-            raise UserError("data-parallel twins train on the shared batch order: use the fair protocol")
-        losses = []
-        for start in range(0, len(order), batch_size):
-            losses.append(self.step(order[start:start + batch_size]))
-            if on_step is not None:
-                on_step(len(losses))
+        losses = global_steps(self, order, batch_size, on_step)
         return float(tf.add_n(losses)) / len(losses)
 
     def run(self, epochs, batch_size, order_for_epoch, hooks, validation=None) -> None:

@@ -11,14 +11,13 @@ from __future__ import annotations
 import datetime
 import os
 
-import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from ..errors import UserError
 from . import torch as twin
+from .data_parallel import global_steps, rank_slice
 
 # The twin's BatchNorm follows Keras's momentum, so SyncBatchNorm (CUDA only) cannot stand in for it: each
 # rank normalises with its own slice's statistics.
@@ -50,7 +49,7 @@ class Trainer(twin.Trainer):
         self.parallel = DistributedDataParallel(self.model)
 
     def step(self, idx):
-        rows = torch.as_tensor(np.array_split(np.asarray(idx), self.world)[self.rank], device=self.device)
+        rows = torch.as_tensor(rank_slice(idx, self.world, self.rank), device=self.device)
         self.optimizer.zero_grad(set_to_none=True)
         loss = F.cross_entropy(self.parallel(self.x[rows]), self.y[rows])
         loss.backward()  # DDP's all-reduce averages the gradients over the ranks here
@@ -58,14 +57,8 @@ class Trainer(twin.Trainer):
         return loss.detach()
 
     def train_epoch(self, order, batch_size, on_step=None, validation=None) -> float:
-        if order is None:
-            raise UserError("data-parallel twins train on the shared batch order: use the fair protocol")
         self.model.train()
-        losses = []
-        for start in range(0, len(order), batch_size):
-            losses.append(self.step(order[start:start + batch_size]))
-            if on_step is not None:
-                on_step(len(losses))
+        losses = global_steps(self, order, batch_size, on_step)
         total = torch.stack(losses).sum()
         dist.all_reduce(total)  # once an epoch: each rank's loss is its slice's mean
         return float(total) / (len(losses) * self.world)
