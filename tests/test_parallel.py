@@ -3,6 +3,7 @@ on the global batch, every rank holds the same weights, and the data-parallel tw
 agree as their single-process twins do. A rank that dies ends the whole run, leaving no process behind."""
 
 import dataclasses
+import json
 import functools
 import os
 import signal
@@ -203,3 +204,55 @@ def test_a_framework_without_a_data_parallel_twin_is_refused_in_one_line(monkeyp
     monkeypatch.setitem(backends.BACKENDS, name, dataclasses.replace(entry, parallel=None))
     with pytest.raises(UserError, match=f"^{entry.label} has no data-parallel twin yet; frameworks that have one: "):
         launch.train_ranks(name, DEFAULT_SPEC, {}, None, None, np.zeros((1, 2)), world=2)
+
+
+def _free_port() -> int:
+    return launch.free_ports(1)[0]
+
+
+def _torchrun(args, environment):
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(RANKS),
+               "-m", "twincnn.parallel.rank", *args]
+    return [subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)]
+
+
+def _one_process_per_node_with_tf_config(args, environment):
+    workers = [f"127.0.0.1:{port}" for port in launch.free_ports(RANKS)]
+    return [subprocess.Popen([sys.executable, "-m", "twincnn.parallel.rank", *args], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True,
+                             env={**environment, "TF_CONFIG": json.dumps({"cluster": {"worker": workers},
+                                                                          "task": {"type": "worker", "index": rank}})})
+            for rank in range(RANKS)]
+
+
+# docs/parallel.md's recipes, run on this machine: how each framework's users start ranks on a cluster
+RECIPES = {
+    "torch": lambda args, env: _torchrun(args, env),
+    "jax": lambda args, env: _torchrun(args, {**env, "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{_free_port()}"}),
+    "tensorflow": _one_process_per_node_with_tf_config,
+}
+
+
+def test_ranks_under_the_launchers_people_use_train_what_twincnn_s_ranks_train(framework, tmp_path):
+    """`python -m twincnn.parallel.rank` under torchrun (or with a TF_CONFIG per process) writes every rank's
+    weights and rank 0's summary, and the weights are exactly those of the same steps in twincnn's own ranks."""
+    if framework.NAME not in RECIPES:
+        pytest.skip(f"no launcher recipe for {framework.NAME} in docs/parallel.md yet")
+    from twincnn import data
+
+    steps, seed = 3, 4
+    environment = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+    processes = RECIPES[framework.NAME](["--framework", framework.NAME, "--steps", str(steps), "--seed", str(seed),
+                                         "--threads", "1", "--out", str(tmp_path)], environment)
+    outputs = [process.communicate(timeout=300)[0] for process in processes]
+    assert all(process.returncode == 0 for process in processes), "\n".join(outputs)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["world"] == RANKS and summary["ranks_identical"], summary
+    assert summary["engine"] == backends.load_parallel(framework.NAME).ENGINE
+    ds = data.load()
+    x, y = ds.images("train"), ds.labels("train")
+    batches = np.random.default_rng(seed).permutation(len(x))[:steps * 64].reshape(steps, 64)
+    ours = launch.train_ranks(framework.NAME, DEFAULT_SPEC, initial_weights(DEFAULT_SPEC, seed), x, y, batches,
+                              world=RANKS)[0]
+    theirs = dict(np.load(tmp_path / "rank0.npz"))
+    assert worst_mismatch(theirs, ours).max_abs == 0.0, worst_mismatch(theirs, ours)

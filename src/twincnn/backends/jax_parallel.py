@@ -29,9 +29,12 @@ def initialize(threads: int | None) -> dict:
     """Join the coordinator, before anything starts JAX's runtime; {rank, world, backend}."""
     timeout = int(float(os.environ.get("TWINCNN_RENDEZVOUS_TIMEOUT_S", 60)))
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    if "MASTER_ADDR" in os.environ:
-        jax.distributed.initialize(f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}",
-                                   int(os.environ["WORLD_SIZE"]), int(os.environ["RANK"]),
+    # JAX_COORDINATOR_ADDRESS names the coordinator where another launcher holds MASTER_PORT (torchrun's
+    # own store); RANK and WORLD_SIZE are the launcher's; without either, JAX detects SLURM or Open MPI.
+    coordinator = os.environ.get("JAX_COORDINATOR_ADDRESS") or (
+        f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}" if "MASTER_ADDR" in os.environ else None)
+    if coordinator and "RANK" in os.environ:
+        jax.distributed.initialize(coordinator, int(os.environ["WORLD_SIZE"]), int(os.environ["RANK"]),
                                    initialization_timeout=timeout)
     else:
         jax.distributed.initialize(initialization_timeout=timeout)

@@ -14,6 +14,7 @@ import os
 
 import numpy as np
 
+from ..errors import UserError
 from . import tensorflow as twin
 from .base import BaseTrainer
 from .data_parallel import global_steps, rank_slice
@@ -27,9 +28,17 @@ _STRATEGY = []  # the one strategy of this process
 
 
 def cluster_config() -> dict:
-    """TF_CONFIG as given, or built from the launcher's environment."""
+    """TF_CONFIG as given (one per process: tf.distribute's cluster spec), SLURM's allocation read by
+    tf.distribute's own resolver, or built from the local launcher's environment."""
     if "TF_CONFIG" in os.environ:
         return json.loads(os.environ["TF_CONFIG"])
+    if "SLURM_PROCID" in os.environ:
+        resolver = tf.distribute.cluster_resolver.SlurmClusterResolver()
+        return {"cluster": resolver.cluster_spec().as_dict(),
+                "task": {"type": resolver.task_type, "index": resolver.task_id}}
+    if "TWINCNN_RANK_PORTS" not in os.environ:
+        raise UserError("TensorFlow's workers each need their own address: set TF_CONFIG in every process "
+                        "(docs/parallel.md), run under SLURM, or let twincnn start the ranks")
     ports = os.environ["TWINCNN_RANK_PORTS"].split(",")
     workers = [f"{os.environ['MASTER_ADDR']}:{port}" for port in ports]
     return {"cluster": {"worker": workers}, "task": {"type": "worker", "index": int(os.environ["RANK"])}}

@@ -1,21 +1,34 @@
-"""One rank of a data-parallel run: ``python -m twincnn.parallel.rank``, the job as one JSON line on stdin.
+"""One rank of a data-parallel run.
 
-The rank's identity and rendezvous come from the environment (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT, or
-a framework's own launcher variables), read by the framework's own resolver in its parallel module. It
-writes rank{RANK}.npz (its final canonical weights) into the job's folder, atomically.
+``python -m twincnn.parallel.rank`` with no arguments reads a job from ``train_ranks`` as one JSON line on
+stdin. With arguments it is what a cluster launcher starts in every process (torchrun, srun, one process per
+node), e.g. ``torchrun --nnodes 2 --nproc-per-node 1 ... -m twincnn.parallel.rank --framework torch --out DIR``.
+Either way the rank's place and rendezvous come from its environment, read by the framework's own resolver
+(its parallel module), and it writes rank{RANK}.npz (its final canonical weights) into the folder,
+atomically; from the command line also rank{RANK}.json (where it ran and its step times), and rank 0 then
+waits for every rank's files and writes summary.json.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import platform
 import sys
 import threading
+import time
+from pathlib import Path
 
 import numpy as np
 
-from .. import backends
+from .. import backends, data
+from ..errors import UserError
 from ..spec import Spec
+from ..weights import initial_weights, worst_mismatch
+from ..zoo import load_spec
+
+GATHER_TIMEOUT_S = 600  # how long rank 0 waits for the other ranks' files on shared storage
 
 
 def exit_when_parent_goes() -> None:
@@ -26,35 +39,127 @@ def exit_when_parent_goes() -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def train(framework: str, spec: Spec, start: dict, x, y, batches, lr: float, threads: int) -> tuple[int, dict]:
-    """(this rank, its canonical weights after one step per global batch of ``batches``)."""
+def train(framework: str, spec: Spec, start: dict, x, y, batches, lr: float, threads: int | None,
+          timed: bool = False) -> tuple[dict, dict]:
+    """({rank, world, backend, engine, step_seconds}, this rank's canonical weights after one step per global
+    batch of ``batches``). ``timed``: the wall time of every step but the first (compilation, warm-up)."""
     backend, parallel = backends.load(framework), backends.load_parallel(framework)
-    rank = parallel.initialize(threads)["rank"]
+    group = parallel.initialize(threads)
     try:
+        if np.shape(batches)[1] % group["world"]:
+            raise UserError(f"a global batch of {np.shape(batches)[1]} cannot be split evenly over {group['world']} "
+                            f"ranks; use a batch size that is a multiple of {group['world']}")
         model = parallel.build(spec)
         backend.set_weights(model, spec, start)
         trainer = parallel.make_trainer(model, spec, lr=lr, adam="keras")
         trainer.set_data(x, y)
-        for batch in batches:
+        seconds = []
+        for step, batch in enumerate(batches):
+            began = time.perf_counter()
             trainer.step(batch)
+            if timed:
+                trainer.sync()
+                seconds.append(time.perf_counter() - began)
         trainer.sync()
-        return rank, backend.get_weights(model, spec)
+        return {**group, "engine": parallel.ENGINE, "step_seconds": seconds[1:]}, backend.get_weights(model, spec)
     finally:
         parallel.shutdown()
 
 
-def main() -> int:
+def save_atomically(path: Path, weights: dict) -> None:
+    partial = path.with_name(f".{path.name}")
+    with open(partial, "wb") as file:
+        np.savez(file, **weights)
+    os.replace(partial, path)
+
+
+def from_parent() -> int:
     job = json.loads(sys.stdin.readline())
     exit_when_parent_goes()
-    folder = job["folder"]
-    start = dict(np.load(os.path.join(folder, "start.npz")))
-    data = np.load(os.path.join(folder, "data.npz"))
-    rank, weights = train(job["framework"], Spec.from_dict(job["spec"]), start, data["x"], data["y"],
-                          data["batches"], job["lr"], job["threads"])
-    partial = os.path.join(folder, f".rank{rank}.npz")
-    np.savez(partial, **weights)
-    os.replace(partial, os.path.join(folder, f"rank{rank}.npz"))
+    folder = Path(job["folder"])
+    start = dict(np.load(folder / "start.npz"))
+    arrays = np.load(folder / "data.npz")
+    group, weights = train(job["framework"], Spec.from_dict(job["spec"]), start, arrays["x"], arrays["y"],
+                           arrays["batches"], job["lr"], job["threads"])
+    save_atomically(folder / f"rank{group['rank']}.npz", weights)
     return 0
+
+
+def parse(argv) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m twincnn.parallel.rank",
+                                description="one rank of a data-parallel twin, under a cluster launcher")
+    p.add_argument("--framework", required=True)
+    p.add_argument("--out", required=True, help="a folder every rank can write to (shared storage across nodes)")
+    p.add_argument("--steps", type=int, default=50, help="global batches trained (default 50; the first is untimed)")
+    p.add_argument("--batch-size", type=int, default=64, help="the global batch, split evenly over the ranks")
+    p.add_argument("--threads", type=int, help="intra-op threads of this rank (default: the framework's)")
+    p.add_argument("--seed", type=int, default=0, help="the start weights and the batch order")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--spec", help="a JSON spec file or zoo:NAME (default: the notebook's CNN)")
+    p.add_argument("--data", help="an MNIST-layout .npz or IDX directory (default: bundled MNIST)")
+    return p.parse_args(argv)
+
+
+def gather(folder: Path, world: int) -> dict:
+    """Rank 0: wait for every rank's files, then what they say together."""
+    deadline = time.monotonic() + GATHER_TIMEOUT_S
+    while not all((folder / f"rank{rank}.json").exists() for rank in range(world)):
+        if time.monotonic() > deadline:
+            missing = [rank for rank in range(world) if not (folder / f"rank{rank}.json").exists()]
+            raise UserError(f"ranks {missing} wrote nothing to {folder} within {GATHER_TIMEOUT_S} s: is --out on "
+                            f"storage every node shares?")
+        time.sleep(0.2)
+    ranks = [json.loads((folder / f"rank{rank}.json").read_text()) for rank in range(world)]
+    weights = [dict(np.load(folder / f"rank{rank}.npz")) for rank in range(world)]
+    differ = [rank for rank in range(1, world) if any(not np.array_equal(weights[rank][k], weights[0][k])
+                                                     for k in weights[0])]
+    return {"framework": ranks[0]["framework"], "world": world, "engine": ranks[0]["engine"],
+            "process_group_backend": ranks[0]["backend"], "hosts": [r["host"] for r in ranks],
+            "ranks_identical": not differ, "ranks_that_differ": differ,
+            "max_abs_difference_from_rank0": max((worst_mismatch(w, weights[0]).max_abs for w in weights[1:]),
+                                                 default=0.0),
+            "median_step_seconds": float(np.median(ranks[0]["step_seconds"])) if ranks[0]["step_seconds"] else None}
+
+
+def from_launcher(argv) -> int:
+    args = parse(argv)
+    framework = backends.canonical_name(args.framework)
+    spec = load_spec(args.spec)
+    dataset = data.load(args.data)
+    x, y = dataset.images("train"), dataset.labels("train")
+    if args.steps * args.batch_size > len(x):
+        raise UserError(f"--steps {args.steps} of {args.batch_size} images need more than the {len(x):,} images")
+    batches = np.random.default_rng(args.seed).permutation(len(x))[:args.steps * args.batch_size]
+    batches = batches.reshape(args.steps, args.batch_size)
+    folder = Path(args.out)
+    folder.mkdir(parents=True, exist_ok=True)
+    group, weights = train(framework, spec, initial_weights(spec, args.seed), x, y, batches, args.lr, args.threads,
+                           timed=True)
+    rank = group["rank"]
+    save_atomically(folder / f"rank{rank}.npz", weights)
+    record = {**group, "framework": framework, "host": platform.node(), "steps": args.steps,
+              "batch_size": args.batch_size, "seed": args.seed}
+    (folder / f".rank{rank}.json").write_text(json.dumps(record))
+    os.replace(folder / f".rank{rank}.json", folder / f"rank{rank}.json")
+    if rank == 0:
+        summary = gather(folder, group["world"])
+        (folder / "summary.json").write_text(json.dumps(summary, indent=1))
+        print(f"{summary['framework']}: {summary['world']} ranks on {len(set(summary['hosts']))} host(s), "
+              f"{summary['engine']} ({summary['process_group_backend']}); ranks identical: "
+              f"{summary['ranks_identical']}; median step {summary['median_step_seconds'] * 1e3:.1f} ms; "
+              f"wrote {folder / 'summary.json'}")
+    return 0
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        return from_parent()
+    try:
+        return from_launcher(argv)
+    except UserError as exc:
+        print(f"twincnn rank: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
