@@ -73,6 +73,9 @@ def test_scaling_and_the_cross_framework_verdict_at_r_ranks(ranks_run):
     (["--protocol", "notebook"], "--ranks trains on the shared batch order: use --protocol fair"),
     (["--batch-size", "63"], "--batch-size 63 cannot be split evenly over 2 ranks; use a multiple of 2"),
     (["--threads", "3"], "3 threads cannot be shared evenly by 2 ranks; use --threads with a multiple of 2"),
+    (["--variant", "idiomatic"], "--ranks compares each framework's data-parallel loop with its tuned one-process "
+                                 "loop: use --variant tuned"),
+    (["--device", "cuda"], "--ranks trains its ranks on the CPU: use --device cpu"),
 ])
 def test_bad_ranks_options_are_one_line_and_write_nothing(tmp_path, capsys, args, message):
     out = tmp_path / "out"
@@ -93,6 +96,11 @@ def test_a_framework_without_a_data_parallel_twin_is_refused_before_training(tmp
     assert rc == 2 and f"{backends.BACKENDS[name].label} has no data-parallel twin yet" in err, err
 
 
+def _rank_of(pid: int) -> str | None:
+    variables = dict(item.split("=", 1) for item in Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in item)
+    return variables.get("RANK")
+
+
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 def test_a_killed_rank_ends_the_compare_in_one_line_and_leaves_no_process(tmp_path, tiny_dir):
     """One rank killed: the other fails or waits in its collective; the run ends naming the rank killed."""
@@ -105,7 +113,7 @@ def test_a_killed_rank_ends_the_compare_in_one_line_and_leaves_no_process(tmp_pa
     while len(workers := [p for p in session_processes(proc.pid) if p != proc.pid]) < 3 and time.time() < deadline:
         time.sleep(0.2)
     time.sleep(5)  # let them join their process group and start training
-    os.kill(max(workers), signal.SIGKILL)  # the last started: rank 1 of the data-parallel twin
+    os.kill(next(pid for pid in workers if _rank_of(pid) == "1"), signal.SIGKILL)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 2, err
     last = err.strip().splitlines()[-1]

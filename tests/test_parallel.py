@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.helpers import assert_trained_alike
+from tests.helpers import assert_trained_alike, require
 from twincnn import backends
 from twincnn.errors import UserError
 from twincnn.parallel import launch
@@ -227,8 +227,9 @@ def _one_process_per_node_with_tf_config(args, environment):
 
 # docs/parallel.md's recipes, run on this machine: how each framework's users start ranks on a cluster
 RECIPES = {
-    "torch": lambda args, env: _torchrun(args, env),
-    "jax": lambda args, env: _torchrun(args, {**env, "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{_free_port()}"}),
+    "torch": _torchrun,
+    "jax": lambda args, env: require("torch") and _torchrun(args, {**env, "JAX_COORDINATOR_ADDRESS":
+                                                                     f"127.0.0.1:{_free_port()}"}),
     "tensorflow": _one_process_per_node_with_tf_config,
 }
 

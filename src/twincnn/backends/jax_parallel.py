@@ -29,18 +29,33 @@ def initialize(threads: int | None) -> dict:
     """Join the coordinator, before anything starts JAX's runtime; {rank, world, backend}."""
     timeout = int(float(os.environ.get("TWINCNN_RENDEZVOUS_TIMEOUT_S", 60)))
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    # twincnn's own launcher (TWINCNN_RANK_PORTS) wins over cluster variables inherited from the shell;
     # JAX_COORDINATOR_ADDRESS names the coordinator where another launcher holds MASTER_PORT (torchrun's
     # own store); RANK and WORLD_SIZE are the launcher's; without either, JAX detects SLURM or Open MPI.
-    coordinator = os.environ.get("JAX_COORDINATOR_ADDRESS") or (
-        f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}" if "MASTER_ADDR" in os.environ else None)
+    own = "TWINCNN_RANK_PORTS" in os.environ
+    coordinator = (f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}" if own
+                   else os.environ.get("JAX_COORDINATOR_ADDRESS") or (
+                       f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}" if "MASTER_ADDR" in os.environ
+                       else None))
     if coordinator and "RANK" in os.environ:
         jax.distributed.initialize(coordinator, int(os.environ["WORLD_SIZE"]), int(os.environ["RANK"]),
                                    initialization_timeout=timeout)
     else:
         jax.distributed.initialize(initialization_timeout=timeout)
+    if threads:
+        take_cpu_share(threads, int(os.environ.get("LOCAL_RANK", 0)))
     twin.configure(threads)
     gpu = any(device.platform == "gpu" for device in jax.local_devices())
     return {"rank": jax.process_index(), "world": jax.process_count(), "backend": "nccl" if gpu else "gloo"}
+
+
+def take_cpu_share(threads: int, local_rank: int) -> None:
+    """Pin this process to its own ``threads`` CPUs (local rank k: the k-th share of the allowed ones, wrapping
+    round where there are too few): configure() sizes XLA's pool from the CPUs a process may run on, so
+    without this every rank on a machine would share the first ones."""
+    allowed = sorted(os.sched_getaffinity(0))
+    start = (local_rank * threads) % len(allowed)
+    os.sched_setaffinity(0, (allowed[start:] + allowed[:start])[:threads])
 
 
 def shutdown() -> None:
@@ -59,6 +74,13 @@ def _replicated(tree, sharding):
     return jax.tree.map(one, tree)
 
 
+def _local_copy(leaf):
+    """This process's copy of a replicated global array (a key array through its raw key data)."""
+    if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        return jax.random.wrap_key_data(_local_copy(jax.random.key_data(leaf)), impl=jax.random.key_impl(leaf))
+    return np.asarray(leaf.addressable_data(0))
+
+
 class Trainer(BaseTrainer):
     """The pure step jitted over the mesh; the model's variables are brought up to date by sync()."""
 
@@ -69,7 +91,9 @@ class Trainer(BaseTrainer):
         self.rank, self.world = jax.process_index(), jax.process_count()
         mesh = Mesh(np.array(jax.devices()), ("batch",))
         self.split, whole = NamedSharding(mesh, PartitionSpec("batch")), NamedSharding(mesh, PartitionSpec())
+        model.use_tuned_plan(self.variant == "tuned")  # for the step's graph only, as the one-process twin
         graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+        model.use_tuned_plan(False)
         tx = twin.make_optimizer(config.lr, config.adam)
         self.state = _replicated((params, tx.init(params), rest), whole)
         self._step = jax.jit(twin.pure_batch_step(graphdef, tx), out_shardings=whole)
@@ -92,7 +116,7 @@ class Trainer(BaseTrainer):
     def sync(self) -> None:
         """Wait for the queued steps and give the model this process's copy of the replicated variables."""
         params, _, rest = self.state
-        nnx.update(self.model, *jax.tree.map(lambda a: np.asarray(a.addressable_data(0)), (params, rest)))
+        nnx.update(self.model, *jax.tree.map(_local_copy, (params, rest)))
 
 
 make_trainer = Trainer.from_options

@@ -30,9 +30,9 @@ _STRATEGY = []  # the one strategy of this process
 def cluster_config() -> dict:
     """TF_CONFIG as given (one per process: tf.distribute's cluster spec), SLURM's allocation read by
     tf.distribute's own resolver, or built from the local launcher's environment."""
-    if "TF_CONFIG" in os.environ:
+    if "TF_CONFIG" in os.environ and "TWINCNN_RANK_PORTS" not in os.environ:  # twincnn's own launcher wins
         return json.loads(os.environ["TF_CONFIG"])
-    if "SLURM_PROCID" in os.environ:
+    if "SLURM_PROCID" in os.environ and "TWINCNN_RANK_PORTS" not in os.environ:
         resolver = tf.distribute.cluster_resolver.SlurmClusterResolver()
         return {"cluster": resolver.cluster_spec().as_dict(),
                 "task": {"type": resolver.task_type, "index": resolver.task_id}}
@@ -49,7 +49,9 @@ def initialize(threads: int | None) -> dict:
     twin.configure(threads)
     config = cluster_config()
     os.environ["TF_CONFIG"] = json.dumps(config)
-    _STRATEGY.append(tf.distribute.MultiWorkerMirroredStrategy())
+    timeout = float(os.environ.get("TWINCNN_RENDEZVOUS_TIMEOUT_S", 60))
+    options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout)
+    _STRATEGY.append(tf.distribute.MultiWorkerMirroredStrategy(communication_options=options))
     backend = "NCCL" if tf.config.list_physical_devices("GPU") else "RING"
     return {"rank": config["task"]["index"], "world": len(config["cluster"]["worker"]), "backend": backend}
 

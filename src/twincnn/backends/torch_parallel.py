@@ -1,4 +1,4 @@
-"""PyTorch's data-parallel twin: torch.distributed (gloo on the CPU, NCCL on CUDA) and DistributedDataParallel.
+"""PyTorch's data-parallel twin: torch.distributed (gloo, the ranks on the CPU) and DistributedDataParallel.
 
 The rank, world size and rendezvous come from the environment torchrun sets (RANK, WORLD_SIZE, MASTER_ADDR,
 MASTER_PORT), read by torch.distributed's own ``env://`` resolver. Each rank takes its equal slice of every
@@ -29,7 +29,7 @@ def initialize(threads: int | None) -> dict:
     """Join the process group; {rank, world, backend}."""
     twin.configure(threads)
     timeout = datetime.timedelta(seconds=float(os.environ.get("TWINCNN_RENDEZVOUS_TIMEOUT_S", 60)))
-    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo", init_method="env://", timeout=timeout)
+    dist.init_process_group("gloo", init_method="env://", timeout=timeout)  # the ranks train on the CPU
     return {"rank": dist.get_rank(), "world": dist.get_world_size(), "backend": dist.get_backend()}
 
 

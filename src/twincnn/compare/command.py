@@ -136,6 +136,11 @@ def data_parallel_workers(names: list[str], args, threads: int) -> tuple[list[st
         backends.parallel_module(name)  # one that has no data-parallel twin is refused, naming those that do
     if args.protocol != "fair":
         raise UserError("--ranks trains on the shared batch order: use --protocol fair")
+    if args.variant != "tuned":
+        raise UserError("--ranks compares each framework's data-parallel loop with its tuned one-process loop: "
+                        "use --variant tuned")
+    if args.device != "cpu":
+        raise UserError("--ranks trains its ranks on the CPU: use --device cpu")
     if args.batch_size % ranks:
         raise UserError(f"--batch-size {args.batch_size} cannot be split evenly over {ranks} ranks; "
                         f"use a multiple of {ranks}")

@@ -92,33 +92,48 @@ class RankGroup:
         self.job, self.label = job, job["label"]
         ports = free_ports(job["ranks"])
         self.ranks = []
-        for rank in range(job["ranks"]):  # appended one by one, so stop() reaches those started before a failure
-            self.ranks.append(Worker({**job, "progress": job["progress"] and rank == 0},
-                                     rank_environment(rank, ports), f"{self.label} rank {rank}"))
-            self.ranks[-1]._readline = self._reader(self.ranks[-1])
+        try:
+            for rank in range(job["ranks"]):
+                self.ranks.append(Worker({**job, "progress": job["progress"] and rank == 0},
+                                         rank_environment(rank, ports), f"{self.label} rank {rank}"))
+                self.ranks[-1]._readline = self._reader(self.ranks[-1])
+        except BaseException:  # the group is not the caller's yet: stop the ranks already started
+            self.stop()
+            raise
         self.epoch_seconds, self.waiting_for = 0.0, "ready"
 
     def _reader(self, worker: Worker):
         """A readline that, while it waits, ends the run as soon as any rank has died: the others would
         wait in their all-reduce until their engine's timeout."""
-        lines = queue.Queue()
-        threading.Thread(target=lambda: [lines.put(line) for line in iter(worker.process.stdout.readline, "")]
-                         + [lines.put("")], daemon=True).start()
+        worker.lines = queue.Queue()
+        threading.Thread(target=lambda: [worker.lines.put(line) for line in iter(worker.process.stdout.readline, "")]
+                         + [worker.lines.put("")], daemon=True).start()
 
         def readline() -> str:
             while True:
                 try:
-                    return lines.get(timeout=POLL_SECONDS)
+                    return worker.lines.get(timeout=POLL_SECONDS)
                 except queue.Empty:
                     for rank in self.ranks:
                         if rank.process.poll() not in (None, 0):
-                            rank.failed(self.waiting_for)
+                            self._dead(rank)
 
         return readline
 
-    def _from_every_rank(self, event: str) -> list[dict]:
+    def _dead(self, rank: Worker):
+        """Raise what a rank that has exited said last: its own error message where it sent one."""
+        rank.process.wait()
+        while (line := rank.lines.get()) != "":  # its reader queues every line, then ""
+            message = json.loads(line)
+            if message["event"] == "error":
+                raise UserError(message["message"])
+        rank.failed(self.waiting_for)
+
+    def _from_every_rank(self, event: str, send: str | None = None) -> list[dict]:
         self.waiting_for = event
         try:
+            for rank in self.ranks if send else ():
+                rank._send(send)
             return [rank.expect(event) for rank in self.ranks]
         except (UserError, WorkerFailed) as failure:
             self._raise_root_cause(failure)
@@ -146,9 +161,7 @@ class RankGroup:
 
     def train_block(self) -> dict:
         before = machine.load_reading()
-        for rank in self.ranks:
-            rank._send("go")
-        blocks = self._from_every_rank("block")
+        blocks = self._from_every_rank("block", send="go")
         block = {**blocks[0], "seconds": max(b["seconds"] for b in blocks),
                  "start": min(b["start"] for b in blocks), "end": max(b["end"] for b in blocks),
                  "cpu_seconds": sum(b["cpu_seconds"] for b in blocks),

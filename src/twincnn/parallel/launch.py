@@ -21,6 +21,7 @@ from ..spec import Spec
 RANK_COMMAND = [sys.executable, "-m", "twincnn.parallel.rank"]
 RENDEZVOUS_TIMEOUT_S = 60  # each engine's own wait for all ranks to join
 POLL_S = 0.05
+ROOT_CAUSE_WAIT_S = 1.0
 
 
 def free_ports(count: int) -> list[int]:
@@ -37,7 +38,8 @@ def free_ports(count: int) -> list[int]:
 
 
 def rank_environment(rank: int, ports: list[int]) -> dict:
-    """What torchrun gives each process, and a port per rank for engines whose every worker listens."""
+    """The launcher variables cluster tools set for each process (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_*), and a
+    port per rank for engines whose every worker listens; TWINCNN_RANK_PORTS marks twincnn as the launcher."""
     return {**os.environ, "RANK": str(rank), "WORLD_SIZE": str(len(ports)), "LOCAL_RANK": str(rank),
             "LOCAL_WORLD_SIZE": str(len(ports)), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(ports[0]),
             "TWINCNN_RANK_PORTS": ",".join(map(str, ports)),
@@ -62,6 +64,10 @@ def wait_all(processes: list, label: str, timeout: float, started: float) -> Non
         codes = [process.poll() for process in processes]
         failed = [(rank, code) for rank, code in enumerate(codes) if code not in (None, 0)]
         if failed:
+            time.sleep(ROOT_CAUSE_WAIT_S)  # the others fail in their collectives: prefer a rank a signal killed
+            codes = [process.poll() for process in processes]
+            failed = sorted(((rank, code) for rank, code in enumerate(codes) if code not in (None, 0)),
+                            key=lambda failure: failure[1] >= 0)
             stop_all(processes)
             raise UserError(_failure(label, *failed[0]))
         if all(code == 0 for code in codes):
@@ -70,8 +76,8 @@ def wait_all(processes: list, label: str, timeout: float, started: float) -> Non
             waiting = [rank for rank, code in enumerate(codes) if code is None]
             stop_all(processes)
             raise UserError(f"the {label} run did not finish within {timeout:.0f} s (ranks {waiting} still running: "
-                            f"a rank that cannot join or hangs); all ranks were stopped; raise --timeout if it "
-                            f"is only slow")
+                            f"a rank that cannot join or hangs); all ranks were stopped; give a longer timeout if "
+                            f"it is only slow")
         time.sleep(POLL_S)
 
 

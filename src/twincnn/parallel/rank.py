@@ -1,8 +1,7 @@
 """One rank of a data-parallel run.
 
 ``python -m twincnn.parallel.rank`` with no arguments reads a job from ``train_ranks`` as one JSON line on
-stdin. With arguments it is what a cluster launcher starts in every process (torchrun, srun, one process per
-node), e.g. ``torchrun --nnodes 2 --nproc-per-node 1 ... -m twincnn.parallel.rank --framework torch --out DIR``.
+stdin. With arguments it is what a cluster launcher starts in every process (docs/parallel.md's recipes).
 Either way the rank's place and rendezvous come from its environment, read by the framework's own resolver
 (its parallel module), and it writes rank{RANK}.npz (its final canonical weights) into the folder,
 atomically; from the command line also rank{RANK}.json (where it ran and its step times), and rank 0 then
@@ -90,7 +89,8 @@ def parse(argv) -> argparse.Namespace:
                                 description="one rank of a data-parallel twin, under a cluster launcher")
     p.add_argument("--framework", required=True)
     p.add_argument("--out", required=True, help="a folder every rank can write to (shared storage across nodes)")
-    p.add_argument("--steps", type=int, default=50, help="global batches trained (default 50; the first is untimed)")
+    p.add_argument("--steps", type=int, default=50, help="global batches trained (default 50, at least 2; the "
+                                                          "first is untimed)")
     p.add_argument("--batch-size", type=int, default=64, help="the global batch, split evenly over the ranks")
     p.add_argument("--threads", type=int, help="intra-op threads of this rank (default: the framework's)")
     p.add_argument("--seed", type=int, default=0, help="the start weights and the batch order")
@@ -127,11 +127,15 @@ def from_launcher(argv) -> int:
     spec = load_spec(args.spec)
     dataset = data.load(args.data)
     x, y = dataset.images("train"), dataset.labels("train")
+    if args.steps < 2:
+        raise UserError(f"--steps {args.steps}: at least 2 (the first step is not timed)")
     if args.steps * args.batch_size > len(x):
         raise UserError(f"--steps {args.steps} of {args.batch_size} images need more than the {len(x):,} images")
     batches = np.random.default_rng(args.seed).permutation(len(x))[:args.steps * args.batch_size]
     batches = batches.reshape(args.steps, args.batch_size)
     folder = Path(args.out)
+    if any(folder.glob("rank*.json")) or (folder / "summary.json").exists():
+        raise UserError(f"{folder} holds an earlier run's files; give every run its own --out")
     folder.mkdir(parents=True, exist_ok=True)
     group, weights = train(framework, spec, initial_weights(spec, args.seed), x, y, batches, args.lr, args.threads,
                            timed=True)
