@@ -16,6 +16,7 @@ from tests.helpers import frameworks, session_processes
 from tests.mnist_files import tiny_arrays, write_idx_dir
 from twincnn import backends
 from twincnn.cli import main
+from twincnn.compare.output import scaling_lines
 
 
 @pytest.fixture(scope="module")
@@ -32,11 +33,11 @@ def ranks_run(tmp_path_factory, tiny_dir):
                "--ranks", "2", "--threads", "2", "--data", str(tiny_dir), "--epochs", "2", "--repeats", "1",
                "--block-steps", "5"])
     assert rc == 0
-    return names, json.loads((out / "results.json").read_text())
+    return names, json.loads((out / "results.json").read_text()), (out / "report.md").read_text()
 
 
 def test_each_framework_runs_alone_and_as_ranks_with_the_same_threads(ranks_run):
-    names, doc = ranks_run
+    names, doc, _ = ranks_run
     a, b = names
     assert doc["config"]["labels"] == [a, f"{a}x2", b, f"{b}x2"] and doc["config"]["ranks"] == [1, 2, 1, 2]
     for name in names:
@@ -50,7 +51,7 @@ def test_each_framework_runs_alone_and_as_ranks_with_the_same_threads(ranks_run)
 def test_ranks_train_as_the_one_process_does(ranks_run):
     """Same weights, batches and Adam: the per-epoch training losses of a framework's ranks and of its one
     process agree to float32 rounding (a rank training on the wrong slice moves them by ~1e-2 here)."""
-    names, doc = ranks_run
+    names, doc, _ = ranks_run
     for name in names:
         one, ranks = (doc["frameworks"][label]["runs"][0]["history"]["train_loss"] for label in (name, f"{name}x2"))
         worst = np.max(np.abs(np.array(ranks) / np.array(one) - 1))
@@ -58,7 +59,7 @@ def test_ranks_train_as_the_one_process_does(ranks_run):
 
 
 def test_scaling_and_the_cross_framework_verdict_at_r_ranks(ranks_run):
-    names, doc = ranks_run
+    names, doc, _ = ranks_run
     a, b = names
     assert [v["frameworks"] for v in doc["verdicts"]] == [[a, f"{a}x2"], [b, f"{b}x2"], [f"{a}x2", f"{b}x2"]]
     assert all(v["family"] == "Holm over 3 comparisons" for v in doc["verdicts"])
@@ -67,6 +68,16 @@ def test_scaling_and_the_cross_framework_verdict_at_r_ranks(ranks_run):
         assert row["speedup"] == verdict["ratio"] and row["ci"] == verdict["ci"]
         assert row["efficiency"] == pytest.approx(verdict["ratio"] / 2) and row["launcher"] == "local"
         assert "not a cluster" in row["note"]
+    assert all(f"- {line}" in ranks_run[2] for line in scaling_lines(doc["scaling"]))  # report.md says it too
+
+
+@pytest.mark.parametrize("ci,printed", [((0.9951, 1.00049), "0.99–1.01"), ((0.85, 0.9999), "0.8500–0.9999"),
+                                        ((1.0004, None), "1.0004–∞")])
+def test_printed_speedup_bounds_never_contradict_the_interval(ci, printed):
+    """Rounded outward, with the digits that keep 1 inside or outside as the exact interval has it."""
+    row = {"framework": "f", "ranks": 2, "speedup": 1.0, "ci": list(ci), "confidence": 0.95, "efficiency": 0.5,
+           "note": "n"}
+    assert f"CI {printed})" in scaling_lines([row])[0]
 
 
 @pytest.mark.parametrize("args,message", [

@@ -17,7 +17,8 @@ from ..errors import UserError
 from ..floor import matmul_gflops, training_flops
 from ..spec import Spec
 from ..zoo import load_spec
-from .output import atomic_directory, refuse_nonempty, report_markdown, side_by_side, verdict_lines, write_json
+from .output import (atomic_directory, refuse_nonempty, report_markdown, scaling_lines, side_by_side, verdict_lines,
+                     write_json)
 from .schedule import block_ends, judged
 from .workers import run_repeat
 from .figures import aggregate, build_run, verdicts
@@ -210,12 +211,6 @@ def scaling(plan: Plan, judged: list) -> list[dict]:
                     "ci": [low, high], "confidence": verdict["confidence"], "efficiency": verdict["ratio"] / ranks,
                     "launcher": "local", "note": launcher_note(ranks)})
     return out
-
-
-def scaling_lines(rows: list[dict]) -> list[str]:
-    return [f"{row['framework']}: {row['ranks']} ranks train {row['speedup']:.2f}x as fast as one process "
-            f"({row['confidence']:.1%} CI {row['ci'][0]:.2f}-{row['ci'][1] if row['ci'][1] is not None else float('inf'):.2f}), "
-            f"efficiency {row['efficiency']:.0%}; {row['note']}" for row in rows]
 
 
 def quiet_second() -> dict:

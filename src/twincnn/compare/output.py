@@ -8,6 +8,7 @@ import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
+from .. import stats
 from ..errors import UserError
 from ..stats import confidence_label
 from ..tables import render
@@ -73,12 +74,27 @@ def verdict_lines(doc: dict) -> list[str]:
     return lines
 
 
+def scaling_lines(rows: list[dict]) -> list[str]:
+    """One line per framework run data-parallel: its speed-up over its own one process."""
+    return [f"{row['framework']}: {row['ranks']} ranks train {row['speedup']:.2f}x as fast as one process "
+            f"({row['confidence']:.1%} CI {_speedup_bounds(*row['ci'])}), efficiency {row['efficiency']:.0%}; "
+            f"{row['note']}" for row in rows]
+
+
+def _speedup_bounds(low: float, high: float | None) -> str:
+    """Rounded outward so that the printed interval excludes 1 exactly when the interval does."""
+    if high is None:  # an interval with no upper bound (one timed unit)
+        return stats.printed_bounds(low, low, lambda lo, _: (lo > 1) == (low > 1)).split("–")[0] + "–∞"
+    return stats.printed_bounds(low, high, lambda lo, hi: (lo > 1 or hi < 1) == (low > 1 or high < 1))
+
+
 def report_markdown(doc: dict) -> str:
     cfg, env, results = doc["config"], doc["environment"], doc["frameworks"]
     lines = [f"# twincnn compare: {cfg['protocol']} protocol, {cfg['variant']} variant", ""]
     if cfg.get("quick"):
         lines += ["**Quick demo**: fewer epochs on a subset (see data below); not the notebook's experiment.", ""]
-    lines += ["## Verdict", ""] + [f"- {line.strip()}" for line in verdict_lines(doc)] + [""]
+    lines += ["## Verdict", ""] + [f"- {line.strip()}" for line in verdict_lines(doc)]
+    lines += [f"- {line}" for line in scaling_lines(doc.get("scaling", []))] + [""]
     lines += [
         f"- data: {doc['data']['source']} ({doc['data']['train_images']:,} train / {doc['data']['test_images']:,} "
         f"test images), sha256 `{doc['data']['sha256'][:16]}…`",
