@@ -87,6 +87,8 @@ def stop_all(processes: list) -> None:
             process.kill()
     for process in processes:
         process.wait()
+        if process.stdin:
+            process.stdin.close()
 
 
 def train_ranks(framework: str, spec: Spec, weights: dict, x: np.ndarray, y: np.ndarray, batches: np.ndarray,
