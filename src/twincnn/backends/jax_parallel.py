@@ -67,18 +67,21 @@ build = twin.build
 
 def _replicated(tree, sharding):
     """``tree``, the same on every process, as global arrays held whole by every device of ``sharding``."""
+    return jax.tree.map(_through_key_data(lambda leaf: jax.make_array_from_process_local_data(
+        sharding, np.asarray(leaf))), tree)
+
+
+def _through_key_data(convert):
+    """``convert`` for one array; a key array (the dropout stream) goes through its raw key data."""
     def one(leaf):
-        if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):  # the dropout stream: its raw key data
-            return jax.random.wrap_key_data(one(jax.random.key_data(leaf)), impl=jax.random.key_impl(leaf))
-        return jax.make_array_from_process_local_data(sharding, np.asarray(leaf))
-    return jax.tree.map(one, tree)
+        if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            return jax.random.wrap_key_data(convert(jax.random.key_data(leaf)), impl=jax.random.key_impl(leaf))
+        return convert(leaf)
+    return one
 
 
-def _local_copy(leaf):
-    """This process's copy of a replicated global array (a key array through its raw key data)."""
-    if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
-        return jax.random.wrap_key_data(_local_copy(jax.random.key_data(leaf)), impl=jax.random.key_impl(leaf))
-    return np.asarray(leaf.addressable_data(0))
+# This process's copy of a replicated global array.
+_local_copy = _through_key_data(lambda leaf: np.asarray(leaf.addressable_data(0)))
 
 
 class Trainer(BaseTrainer):

@@ -65,11 +65,21 @@ def train(framework: str, spec: Spec, start: dict, x, y, batches, lr: float, thr
         parallel.shutdown()
 
 
-def save_atomically(path: Path, weights: dict) -> None:
+def write_atomically(path: Path, write) -> None:
+    """``write(file)`` into a hidden sibling, renamed to ``path`` when complete: rank 0 and other readers
+    never see a half-written file."""
     partial = path.with_name(f".{path.name}")
     with open(partial, "wb") as file:
-        np.savez(file, **weights)
+        write(file)
     os.replace(partial, path)
+
+
+def save_weights(path: Path, weights: dict) -> None:
+    write_atomically(path, lambda file: np.savez(file, **weights))
+
+
+def save_json(path: Path, doc: dict) -> None:
+    write_atomically(path, lambda file: file.write(json.dumps(doc, indent=1).encode()))
 
 
 def from_parent() -> int:
@@ -80,7 +90,7 @@ def from_parent() -> int:
     arrays = np.load(folder / "data.npz")
     group, weights = train(job["framework"], Spec.from_dict(job["spec"]), start, arrays["x"], arrays["y"],
                            arrays["batches"], job["lr"], job["threads"])
-    save_atomically(folder / f"rank{group['rank']}.npz", weights)
+    save_weights(folder / f"rank{group['rank']}.npz", weights)
     return 0
 
 
@@ -140,14 +150,12 @@ def from_launcher(argv) -> int:
     group, weights = train(framework, spec, initial_weights(spec, args.seed), x, y, batches, args.lr, args.threads,
                            timed=True)
     rank = group["rank"]
-    save_atomically(folder / f"rank{rank}.npz", weights)
-    record = {**group, "framework": framework, "host": platform.node(), "steps": args.steps,
-              "batch_size": args.batch_size, "seed": args.seed}
-    (folder / f".rank{rank}.json").write_text(json.dumps(record))
-    os.replace(folder / f".rank{rank}.json", folder / f"rank{rank}.json")
+    save_weights(folder / f"rank{rank}.npz", weights)
+    save_json(folder / f"rank{rank}.json", {**group, "framework": framework, "host": platform.node(),
+                                            "steps": args.steps, "batch_size": args.batch_size, "seed": args.seed})
     if rank == 0:
         summary = gather(folder, group["world"])
-        (folder / "summary.json").write_text(json.dumps(summary, indent=1))
+        save_json(folder / "summary.json", summary)
         print(f"{summary['framework']}: {summary['world']} ranks on {len(set(summary['hosts']))} host(s), "
               f"{summary['engine']} ({summary['process_group_backend']}); ranks identical: "
               f"{summary['ranks_identical']}; median step {summary['median_step_seconds'] * 1e3:.1f} ms; "
