@@ -489,6 +489,7 @@ class Trainer(BaseTrainer):
         self.use_graph = self.variant == "tuned" and self.device.type == "cuda" and config.adam == "keras"
         self.optimizer = make_optimizer(self.model, config.lr, config.adam, capturable=self.use_graph)
         self.generator = torch.Generator().manual_seed(self.seed)
+        self.forward = self.model  # what a step calls: the model, or a wrapper around it (DDP)
         self.x = self.y = None
         self.graphs = {}  # batch size -> (graph, static index, static loss)
 
@@ -520,7 +521,7 @@ class Trainer(BaseTrainer):
 
     def _eager_step(self, idx):
         self.optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(self.model(self.x[idx]), self.y[idx])
+        loss = F.cross_entropy(self.forward(self.x[idx]), self.y[idx])
         loss.backward()
         self.optimizer.step()
         return loss.detach()

@@ -13,7 +13,6 @@ import os
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from . import torch as twin
@@ -46,15 +45,10 @@ class Trainer(twin.Trainer):
     def __init__(self, model, spec, config, metrics=()):
         super().__init__(model, spec, config, metrics)
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
-        self.parallel = DistributedDataParallel(self.model)
+        self.forward = DistributedDataParallel(self.model)  # its backward averages the gradients over ranks
 
     def step(self, idx):
-        rows = torch.as_tensor(rank_slice(idx, self.world, self.rank), device=self.device)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(self.parallel(self.x[rows]), self.y[rows])
-        loss.backward()  # DDP's all-reduce averages the gradients over the ranks here
-        self.optimizer.step()
-        return loss.detach()
+        return self._eager_step(torch.as_tensor(rank_slice(idx, self.world, self.rank), device=self.device))
 
     def train_epoch(self, order, batch_size, on_step=None, validation=None) -> float:
         self.model.train()
