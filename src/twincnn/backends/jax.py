@@ -258,14 +258,23 @@ class TwinNet(nnx.Module):
 def build(spec: Spec, seed: int | None = None, device: str = "cpu") -> TwinNet:
     """The twin with Flax's own initialisers (LeCun-normal kernels, zero biases); set_weights() for shared ones.
     Dropout masks come from a stream of their own, seeded from ``seed`` too: the same seed, the same masks."""
-    seed = 0 if seed is None else seed
-    make = lambda: TwinNet(spec, nnx.Rngs(params=seed, dropout=seed))  # noqa: E731
-    graphdef = nnx.graphdef(nnx.eval_shape(make))
-    # The initialisers as one program that runs once: XLA's optimisations cost seconds per new set of shapes
-    # (random-bit generation compiles slowly) and save nothing in a program run once.
-    init = jax.jit(lambda: nnx.state(make()), compiler_options={"xla_backend_optimization_level": 0})
+    graphdef, init = _initialiser(spec)
     with jax.default_device(_device(resolve_device(device))):
-        return nnx.merge(graphdef, init())
+        return nnx.merge(graphdef, init(0 if seed is None else seed))
+
+
+@functools.lru_cache(maxsize=256)  # more than a test file's networks: a cycle through more than the cache
+# holds would miss every time
+def _initialiser(spec: Spec):
+    """(graphdef, compiled initialisers taking the seed) of ``spec``'s twin: building it again, under any seed,
+    compiles nothing. The initialisers are one program at XLA's lowest optimisation level: optimising
+    costs seconds per new set of shapes (random-bit generation compiles slowly) and saves nothing in a
+    program run once per model."""
+    def make(seed):  # seed: an int, or a traced one (jax.random.key(seed) is what nnx.Rngs makes of an int)
+        key = jax.random.key(seed)
+        return TwinNet(spec, nnx.Rngs(params=key, dropout=key))
+    graphdef = nnx.graphdef(nnx.eval_shape(make, 0))
+    return graphdef, jax.jit(lambda seed: nnx.state(make(seed)), compiler_options={"xla_backend_optimization_level": 0})
 
 
 def _variables(model: TwinNet, spec: Spec):
@@ -308,11 +317,16 @@ def _loss(model, x, y):
     return optax.softmax_cross_entropy_with_integer_labels(model(x, train=True), y).mean()
 
 
+# One compiled program: run eagerly, every primitive of the backward pass compiles on its own, seconds per
+# new network; the trainers' steps are compiled programs too.
+_loss_and_grads = nnx.jit(nnx.value_and_grad(_loss))
+
+
 def loss_and_grads(model: TwinNet, spec: Spec, x: np.ndarray, y: np.ndarray):
     """Mean sparse cross-entropy from logits on one batch, in training mode as Keras's and PyTorch's twins
     (moving statistics updated, a dropout mask drawn), and the canonical gradients of the trainable
     weights (nnx.Param: BatchNorm's moving statistics have none)."""
-    loss, grads = nnx.value_and_grad(_loss)(model, jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.int32))
+    loss, grads = _loss_and_grads(model, jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.int32))
     return float(loss), {name: np.array(grads[layer][attr].get_value()).reshape(shape)
                          for name, shape, (layer, attr), var in _variables(model, spec) if isinstance(var, nnx.Param)}
 
@@ -320,8 +334,8 @@ def loss_and_grads(model: TwinNet, spec: Spec, x: np.ndarray, y: np.ndarray):
 def layer_summary(model: TwinNet, spec: Spec) -> list[tuple[str, tuple, int]]:
     """(name, output shape, parameters) measured on the built model; parameters count BatchNorm's moving
     statistics too, as Keras's count_params() does (not Dropout's rng state)."""
-    shapes = {}
-    model(jnp.zeros((1, *spec.input_shape), jnp.float32), shapes=shapes)
+    shapes = {}  # filled while tracing: shapes are known without compiling or running anything
+    nnx.eval_shape(lambda m: m(jnp.zeros((1, *spec.input_shape), jnp.float32), shapes=shapes), model)
     rows = []
     for info in spec.info:
         layer = getattr(model, info.name, None)
