@@ -1,7 +1,7 @@
 """Property: for any valid spec (every layer type), batch size and input, transferred weights give equal
 logits (inference mode) in every pair.
 
-Default run: the derandomized 'ci' profile (60 examples, well under a minute).
+Default run: the derandomized 'ci' profile (30 examples per pair).
 Longer local search: HYPOTHESIS_PROFILE=thorough pytest tests/test_properties.py
 """
 
@@ -41,7 +41,7 @@ def divisors(n):
 
 @st.composite
 def specs(draw):
-    """Every layer type, in small sizes: the 'ci' profile runs 60 of these over every pair of twins."""
+    """Every layer type, in small sizes: the 'ci' profile runs 30 of these over every pair of twins."""
     layers, channels = [], 1
     for _ in range(draw(st.integers(1, 3))):
         filters, strides = draw(st.integers(1, 8)), draw(st.integers(1, 2))

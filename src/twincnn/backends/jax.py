@@ -258,18 +258,18 @@ class TwinNet(nnx.Module):
 def build(spec: Spec, seed: int | None = None, device: str = "cpu") -> TwinNet:
     """The twin with Flax's own initialisers (LeCun-normal kernels, zero biases); set_weights() for shared ones.
     Dropout masks come from a stream of their own, seeded from ``seed`` too: the same seed, the same masks."""
-    graphdef, init = _initialiser(spec)
+    graphdef, init = _initialiser(spec, repr(spec.info))
     with jax.default_device(_device(resolve_device(device))):
         return nnx.merge(graphdef, init(0 if seed is None else seed))
 
 
-@functools.lru_cache(maxsize=256)  # more than a test file's networks: a cycle through more than the cache
-# holds would miss every time
-def _initialiser(spec: Spec):
+@functools.lru_cache(maxsize=256)  # more than a test file's networks: cycling through more misses every time
+def _initialiser(spec: Spec, worked_out: str):
     """(graphdef, compiled initialisers taking the seed) of ``spec``'s twin: building it again, under any seed,
-    compiles nothing. The initialisers are one program at XLA's lowest optimisation level: optimising
-    costs seconds per new set of shapes (random-bit generation compiles slowly) and saves nothing in a
-    program run once per model."""
+    compiles nothing. The twin is built from the spec's worked-out layers (padding, shapes), so their text
+    ``worked_out`` is in the key too. The initialisers are one program at XLA's lowest optimisation level:
+    optimising costs seconds per new set of shapes (random-bit generation compiles slowly) and saves nothing
+    in a program run once per model."""
     def make(seed):  # seed: an int, or a traced one (jax.random.key(seed) is what nnx.Rngs makes of an int)
         key = jax.random.key(seed)
         return TwinNet(spec, nnx.Rngs(params=key, dropout=key))
