@@ -8,13 +8,13 @@ bit for bit and the logits agree. The neutral file's logits come from a plain Nu
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
 from . import backends, data, reference, weightsfile
 from .errors import UserError
+from .files import replace_atomically
 from .zoo import load_spec
 from .weights import worst_mismatch
 
@@ -100,11 +100,6 @@ def port(source, dest, spec_path=None, data_path=None, tolerance=1e-4, log=print
         raise UserError(f"logits differ beyond {tolerance:g} ({worst}); {dest} not written")
 
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.stem}.partial-{os.getpid()}{dest.suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, dest)  # atomic: no half-written output, even on Ctrl-C
-    finally:
-        tmp.unlink(missing_ok=True)
+    replace_atomically(dest, write)  # no half-written output, even on Ctrl-C
     log(f"wrote {dest}")
     return 0

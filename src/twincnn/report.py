@@ -7,10 +7,10 @@ ratio and its CI, accuracies), never through absolute seconds pooled across runs
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from .errors import UserError
+from .files import replace_atomically
 from .tables import render
 
 SCHEMAS = (2, 3)  # 3 names a verdict's interval "ci" with its "confidence"; 2 had "ci95"
@@ -131,16 +131,6 @@ def figure(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def _replace(final: Path, write) -> None:
-    """Write through a temporary sibling, so an interrupted report never leaves a half-written file."""
-    tmp = final.with_name(f".{final.name}.partial-{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def merge(paths, out, log=print) -> int:
     docs = [load_result(p) for p in find_results(paths)]
     rows = rows_of(docs)
@@ -149,8 +139,8 @@ def merge(paths, out, log=print) -> int:
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
-    _replace(out / "report.png", lambda p: figure(rows, p))
-    _replace(out / "report.md", lambda p: p.write_text(text + "\n![report](report.png)\n"))
+    replace_atomically(out / "report.png", lambda p: figure(rows, p))
+    replace_atomically(out / "report.md", lambda p: p.write_text(text + "\n![report](report.png)\n"))
     log(text)
     log(f"wrote {out}/report.md, {out}/report.png")
     return 0

@@ -23,6 +23,7 @@ import numpy as np
 
 from .. import backends, data
 from ..errors import UserError
+from ..files import replace_atomically
 from ..spec import Spec
 from ..weights import initial_weights, worst_mismatch
 from ..zoo import load_spec
@@ -65,21 +66,12 @@ def train(framework: str, spec: Spec, start: dict, x, y, batches, lr: float, thr
         parallel.shutdown()
 
 
-def write_atomically(path: Path, write) -> None:
-    """``write(file)`` into a hidden sibling, renamed to ``path`` when complete: rank 0 and other readers
-    never see a half-written file."""
-    partial = path.with_name(f".{path.name}")
-    with open(partial, "wb") as file:
-        write(file)
-    os.replace(partial, path)
-
-
 def save_weights(path: Path, weights: dict) -> None:
-    write_atomically(path, lambda file: np.savez(file, **weights))
+    replace_atomically(path, lambda tmp: np.savez(tmp, **weights))  # rank 0 never reads a half-written file
 
 
 def save_json(path: Path, doc: dict) -> None:
-    write_atomically(path, lambda file: file.write(json.dumps(doc, indent=1).encode()))
+    replace_atomically(path, lambda tmp: tmp.write_text(json.dumps(doc, indent=1)))
 
 
 def from_parent() -> int:
