@@ -2,10 +2,12 @@
 
 import types
 
+import numpy as np
 import pytest
 
 from twincnn.backends import interface
 from twincnn.backends.base import BaseTrainer
+from twincnn.weights import initial_weights, worst_mismatch
 
 
 def test_interface_names_what_the_code_calls():
@@ -67,6 +69,34 @@ def test_trainer_config_refuses_a_learning_rate_that_is_not_positive():
         with pytest.raises(ValueError, match="the learning rate must be positive"):
             interface.TrainerConfig(lr=lr)
     assert interface.TrainerConfig(variant="tuned", device="cuda").adam == "keras"
+
+
+def test_trainer_config_refuses_an_epsilon_keras_s_formula_would_not_use():
+    for eps in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="^Adam's epsilon must be positive"):
+            interface.TrainerConfig(eps=eps)
+    with pytest.raises(ValueError, match="^eps sets Keras's Adam formula"):
+        interface.TrainerConfig(adam="native", eps=1.0)
+
+
+def test_adam_s_epsilon_is_the_one_given(framework, spec):
+    """One step at lr 1: with the usual epsilon Adam moves some weight by about lr (gradient/|gradient|); with
+    epsilon 1e3 far above sqrt(v), by at most lr·|gradient|·0.03/1e3. A backend that kept its default moves
+    as far both times."""
+    x = np.random.default_rng(0).random((8, *spec.input_shape), np.float32)
+    y = np.arange(8) % 10  # the default spec has ten classes
+
+    def moved(eps):
+        model = framework.build(spec)
+        framework.set_weights(model, spec, initial_weights(spec, 0))
+        trainer = framework.make_trainer(model, spec, lr=1.0, eps=eps)
+        trainer.set_data(x, y)
+        trainer.step(np.arange(8))
+        trainer.sync()
+        return worst_mismatch(framework.get_weights(model, spec), initial_weights(spec, 0)).max_abs
+
+    usual, large = moved(interface.KERAS_ADAM_EPSILON), moved(1e3)
+    assert usual > 0.5 and large < 1e-3, f"{framework.NAME}: moved {usual:.3g} at the usual epsilon, {large:.3g} at 1e3"
 
 
 def test_notebook_validation_is_keras_only(framework):

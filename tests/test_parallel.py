@@ -10,12 +10,14 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.helpers import assert_trained_alike, require
 from twincnn import backends
+from twincnn.backends.interface import KERAS_ADAM_EPSILON
 from twincnn.errors import UserError
 from twincnn.parallel import launch
 from twincnn.spec import DEFAULT_SPEC, FLATTEN, Spec, batchnorm, conv, dense, pool
@@ -34,6 +36,12 @@ FLOOR_FACTOR = 3.0
 # A conv net whose BatchNorm sees each rank's slice: per-replica statistics differ from the global batch's.
 BN_SPEC = Spec((28, 28, 1), (conv(8), batchnorm(0.9, 1e-3), pool(), FLATTEN, dense(10)))
 SPECS = {"cnn": DEFAULT_SPEC, "bn": BN_SPEC}
+# Adam's usual step is nearly gradient/|gradient|, blind to the gradient's size. With epsilon far above sqrt(v)
+# it is nearly lr·alpha·m/epsilon, in proportion to the gradient: a gradient off by a constant factor shows
+# in the weights, and one process's floor drops from ~1e-4 to ~1e-7.
+PROPORTIONAL = {"eps": 1.0, "lr": 1.0}
+USUAL = {"eps": KERAS_ADAM_EPSILON, "lr": 1e-3}
+SCALED_LOSS_RANK = str(Path(__file__).with_name("scaled_loss_rank.py"))
 
 
 @functools.cache
@@ -49,13 +57,14 @@ def problem(which: str):
 
 
 @functools.cache
-def in_ranks(name: str, which: str) -> tuple:
+def in_ranks(name: str, which: str, eps: float = USUAL["eps"], lr: float = USUAL["lr"]) -> tuple:
     spec, start, x, y, batches = problem(which)
-    return tuple(launch.train_ranks(name, spec, start, x, y, batches, world=RANKS))
+    return tuple(launch.train_ranks(name, spec, start, x, y, batches, world=RANKS, eps=eps, lr=lr))
 
 
 @functools.cache
-def in_one_process(name: str, which: str, nudged: bool = False) -> dict:
+def in_one_process(name: str, which: str, nudged: bool = False, eps: float = USUAL["eps"],
+                   lr: float = USUAL["lr"]) -> dict:
     """The same steps as one process on the whole global batch, through the framework's plain trainer (the
     model as built, as the ranks run it); ``nudged``: from kernels one float32 ulp up."""
     spec, start, x, y, batches = problem(which)
@@ -64,7 +73,7 @@ def in_one_process(name: str, which: str, nudged: bool = False) -> dict:
     backend = backends.load(name)
     model = backend.build(spec)
     backend.set_weights(model, spec, start)
-    trainer = backend.make_trainer(model, spec, lr=1e-3, adam="keras", variant="idiomatic")
+    trainer = backend.make_trainer(model, spec, lr=lr, eps=eps, adam="keras", variant="idiomatic")
     trainer.set_data(x, y)
     for batch in batches:
         trainer.step(batch)
@@ -78,8 +87,8 @@ def assert_ranks_identical(ranks, what, keys=None):
         assert not differ, f"{what}: rank {rank} differs from rank 0 in {differ} ({worst_mismatch(weights, ranks[0])})"
 
 
-def tolerance(name: str, which: str) -> float:
-    floor = worst_mismatch(in_one_process(name, which, nudged=True), in_one_process(name, which)).max_abs
+def tolerance(name: str, which: str, **adam) -> float:
+    floor = worst_mismatch(in_one_process(name, which, True, **adam), in_one_process(name, which, **adam)).max_abs
     return max(PARALLEL_ATOL, FLOOR_FACTOR * floor)
 
 
@@ -90,6 +99,28 @@ def test_ranks_train_as_one_process_on_the_global_batch(framework):
     m = assert_trained_alike(ranks[0], in_one_process(framework.NAME, "cnn"), DEFAULT_SPEC, STEPS,
                              f"{framework.NAME}: {RANKS} ranks against one process after {STEPS} steps", atol=atol)
     print(f"{framework.NAME}: {RANKS} ranks vs one process, {STEPS} steps: {m} (tolerance {atol:.3g})")
+
+
+def test_ranks_take_the_one_process_step_in_size_as_well_as_direction(framework):
+    ranks = in_ranks(framework.NAME, "cnn", **PROPORTIONAL)
+    assert_ranks_identical(ranks, framework.NAME)
+    atol = tolerance(framework.NAME, "cnn", **PROPORTIONAL)
+    m = assert_trained_alike(ranks[0], in_one_process(framework.NAME, "cnn", **PROPORTIONAL), DEFAULT_SPEC, STEPS,
+                             f"{framework.NAME}: {RANKS} ranks against one process, Adam's step proportional to the "
+                             f"gradient", atol=atol)
+    print(f"{framework.NAME}: {RANKS} ranks vs one process, {PROPORTIONAL}: {m} (tolerance {atol:.3g})")
+
+
+def test_ranks_whose_gradient_is_off_by_a_constant_factor_are_caught(framework, monkeypatch):
+    """The comparison above fails for ranks that scale their loss by 1/R once more than their engine needs
+    (tests/scaled_loss_rank.py): the gradient's direction is right, its size is half."""
+    spec, start, x, y, batches = problem("cnn")
+    monkeypatch.setattr(launch, "RANK_COMMAND", [sys.executable, SCALED_LOSS_RANK, framework.NAME])
+    faulty = launch.train_ranks(framework.NAME, spec, start, x, y, batches, world=RANKS, **PROPORTIONAL)
+    off = worst_mismatch(faulty[0], in_one_process(framework.NAME, "cnn", **PROPORTIONAL))
+    atol = tolerance(framework.NAME, "cnn", **PROPORTIONAL)
+    print(f"{framework.NAME}: ranks with the loss scaled by 1/{RANKS} once more vs one process: {off}")
+    assert off.max_abs > 10 * atol, f"{framework.NAME}: a halved gradient is within {off} of one process (atol {atol:.3g})"
 
 
 def test_data_parallel_twins_agree_as_single_process_ones_do(pair):

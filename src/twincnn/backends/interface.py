@@ -19,6 +19,7 @@ from ..spec import Spec
 
 
 VARIANTS = ("idiomatic", "tuned")
+KERAS_ADAM_EPSILON = 1e-7
 ADAMS = ("keras", "native")  # Keras's Adam formula (the fair protocol), or the framework's own
 DEVICES = ("cpu", "cuda")
 
@@ -33,6 +34,7 @@ class TrainerConfig:
     variant: str = "idiomatic"
     device: str = "cpu"
     seed: int = 0
+    eps: float = KERAS_ADAM_EPSILON  # in Keras's formula (adam='keras'); 'native' keeps the framework's own
 
     def __post_init__(self):
         for name, choices in (("variant", VARIANTS), ("adam", ADAMS), ("device", DEVICES)):
@@ -40,6 +42,10 @@ class TrainerConfig:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}; use {' or '.join(choices)}")
         if not self.lr > 0:
             raise ValueError(f"the learning rate must be positive, not {self.lr!r}")
+        if not self.eps > 0:
+            raise ValueError(f"Adam's epsilon must be positive, not {self.eps!r}")
+        if self.adam == "native" and self.eps != KERAS_ADAM_EPSILON:
+            raise ValueError("eps sets Keras's Adam formula (adam='keras'); adam='native' keeps the framework's own")
 
 
 @runtime_checkable

@@ -27,7 +27,7 @@ from ..errors import UserError
 from ..spec import INPUT, Spec
 from ..weights import check_layout
 from .defaults import signature_default
-from .interface import TrainerConfig
+from .interface import KERAS_ADAM_EPSILON, TrainerConfig
 from .base import BaseTrainer
 
 NAME = "jax"
@@ -351,7 +351,7 @@ class _KerasAdamState(NamedTuple):
     nu: optax.Updates
 
 
-def keras_adam(learning_rate: float, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-7):
+def keras_adam(learning_rate: float, b1: float = 0.9, b2: float = 0.999, eps: float = KERAS_ADAM_EPSILON):
     """Keras 3's Adam as an optax transformation, in Keras's order of operations and in float32:
 
         m += (g - m)(1 - b1);  v += (g^2 - v)(1 - b2);  alpha = lr * sqrt(1 - b2^t) / (1 - b1^t)
@@ -377,10 +377,10 @@ def keras_adam(learning_rate: float, b1: float = 0.9, b2: float = 0.999, eps: fl
     return optax.GradientTransformation(init, update)
 
 
-def make_optimizer(lr: float, adam: str = "keras") -> optax.GradientTransformation:
+def make_optimizer(lr: float, adam: str = "keras", eps: float = KERAS_ADAM_EPSILON) -> optax.GradientTransformation:
     """'keras': Keras's Adam formula (the fair protocol); 'native': optax.adam's defaults."""
     if adam == "keras":
-        return keras_adam(lr)
+        return keras_adam(lr, eps=eps)
     if adam == "native":
         return optax.adam(lr)
     raise ValueError(f"unknown adam {adam!r}; use keras or native")
@@ -460,7 +460,7 @@ class Trainer(BaseTrainer):
     def __init__(self, model, spec, config: TrainerConfig, metrics=(), epoch_scan=None):
         super().__init__(model, spec, config, metrics)
         self.device = _device(resolve_device(config.device))
-        self.tx = make_optimizer(config.lr, config.adam)
+        self.tx = make_optimizer(config.lr, config.adam, config.eps)
         self.key = jax.random.key(self.seed)  # the notebook protocol's own shuffle
         self._epoch = None
         if self.variant == "idiomatic":

@@ -97,7 +97,7 @@ class Trainer(BaseTrainer):
         model.use_tuned_plan(self.variant == "tuned")  # for the step's graph only, as the one-process twin
         graphdef, params, rest = nnx.split(model, nnx.Param, ...)
         model.use_tuned_plan(False)
-        tx = twin.make_optimizer(config.lr, config.adam)
+        tx = twin.make_optimizer(config.lr, config.adam, config.eps)
         self.state = _replicated((params, tx.init(params), rest), whole)
         self._step = jax.jit(twin.pure_batch_step(graphdef, tx), out_shardings=whole)
 

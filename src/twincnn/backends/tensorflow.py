@@ -47,7 +47,7 @@ from ..errors import UserError  # noqa: E402
 from ..spec import INPUT, MERGES, WINDOWED, Spec, canonical, real_cells, same_padding  # noqa: E402
 from ..weights import check_layout  # noqa: E402
 from .defaults import signature_default  # noqa: E402
-from .interface import TrainerConfig  # noqa: E402
+from .interface import KERAS_ADAM_EPSILON, TrainerConfig  # noqa: E402
 from .base import BaseTrainer  # noqa: E402
 
 NAME = "tensorflow"
@@ -281,11 +281,11 @@ def layer_summary(model: keras.Model, spec: Spec) -> list[tuple[str, tuple, int]
              int(model.get_layer(info.name).count_params())) for info in spec.info]
 
 
-def make_optimizer(model, lr: float, adam: str = "keras"):
-    """Keras's Adam: 'keras' and 'native' are the same update here (epsilon 1e-7)."""
+def make_optimizer(model, lr: float, adam: str = "keras", eps: float = KERAS_ADAM_EPSILON):
+    """Keras's Adam: 'keras' and 'native' are the same update here (epsilon 1e-7 unless ``eps`` says)."""
     if adam not in ("keras", "native"):
         raise ValueError(f"unknown adam {adam!r}; use keras or native")
-    return keras.optimizers.Adam(learning_rate=lr)
+    return keras.optimizers.Adam(learning_rate=lr, epsilon=eps)
 
 
 class _EpochHooks(keras.callbacks.Callback):
@@ -322,7 +322,7 @@ class Trainer(BaseTrainer):
     def __init__(self, model, spec, config: TrainerConfig, metrics=()):
         super().__init__(model, spec, config, metrics)
         self.device = resolve_device(config.device)
-        self.optimizer = make_optimizer(model, config.lr, config.adam)
+        self.optimizer = make_optimizer(model, config.lr, config.adam, config.eps)
         model.compile(optimizer=self.optimizer, loss=_LOSS, metrics=list(self.metrics))
         self.x = self.y = None
         self._step = None

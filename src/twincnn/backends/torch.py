@@ -18,7 +18,7 @@ from ..errors import UserError
 from ..spec import INPUT, Spec, real_cells
 from ..weights import check_layout
 from .defaults import signature_default
-from .interface import TrainerConfig
+from .interface import KERAS_ADAM_EPSILON, TrainerConfig
 from .base import BaseTrainer
 
 NAME = "torch"
@@ -394,7 +394,7 @@ class KerasAdam(torch.optim.Optimizer):
     capturable=True keeps the step count on the device, so the whole step can live in a CUDA graph.
     """
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-7, capturable=False):
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=KERAS_ADAM_EPSILON, capturable=False):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, capturable=capturable))
 
     def _state(self, params):
@@ -458,10 +458,11 @@ def training_state_kept(model: nn.Module, optimizer: torch.optim.Optimizer):
                     state[key] = before.get(key, 0)
 
 
-def make_optimizer(model: nn.Module, lr: float, adam: str = "keras", capturable: bool = False):
+def make_optimizer(model: nn.Module, lr: float, adam: str = "keras", capturable: bool = False,
+                   eps: float = KERAS_ADAM_EPSILON):
     """'keras': Keras's Adam formula (the fair protocol); 'native': torch.optim.Adam defaults."""
     if adam == "keras":
-        return KerasAdam(model.parameters(), lr=lr, capturable=capturable)
+        return KerasAdam(model.parameters(), lr=lr, eps=eps, capturable=capturable)
     if adam == "native":
         return torch.optim.Adam(model.parameters(), lr=lr, capturable=capturable)
     raise ValueError(f"unknown adam {adam!r}; use keras or native")
@@ -487,7 +488,8 @@ class Trainer(BaseTrainer):
             self.model.set_plan(pool_before_relu=True)  # same function, cheaper order
         # The graph path needs Keras-Adam's capturable step count; torch.optim.Adam stays eager.
         self.use_graph = self.variant == "tuned" and self.device.type == "cuda" and config.adam == "keras"
-        self.optimizer = make_optimizer(self.model, config.lr, config.adam, capturable=self.use_graph)
+        self.optimizer = make_optimizer(self.model, config.lr, config.adam, capturable=self.use_graph,
+                                        eps=config.eps)
         self.generator = torch.Generator().manual_seed(self.seed)
         self.forward = self.model  # what a step calls: the model, or a wrapper around it (DDP)
         self.x = self.y = None

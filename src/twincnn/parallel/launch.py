@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import backends
+from ..backends.interface import KERAS_ADAM_EPSILON
 from ..errors import UserError
 from ..spec import Spec
 
@@ -93,9 +94,9 @@ def stop_all(processes: list) -> None:
 
 def train_ranks(framework: str, spec: Spec, weights: dict, x: np.ndarray, y: np.ndarray, batches: np.ndarray,
                 world: int, lr: float = 1e-3, threads: int = 1, timeout: float = 600,
-                on_start=None) -> list[dict]:
-    """Train ``world`` ranks data-parallel on ``batches`` (steps x global batch row indices) from ``weights``;
-    every rank's final canonical weights, by rank.
+                on_start=None, eps: float = KERAS_ADAM_EPSILON) -> list[dict]:
+    """Train ``world`` ranks data-parallel on ``batches`` (steps x global batch row indices) from ``weights``
+    with Keras's Adam formula (epsilon ``eps``); every rank's final canonical weights, by rank.
 
     ``on_start(processes)`` is called once all ranks are started (tests kill one there). Each rank exits when
     its standard input closes, so no rank outlives this process, whatever ends it.
@@ -108,7 +109,8 @@ def train_ranks(framework: str, spec: Spec, weights: dict, x: np.ndarray, y: np.
         folder = Path(folder)
         np.savez(folder / "start.npz", **weights)
         np.savez(folder / "data.npz", x=x, y=y, batches=batches)
-        job = {"framework": framework, "spec": spec.to_dict(), "folder": str(folder), "lr": lr, "threads": threads}
+        job = {"framework": framework, "spec": spec.to_dict(), "folder": str(folder), "lr": lr, "eps": eps,
+               "threads": threads}
         ports, processes = free_ports(world), []
         started = time.monotonic()
         try:

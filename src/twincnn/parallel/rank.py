@@ -23,6 +23,7 @@ import numpy as np
 
 from .. import backends, data
 from ..errors import UserError
+from ..backends.interface import KERAS_ADAM_EPSILON
 from ..files import replace_atomically
 from ..spec import Spec
 from ..weights import initial_weights, worst_mismatch
@@ -40,9 +41,10 @@ def exit_when_parent_goes() -> None:
 
 
 def train(framework: str, spec: Spec, start: dict, x, y, batches, lr: float, threads: int | None,
-          timed: bool = False) -> tuple[dict, dict]:
+          timed: bool = False, eps: float = KERAS_ADAM_EPSILON) -> tuple[dict, dict]:
     """({rank, world, backend, engine, step_seconds}, this rank's canonical weights after one step per global
-    batch of ``batches``). ``timed``: the wall time of every step but the first (compilation, warm-up)."""
+    batch of ``batches``, Keras's Adam formula with epsilon ``eps``). ``timed``: the wall time of every step
+    but the first (compilation, warm-up)."""
     backend, parallel = backends.load(framework), backends.load_parallel(framework)
     group = parallel.initialize(threads)
     try:
@@ -51,7 +53,7 @@ def train(framework: str, spec: Spec, start: dict, x, y, batches, lr: float, thr
                             f"ranks; use a batch size that is a multiple of {group['world']}")
         model = parallel.build(spec)
         backend.set_weights(model, spec, start)
-        trainer = parallel.make_trainer(model, spec, lr=lr, adam="keras")
+        trainer = parallel.make_trainer(model, spec, lr=lr, adam="keras", eps=eps)
         trainer.set_data(x, y)
         seconds = []
         for step, batch in enumerate(batches):
@@ -81,7 +83,7 @@ def from_parent() -> int:
     start = dict(np.load(folder / "start.npz"))
     arrays = np.load(folder / "data.npz")
     group, weights = train(job["framework"], Spec.from_dict(job["spec"]), start, arrays["x"], arrays["y"],
-                           arrays["batches"], job["lr"], job["threads"])
+                           arrays["batches"], job["lr"], job["threads"], eps=job["eps"])
     save_weights(folder / f"rank{group['rank']}.npz", weights)
     return 0
 
