@@ -7,6 +7,7 @@ import json
 import functools
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -256,6 +257,38 @@ def _one_process_per_node_with_tf_config(args, environment):
             for rank in range(RANKS)]
 
 
+JAX_SLURM_PORTS = 2 ** 12  # JAX's coordinator under SLURM: port 65536 - 4096 + SLURM_JOB_ID % 4096
+
+
+def _job_id_whose_jax_port_is_free() -> int:
+    for job_id in np.random.default_rng().permutation(JAX_SLURM_PORTS):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", 65536 - JAX_SLURM_PORTS + int(job_id)))
+            except OSError:
+                continue
+        return int(job_id)
+    raise RuntimeError("no free port among those JAX's SLURM coordinator uses")
+
+
+def _srun(args, environment, name):
+    """`srun --nodes 1 --ntasks-per-node RANKS`: every task with the variables SLURM gives it (this machine as
+    the node "localhost"); PyTorch's ranks also with the recipe's mapping of them to torchrun's."""
+    job_id, port = _job_id_whose_jax_port_is_free(), _free_port()
+    processes = []
+    for rank in range(RANKS):
+        slurm = {"SLURM_JOB_ID": str(job_id), "SLURM_PROCID": str(rank), "SLURM_LOCALID": str(rank),
+                 "SLURM_NODEID": "0", "SLURM_NTASKS": str(RANKS), "SLURM_STEP_NUM_TASKS": str(RANKS),
+                 "SLURM_STEP_NUM_NODES": "1", "SLURM_JOB_NODELIST": "localhost", "SLURM_STEP_NODELIST": "localhost",
+                 "SLURM_STEP_TASKS_PER_NODE": str(RANKS)}
+        if name == "torch":  # the recipe: RANK=$SLURM_PROCID WORLD_SIZE=$SLURM_NTASKS MASTER_ADDR=<first host>
+            slurm.update(RANK=str(rank), WORLD_SIZE=str(RANKS), MASTER_ADDR="localhost", MASTER_PORT=str(port))
+        processes.append(subprocess.Popen([sys.executable, "-m", "twincnn.parallel.rank", *args],
+                                          env={**environment, **slurm}, stdout=subprocess.PIPE,
+                                          stderr=subprocess.STDOUT, text=True))
+    return processes
+
+
 # docs/parallel.md's recipes, run on this machine: how each framework's users start ranks on a cluster
 RECIPES = {
     "torch": _torchrun,
@@ -263,28 +296,38 @@ RECIPES = {
                                                                      f"127.0.0.1:{_free_port()}"}),
     "tensorflow": _one_process_per_node_with_tf_config,
 }
+STEPS_UNDER_LAUNCHERS, SEED_UNDER_LAUNCHERS = 3, 4
 
 
-def test_ranks_under_the_launchers_people_use_train_what_twincnn_s_ranks_train(framework, tmp_path):
-    """`python -m twincnn.parallel.rank` under torchrun (or with a TF_CONFIG per process) writes every rank's
-    weights and rank 0's summary, and the weights are exactly those of the same steps in twincnn's own ranks."""
-    if framework.NAME not in RECIPES:
-        pytest.skip(f"no launcher recipe for {framework.NAME} in docs/parallel.md yet")
+@functools.cache
+def in_own_ranks(name: str) -> dict:
+    """Rank 0's weights after the launcher tests' steps, in twincnn's own ranks."""
     from twincnn import data
 
-    steps, seed = 3, 4
-    environment = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
-    processes = RECIPES[framework.NAME](["--framework", framework.NAME, "--steps", str(steps), "--seed", str(seed),
-                                         "--threads", "1", "--out", str(tmp_path)], environment)
+    ds = data.load()
+    x, y = ds.images("train"), ds.labels("train")
+    steps, seed = STEPS_UNDER_LAUNCHERS, SEED_UNDER_LAUNCHERS
+    batches = np.random.default_rng(seed).permutation(len(x))[:steps * 64].reshape(steps, 64)
+    return launch.train_ranks(name, DEFAULT_SPEC, initial_weights(DEFAULT_SPEC, seed), x, y, batches, world=RANKS)[0]
+
+
+@pytest.mark.parametrize("launcher", ["own", "srun"])
+def test_ranks_under_the_launchers_people_use_train_what_twincnn_s_ranks_train(framework, launcher, tmp_path):
+    """`python -m twincnn.parallel.rank` under the framework's own launcher (torchrun, a TF_CONFIG per process)
+    or under SLURM's srun writes every rank's weights and rank 0's summary, and the weights are exactly those
+    of the same steps in twincnn's own ranks."""
+    if launcher == "own" and framework.NAME not in RECIPES:
+        pytest.skip(f"no launcher recipe for {framework.NAME} in docs/parallel.md yet")
+    start = RECIPES[framework.NAME] if launcher == "own" else functools.partial(_srun, name=framework.NAME)
+    environment = {k: v for k, v in os.environ.items()
+                   if k not in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "TF_CONFIG")
+                   and not k.startswith("SLURM_")}
+    processes = start(["--framework", framework.NAME, "--steps", str(STEPS_UNDER_LAUNCHERS), "--seed",
+                       str(SEED_UNDER_LAUNCHERS), "--threads", "1", "--out", str(tmp_path)], environment)
     outputs = [process.communicate(timeout=300)[0] for process in processes]
     assert all(process.returncode == 0 for process in processes), "\n".join(outputs)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["world"] == RANKS and summary["ranks_identical"], summary
     assert summary["engine"] == backends.load_parallel(framework.NAME).ENGINE
-    ds = data.load()
-    x, y = ds.images("train"), ds.labels("train")
-    batches = np.random.default_rng(seed).permutation(len(x))[:steps * 64].reshape(steps, 64)
-    ours = launch.train_ranks(framework.NAME, DEFAULT_SPEC, initial_weights(DEFAULT_SPEC, seed), x, y, batches,
-                              world=RANKS)[0]
-    theirs = dict(np.load(tmp_path / "rank0.npz"))
+    theirs, ours = dict(np.load(tmp_path / "rank0.npz")), in_own_ranks(framework.NAME)
     assert worst_mismatch(theirs, ours).max_abs == 0.0, worst_mismatch(theirs, ours)

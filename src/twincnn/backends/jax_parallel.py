@@ -43,10 +43,18 @@ def initialize(threads: int | None) -> dict:
     else:
         jax.distributed.initialize(initialization_timeout=timeout)
     if threads:
-        take_cpu_share(threads, int(os.environ.get("LOCAL_RANK", 0)))
+        take_cpu_share(threads, local_rank())
     twin.configure(threads)
     gpu = any(device.platform == "gpu" for device in jax.local_devices())
     return {"rank": jax.process_index(), "world": jax.process_count(), "backend": "nccl" if gpu else "gloo"}
+
+
+def local_rank() -> int:
+    """This process's place among the ranks on its machine, as torchrun, SLURM or Open MPI numbers it."""
+    for name in ("LOCAL_RANK", "SLURM_LOCALID", "OMPI_COMM_WORLD_LOCAL_RANK"):
+        if name in os.environ:
+            return int(os.environ[name])
+    return 0
 
 
 def take_cpu_share(threads: int, local_rank: int) -> None:

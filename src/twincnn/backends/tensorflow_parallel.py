@@ -33,7 +33,7 @@ def cluster_config() -> dict:
     if "TF_CONFIG" in os.environ and "TWINCNN_RANK_PORTS" not in os.environ:  # twincnn's own launcher wins
         return json.loads(os.environ["TF_CONFIG"])
     if "SLURM_PROCID" in os.environ and "TWINCNN_RANK_PORTS" not in os.environ:
-        resolver = tf.distribute.cluster_resolver.SlurmClusterResolver()
+        resolver = slurm_resolver()
         return {"cluster": resolver.cluster_spec().as_dict(),
                 "task": {"type": resolver.task_type, "index": resolver.task_id}}
     if "TWINCNN_RANK_PORTS" not in os.environ:
@@ -42,6 +42,19 @@ def cluster_config() -> dict:
     ports = os.environ["TWINCNN_RANK_PORTS"].split(",")
     workers = [f"{os.environ['MASTER_ADDR']}:{port}" for port in ports]
     return {"cluster": {"worker": workers}, "task": {"type": "worker", "index": int(os.environ["RANK"])}}
+
+
+def slurm_resolver():
+    """tf.distribute's SlurmClusterResolver. It places a node's tasks only beside that node's GPUs (none: no
+    task; it asks nvidia-smi, which a CPU node lacks), so on a CPU node each task gets a nominal slot and
+    CUDA_VISIBLE_DEVICES is left alone."""
+    from tensorflow.python.distribute.cluster_resolver.slurm_cluster_resolver import expand_tasks_per_node
+
+    if tf.config.list_physical_devices("GPU"):
+        return tf.distribute.cluster_resolver.SlurmClusterResolver()
+    slots = max(expand_tasks_per_node(os.environ["SLURM_STEP_TASKS_PER_NODE"]))
+    return tf.distribute.cluster_resolver.SlurmClusterResolver(gpus_per_node=slots, gpus_per_task=1,
+                                                               auto_set_gpu=False)
 
 
 def initialize(threads: int | None) -> dict:
