@@ -9,11 +9,10 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
 from .. import machine
 from ..errors import UserError
-from ..parallel.launch import free_ports, rank_environment
+from ..parallel.launch import free_ports, rank_environment, signal_killed
 from .schedule import block_ends, interleaved
 
 
@@ -141,12 +140,9 @@ class RankGroup:
     def _raise_root_cause(self, failure: Exception):
         """One rank's death makes the others fail in their collectives: name a rank killed by a signal (the
         out-of-memory killer, a user's kill) where there is one, else the failure seen first."""
-        deadline = time.monotonic() + ROOT_CAUSE_WAIT_SECONDS
-        while any(rank.process.poll() is None for rank in self.ranks) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        for rank in self.ranks:
-            if (rank.process.poll() or 0) < 0:
-                rank.failed(self.waiting_for)
+        killed = signal_killed([rank.process for rank in self.ranks], ROOT_CAUSE_WAIT_SECONDS)
+        if killed is not None:
+            self.ranks[killed].failed(self.waiting_for)
         raise failure
 
     def expect(self, event: str) -> dict:

@@ -65,12 +65,11 @@ def wait_all(processes: list, label: str, timeout: float, started: float) -> Non
         codes = [process.poll() for process in processes]
         failed = [(rank, code) for rank, code in enumerate(codes) if code not in (None, 0)]
         if failed:
-            time.sleep(ROOT_CAUSE_WAIT_S)  # the others fail in their collectives: prefer a rank a signal killed
-            codes = [process.poll() for process in processes]
-            failed = sorted(((rank, code) for rank, code in enumerate(codes) if code not in (None, 0)),
-                            key=lambda failure: failure[1] >= 0)
+            killed = signal_killed(processes, ROOT_CAUSE_WAIT_S)
+            rank = failed[0][0] if killed is None else killed
+            code = processes[rank].poll()
             stop_all(processes)
-            raise UserError(_failure(label, *failed[0]))
+            raise UserError(_failure(label, rank, code))
         if all(code == 0 for code in codes):
             return
         if time.monotonic() - started > timeout:
@@ -80,6 +79,15 @@ def wait_all(processes: list, label: str, timeout: float, started: float) -> Non
                             f"a rank that cannot join or hangs); all ranks were stopped; give a longer timeout if "
                             f"it is only slow")
         time.sleep(POLL_S)
+
+
+def signal_killed(processes: list, seconds: float) -> int | None:
+    """One rank's death makes the others fail in their collectives: give them up to ``seconds`` to end, then
+    the index of a process a signal killed (the out-of-memory killer, a user's kill), the root cause, if any."""
+    deadline = time.monotonic() + seconds
+    while any(process.poll() is None for process in processes) and time.monotonic() < deadline:
+        time.sleep(POLL_S)
+    return next((index for index, process in enumerate(processes) if (process.poll() or 0) < 0), None)
 
 
 def stop_all(processes: list) -> None:
