@@ -30,7 +30,7 @@ class BaseTrainer:
 
     @classmethod
     def from_options(cls, model, spec, **kwargs):
-        """make_trainer(): TrainerConfig's fields (lr, adam, variant, device, seed) are checked there, once;
+        """make_trainer(): TrainerConfig's fields (lr, adam, eps, variant, device, seed) are checked there, once;
         the rest (metrics, a backend's own options) go to the Trainer."""
         config = TrainerConfig(**{k: v for k, v in kwargs.items() if k in _CONFIG_FIELDS})
         return cls(model, spec, config, **{k: v for k, v in kwargs.items() if k not in _CONFIG_FIELDS})

@@ -121,7 +121,8 @@ class Backend(Protocol):
         """(name, output shape, weights incl. BatchNorm's moving statistics) per spec layer, changing nothing."""
 
     def make_trainer(self, model, spec: Spec, **kwargs) -> Trainer:
-        """kwargs: lr, adam ('keras' or 'native'), variant ('idiomatic' or 'tuned'), device, seed, metrics."""
+        """kwargs: lr, adam ('keras' or 'native'), eps (Keras's formula), variant ('idiomatic' or 'tuned'),
+        device, seed, metrics."""
 
     def make_predictor(self, model, variant: str = "idiomatic") -> Callable[[np.ndarray], np.ndarray]: ...
 
