@@ -121,12 +121,14 @@ class Plan:
 
     def pairs(self) -> list[tuple[str, str]] | None:
         """The comparisons judged: with data-parallel twins each framework's R ranks against its one process
-        (its scaling), then each framework's R ranks against the first one's; None: the default."""
+        (its scaling, first: scaling() reads them there), then each framework's one process against the first
+        one's, and its R ranks against the first one's R ranks; None: the default."""
         if max(self.ranks) == 1:
             return None
         single = [label for label, ranks in zip(self.labels, self.ranks) if ranks == 1]
         parallel = [label for label, ranks in zip(self.labels, self.ranks) if ranks > 1]
-        return list(zip(single, parallel)) + [(parallel[0], other) for other in parallel[1:]]
+        return (list(zip(single, parallel)) + [(single[0], other) for other in single[1:]]
+                + [(parallel[0], other) for other in parallel[1:]])
 
 
 def data_parallel_workers(names: list[str], args, threads: int) -> tuple[list[str], list[str], list[int]]:
