@@ -104,6 +104,23 @@ def test_verdicts_judge_each_framework_against_the_first():
     assert verdicts(runs, noise_threshold=0.9)[0]["text"].startswith("b 1.9")  # far outside any threshold
 
 
+def test_a_one_repeat_verdict_pairs_its_blocks_and_names_twins_that_validate_inside_their_timing():
+    def run(label, seconds, blocks=1, validates=False):
+        worker = messages(seconds, blocks=blocks)
+        worker["ready"]["validates_in_timing"] = validates
+        return [build_run(job(label), worker, 600)]
+
+    a, b = [9.0, 2.0, 2.1, 2.0], [4.0, 1.0, 1.1, 1.05]
+    (epochs,) = verdicts({"a": run("a", a, validates=True), "b": run("b", b)})
+    assert (epochs["units"], epochs["unit"], epochs["family"]) == (3, "epochs", None)  # one comparison: no family
+    assert epochs["timing_note"] == "a's time includes a validation pass per epoch, as the notebook timed it"
+    (blocks,) = verdicts({"a": run("a", a, 2, True), "b": run("b", b, 2, True)})
+    assert (blocks["units"], blocks["unit"]) == (6, "blocks")
+    assert blocks["timing_note"].startswith("a and b's time includes a validation pass")
+    (plain,) = verdicts({"a": run("a", a), "b": run("b", b)})
+    assert plain["timing_note"] is None
+
+
 def test_build_run_keeps_the_job_and_each_epoch_s_curves():
     run = build_run(job("b", label="b-tuned", seed=43), messages([5.0, 3.0], losses=[0.8, 0.4], accuracy=0.7), 100)
     assert (run["framework"], run["label"], run["seed"], run["variant"]) == ("b", "b-tuned", 43, "tuned")

@@ -217,6 +217,7 @@ def test_interval_units_and_width():
         assert math.log(exact.low) - 0.03 == pytest.approx(-half, rel=1e-6)
     lone = stats.ratio_interval([[0.2]])
     assert (lone.low, lone.high) == (0.0, math.inf)
+    assert stats.ratio_interval([[0.2]], confidence=0.99).confidence == 0.99  # a Holm level, kept when unjudged
     verdict = stats.judge("a", "b", lone)
     assert not verdict.significant and "cannot be judged" in verdict.text and verdict.to_dict()["ci"][1] is None
     assert stats.repeats_for(lone, 1) == 3
@@ -319,6 +320,16 @@ def test_repeats_for_grows_with_the_interval_and_counts_t_shrinking():
     from scipy.stats import t
     assert t.ppf(0.975, needed - 1) * spread / math.sqrt(needed) <= 0.03 < t.ppf(0.975, needed - 2) * spread / math.sqrt(needed - 1)
     assert needed == 10
+    # the advice is the smallest such n: one fewer would miss the target (at 99 % as at 95 %)
+    for interval in (wide, stats.Interval(1.0, 0.8, 1.2, 4, "repeats", 0.99), stats.Interval(1.0, 0.97, 1.04, 2,
+                                                                                             "repeats")):
+        spread = interval.half_width * math.sqrt(interval.units) / t.ppf(1 - (1 - interval.confidence) / 2,
+                                                                            interval.units - 1)
+        n = stats.repeats_for(interval, interval.units)
+        half = lambda k: t.ppf(1 - (1 - interval.confidence) / 2, k - 1) * spread / math.sqrt(k)  # noqa: E731
+        assert half(n) <= 0.03 < half(n - 1), (interval, n)
+    # a target that no number of repeats short of 10,000 reaches stops there
+    assert stats.repeats_for(stats.Interval(1.0, 0.5, 2.0, 3, "repeats"), 3, target=1e-4) == 10_000
 
 
 def test_printed_bounds_never_contradict_the_outcome():
@@ -334,6 +345,8 @@ def test_printed_bounds_never_contradict_the_outcome():
     assert noise.outcome == stats.WITHIN_NOISE and "95 % CI 1.01–1.03, inside" in noise.text
     beyond = stats.judge("a", "b", stats.Interval(1.04, 1.02, 1.0301, 3, "repeats"))
     assert beyond.outcome == stats.FASTER and "(95 % CI 1.02–1.04)" in beyond.text
+    hairline = stats.judge("a", "b", stats.Interval(1.04, 1.000000012, 1.09, 3, "repeats"))
+    assert hairline.text == "b 1.04× faster than a (95 % CI 1.00000001–1.09000000)"
 
 
 def test_noise_flags_on_their_thresholds_and_with_few_epochs():
@@ -374,6 +387,8 @@ def test_a_worker_using_cpu_while_waiting_is_flagged():
                      "training time)"]
     assert stats.noise_flags({}, waiting_cpu={"a": (0.4, 40.0)}) == [
         "a: used 0.40 s of CPU while waiting, inside other workers' epochs (1.0% of its own training time)"]
+    assert stats.noise_flags({}, waiting_cpu={"a": (0.1, 0.5)}) == [  # a --quick run's half-second of training
+        "a: used 0.10 s of CPU while waiting, inside other workers' epochs (20.0% of its own training time)"]
 
 
 def test_holm_levels_step_down_and_keep_the_level_after_the_first_failure():
@@ -385,6 +400,35 @@ def test_holm_levels_step_down_and_keep_the_level_after_the_first_failure():
     assert stats.holm_confidences([0.04, 0.03]) == [pytest.approx(0.975), pytest.approx(0.975)]
     assert stats.holm_confidences([0.2, 0.001, 0.01]) == [pytest.approx(0.95), pytest.approx(1 - 0.05 / 3),
                                                           pytest.approx(0.975)]
+
+
+def test_holm_rejects_a_p_value_equal_to_its_threshold():
+    """p <= alpha/(m - rank) rejects: a p exactly on alpha/2 is significant, so the next is tested at alpha."""
+    alpha = 1 - stats.CONFIDENCE
+    assert stats.holm_confidences([alpha / 2, 0.5]) == [pytest.approx(1 - alpha / 2), pytest.approx(1 - alpha)]
+
+
+def test_p_value_is_the_one_sample_t_test_on_the_interval_s_units():
+    from scipy.stats import ttest_1samp
+
+    rng = np.random.default_rng(5)
+    for groups in ([rng.normal(0.02, 0.03, 4)], [rng.normal(0.01, 0.03, 2)],  # one repeat: its epochs
+                   [rng.normal(0.01, 0.03, 3) for _ in range(2)], [rng.normal(-0.02, 0.03, 3) for _ in range(5)]):
+        units = [g.mean() for g in groups] if len(groups) > 1 else groups[0]
+        assert stats.p_value(groups) == pytest.approx(ttest_1samp(units, 0).pvalue, rel=1e-9)
+    assert stats.p_value([[0.0, 1.0, 2.0]]) == pytest.approx(ttest_1samp([0, 1, 2], 0).pvalue)  # spread exactly 1
+    assert stats.p_value([[0.3]]) == 1.0  # one unit: no spread to test against
+    assert stats.p_value([[0.5, 0.5, 0.5]]) == 0.0 and stats.p_value([[0.0, 0.0]]) == 1.0  # no spread at all
+
+
+def test_printed_bounds_follow_the_run_s_noise_threshold():
+    """The digits printed are those that keep the outcome under the run's own band: 1.0101-1.049 prints as
+    1.01-1.05 inside a 5 % band, and 1.005-1.029, 'faster' beyond a 1 % band, keeps three digits (two would
+    read 1.00-1.03, three read against the default 3 % band would be 'within noise')."""
+    noise = stats.judge("a", "b", stats.Interval(1.03, 1.0101, 1.049, 3, "repeats"), noise_threshold=0.05)
+    assert noise.outcome == stats.WITHIN_NOISE and "95 % CI 1.01–1.05, inside ±5%" in noise.text
+    faster = stats.judge("a", "b", stats.Interval(1.02, 1.005, 1.029, 3, "repeats"), noise_threshold=0.01)
+    assert faster.outcome == stats.FASTER and "(95 % CI 1.005–1.029)" in faster.text
 
 
 def test_an_interval_at_its_holm_level_excludes_1_exactly_when_holm_rejects():
@@ -439,6 +483,15 @@ def test_load_flags_name_the_epochs_where_other_processes_took_the_cpu():
     (flag,) = stats.load_flags(hog)
     assert flag == ("other processes took ≥ 10% of the CPU during 3 timed epoch(s): b repeat 2 epoch 2 50%, "
                     "a repeat 2 epoch 2 45%, b repeat 1 epoch 2 10%")
+    # short blocks (a --quick run's) count as long ones do; beyond three epochs the rest are counted
+    short = {"a": [{"schedule": [{"epoch": e, "seconds": 0.5, "other_cpu_share": 0.1 * e} for e in range(1, 6)]}]}
+    (flag,) = stats.load_flags(short)
+    assert flag == ("other processes took ≥ 10% of the CPU during 5 timed epoch(s): a repeat 1 epoch 5 50%, "
+                    "a repeat 1 epoch 4 40%, a repeat 1 epoch 3 30% and 2 more")
+    four = {"a": [{"schedule": [{"epoch": e, "seconds": 0.5, "other_cpu_share": 0.1 * e} for e in range(1, 5)]}]}
+    assert stats.load_flags(four)[0].endswith("a repeat 1 epoch 2 20% and 1 more")
+    three = {"a": [{"schedule": [{"epoch": e, "seconds": 0.5, "other_cpu_share": 0.1 * e} for e in range(1, 4)]}]}
+    assert stats.load_flags(three)[0].endswith("a repeat 1 epoch 1 10%")
 
 
 def test_an_outlier_flag_names_where_it_ran():
