@@ -322,7 +322,8 @@ def test_repeats_for_grows_with_the_interval_and_counts_t_shrinking():
     assert needed == 10
     # the advice is the smallest such n: one fewer would miss the target (at 99 % as at 95 %)
     for interval in (wide, stats.Interval(1.0, 0.8, 1.2, 4, "repeats", 0.99), stats.Interval(1.0, 0.97, 1.04, 2,
-                                                                                             "repeats")):
+                                                                                             "repeats"),
+                     stats.Interval(1.0, 0.95, 1.05, 3, "repeats")):  # 5: two past the first n tried
         spread = interval.half_width * math.sqrt(interval.units) / t.ppf(1 - (1 - interval.confidence) / 2,
                                                                             interval.units - 1)
         n = stats.repeats_for(interval, interval.units)

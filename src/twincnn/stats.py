@@ -161,10 +161,9 @@ def printed_bounds(low: float, high: float, keeps) -> str:
     of the printed numbers: a printed interval never leads to another outcome than the exact one."""
     for digits in range(2, 16):  # pragma: no mutate (a float64 near 1 has no 16th digit to show)
         scale = 10 ** digits
-        # round(.., 6) first: 1.09 * 100 is 109.00000000000001 in binary, which must not print as 1.10; any
-        # guard from 6 to 9 places does that (pragma: the mutants 6 -> 7 are equivalent)
-        lo = math.floor(round(low * scale, 6)) / scale  # pragma: no mutate
-        hi = math.ceil(round(high * scale, 6)) / scale  # pragma: no mutate
+        # round(.., 6) first: 1.09 * 100 is 109.00000000000001 in binary, which must not print as 1.10; a
+        # guard of 7 places does that too (equivalent mutants, left to survive)
+        lo, hi = math.floor(round(low * scale, 6)) / scale, math.ceil(round(high * scale, 6)) / scale
         if keeps(lo, hi):
             break
     return f"{lo:.{digits}f}–{hi:.{digits}f}"
@@ -208,6 +207,8 @@ def repeats_for(interval: Interval, repeats: int, target: float = NOISE_THRESHOL
         return max(3, repeats + 1)
     if interval.half_width <= target:
         return repeats
+    # Equivalent mutants left to survive: 1 + confidence (t's sign cancels between the spread and the loop)
+    # and >= target below (a half-width exactly on the target).
     t = lambda n: float(stats.t.ppf(1 - (1 - interval.confidence) / 2, n - 1))  # noqa: E731
     spread = interval.half_width * math.sqrt(interval.units) / t(interval.units)
     n = max(repeats, interval.units) + 1
