@@ -311,6 +311,7 @@ def in_own_ranks(name: str) -> dict:
     return launch.train_ranks(name, DEFAULT_SPEC, initial_weights(DEFAULT_SPEC, seed), x, y, batches, world=RANKS)[0]
 
 
+@pytest.mark.slow  # a minute per framework: CI runs it with the slow tests
 @pytest.mark.parametrize("launcher", ["own", "srun"])
 def test_ranks_under_the_launchers_people_use_train_what_twincnn_s_ranks_train(framework, launcher, tmp_path):
     """`python -m twincnn.parallel.rank` under the framework's own launcher (torchrun, a TF_CONFIG per process)
