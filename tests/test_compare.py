@@ -353,6 +353,7 @@ def test_a_worker_wraps_up_before_the_next_go_and_exits_after_the_schedule(monke
                       ("close", "a"), ("close", "b")]
 
 
+@pytest.mark.slow  # four epochs under two CPU hogs: CI runs it with the slow tests
 def test_a_cpu_hog_started_mid_training_flags_the_run_and_names_the_epochs(tmp_path, tiny_dir, monkeypatch):
     """Competing load that starts after the quiet second and the first epoch is seen in the per-block
     reading of /proc/stat, not in the reading before training: the run is flagged, naming loaded epochs,
