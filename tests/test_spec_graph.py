@@ -1,0 +1,106 @@
+"""The spec's graphs (add, concatenate, layers reading named inputs) and padded pools' real cells, worked out
+by hand and against brute force, with their one-line errors. Framework-free: the mutation run checks spec.py
+with these tests."""
+
+import numpy as np
+import pytest
+
+from twincnn.spec import (FLATTEN, Spec, SpecError, add, avgpool, concatenate, conv, dense, pool, real_cells)
+
+
+def test_a_residual_block_and_a_channel_join_by_hand():
+    """Input 8x8x3. conv1, conv2 3x3 'same' keep 8x8x4; add1 adds them; conv3 1x1 gives 8x8x6; concat1 joins
+    add1's 4 channels and conv3's 6; pool1 halves to 4x4x10; 160 features."""
+    spec = Spec((8, 8, 3), (conv(4, 3, 1, "same"), conv(4, 3, 1, "same"), add("conv1", "conv2"), conv(6, 1),
+                            concatenate("add1", "conv3"), pool(), FLATTEN, dense(10)))
+    rows = [(i.name, i.inputs, i.input_shapes, i.output_shape, i.params) for i in spec.info]
+    assert rows == [
+        ("conv1", ("input",), ((8, 8, 3),), (8, 8, 4), 112),
+        ("conv2", ("conv1",), ((8, 8, 4),), (8, 8, 4), 148),
+        ("add1", ("conv1", "conv2"), ((8, 8, 4), (8, 8, 4)), (8, 8, 4), 0),
+        ("conv3", ("add1",), ((8, 8, 4),), (8, 8, 6), 30),
+        ("concat1", ("add1", "conv3"), ((8, 8, 4), (8, 8, 6)), (8, 8, 10), 0),
+        ("pool1", ("concat1",), ((8, 8, 10),), (4, 4, 10), 0),
+        ("flatten", ("pool1",), ((4, 4, 10),), (160,), 0),
+        ("fc1", ("flatten",), ((160,),), (10,), 1610),
+    ]
+    assert spec.info[2].input_shape == (8, 8, 4)  # a merge's input_shape is its first input's
+
+
+def test_two_flattens_are_numbered_and_dense_layers_remember_where_their_features_came_from():
+    spec = Spec((8, 8, 3), (conv(4), FLATTEN, {"type": "flatten", "inputs": "conv1"},  # a name alone: one input
+                            {**dense(5), "inputs": ["flatten"]}, {**dense(5), "inputs": ["flatten2"]},
+                            add("fc1", "fc2"), dense(10)))
+    rows = [(i.name, i.inputs, i.flatten_from, i.output_shape) for i in spec.info]
+    assert rows == [("conv1", ("input",), None, (6, 6, 4)), ("flatten", ("conv1",), None, (144,)),
+                    ("flatten2", ("conv1",), None, (144,)), ("fc1", ("flatten",), (6, 6, 4), (5,)),
+                    ("fc2", ("flatten2",), (6, 6, 4), (5,)), ("add1", ("fc1", "fc2"), None, (5,)),
+                    ("fc3", ("add1",), None, (10,))]
+
+
+@pytest.mark.parametrize("layers,message", [
+    ((conv(4), {"type": "add", "inputs": 3}, FLATTEN, dense(10)),
+     "layer 1 (add): inputs must be a list of earlier layers' names, got 3"),
+    ((conv(4), {"type": "add", "inputs": ["conv1", 2]}, FLATTEN, dense(10)),
+     "layer 1 (add): inputs must be a list of earlier layers' names, got ['conv1', 2]"),
+    ((conv(4), {"type": "add", "inputs": ["conv1", "conv9"]}, FLATTEN, dense(10)),
+     "layer 1 (add): input 'conv9' is not an earlier layer; earlier: input, conv1"),
+    ((conv(4), {"type": "add", "inputs": ["conv1", "conv1"]}, FLATTEN, dense(10)),
+     "layer 1 (add): inputs ['conv1', 'conv1'] name one layer twice"),
+    ((conv(4), add("conv1"), FLATTEN, dense(10)), "layer 1 (add): reads two or more input(s), got ['conv1']"),
+    ((conv(4), {"type": "add", "inputs": []}, FLATTEN, dense(10)), "layer 1 (add): reads two or more input(s), got []"),
+    ((conv(4), conv(4), {**conv(4), "inputs": ["conv1", "conv2"]}, FLATTEN, dense(10)),
+     "layer 2 (conv2d): reads one input(s), got ['conv1', 'conv2']"),
+    ((conv(4), conv(5, 1), add("conv1", "conv2"), FLATTEN, dense(10)),
+     "layer 2 (add): add needs inputs of one shape, got conv1 (6, 6, 4), conv2 (6, 6, 5)"),
+    ((conv(4), FLATTEN, add("conv1", "flatten"), dense(10)),
+     "layer 2 (add): cannot add images and flat inputs: conv1 (6, 6, 4), flatten (144,)"),
+    ((conv(4), FLATTEN, concatenate("conv1", "flatten"), dense(10)),
+     "layer 2 (concatenate): cannot join images and flat inputs: conv1 (6, 6, 4), flatten (144,)"),
+    ((conv(4), FLATTEN, {**conv(9), "inputs": ["conv1"]}, {"type": "flatten", "inputs": ["conv2"]},
+      add("flatten", "flatten2"), dense(10)),
+     "layer 4 (add): adds features flattened from different shapes (flatten (144,), flatten2 (144,)); put a dense "
+     "layer before the add"),
+    ((conv(4), pool(), concatenate("conv1", "pool1"), FLATTEN, dense(10)),
+     "layer 2 (concatenate): concatenate joins channels of images of one height and width, got conv1 (6, 6, 4), "
+     "pool1 (3, 3, 4)"),
+    ((conv(4), FLATTEN, {"type": "flatten", "inputs": ["conv1"]}, concatenate("flatten", "flatten2"), dense(10)),
+     "layer 3 (concatenate): joins flattened features (flatten (144,), flatten2 (144,)); put a dense layer after "
+     "each flatten, or concatenate the images before one flatten"),
+    ((conv(4), {**conv(4), "inputs": ["input"]}, FLATTEN, dense(10)),
+     "the output of conv1 is never read: every layer but the last (the output) must be one of some later layer's "
+     "inputs"),
+    ((conv(4), FLATTEN, conv(4), FLATTEN, dense(10)),
+     "layer 2 (conv2d): needs an image input (H, W, C), got (144,) after Flatten"),
+])
+def test_graph_errors_word_for_word(layers, message):
+    with pytest.raises(SpecError) as caught:
+        Spec((8, 8, 3), layers).info
+    assert str(caught.value) == message
+
+
+def brute_force_cells(size, pool_size, stride, before, out):
+    """Per window, how many of its cells lie inside the unpadded input: count them one by one."""
+    return [sum(0 <= i * stride - before + k < size for k in range(pool_size)) for i in range(out)]
+
+
+@pytest.mark.parametrize("input_shape,layer", [
+    ((7, 9, 2), avgpool(3, 2, "same")),  # odd padded cell after, as TensorFlow pads
+    ((6, 5, 2), avgpool(2, 1, "same")),
+    ((9, 9, 2), avgpool(4, 3, "same")),
+    ((8, 11, 2), avgpool(3, 1, [[2, 0], [1, 3]])),  # explicit, one-sided
+    ((5, 5, 2), avgpool(2, 2)),  # 'valid': every cell is real
+])
+def test_real_cells_count_each_window_s_unpadded_cells(input_shape, layer):
+    (info,) = [i for i in Spec(input_shape, (layer, FLATTEN, dense(3))).info if i.type == "avgpool2d"]
+    rows, cols = real_cells(info)
+    expected = [brute_force_cells(size, pool, stride, before, out) for size, pool, stride, (before, _), out in
+                zip(input_shape[:2], info.config["pool_size"], info.config["strides"], info.padding,
+                    info.output_shape[:2])]
+    assert (rows, cols) == tuple(expected)
+    assert len(rows) == info.output_shape[0] and len(cols) == info.output_shape[1]
+    padded = np.pad(np.ones(input_shape[:2]), info.padding)  # the same counts from a sum over each window
+    ph, pw = info.config["pool_size"]
+    sh, sw = info.config["strides"]
+    sums = [[padded[r * sh:r * sh + ph, c * sw:c * sw + pw].sum() for c in range(len(cols))] for r in range(len(rows))]
+    assert np.array_equal(np.outer(rows, cols), sums)
