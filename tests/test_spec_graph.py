@@ -104,3 +104,40 @@ def test_real_cells_count_each_window_s_unpadded_cells(input_shape, layer):
     sh, sw = info.config["strides"]
     sums = [[padded[r * sh:r * sh + ph, c * sw:c * sw + pw].sum() for c in range(len(cols))] for r in range(len(rows))]
     assert np.array_equal(np.outer(rows, cols), sums)
+
+
+def test_canonical_gives_activations_their_own_layers_and_rewires_the_graph_to_them():
+    """An add that read conv1 (ReLU inside) reads conv1's activation layer once that is its own layer; a
+    leaky ReLU keeps its slope; names follow the new order; weighted layers keep theirs."""
+    from twincnn.spec import activation, canonical
+
+    spec = Spec((8, 8, 3), (conv(4, 3, 1, "same"), {**conv(4, 3, 1, "same", "leaky_relu"), "negative_slope": 0.2},
+                            add("conv1", "conv2"), activation("relu"), {**pool(), "inputs": ["act1"]}, FLATTEN,
+                            dense(10, "relu"), dense(10)))
+    conv_layer = {"type": "conv2d", "filters": 4, "kernel_size": (3, 3), "strides": (1, 1),
+                  "padding": [[1, 1], [1, 1]], "dilation_rate": (1, 1), "groups": 1, "use_bias": True,
+                  "activation": None}
+    assert canonical(spec).layers == (
+        conv_layer, {"type": "activation", "activation": "relu"},
+        conv_layer, {"type": "activation", "activation": "leaky_relu", "negative_slope": 0.2},
+        {"type": "add", "inputs": ["act1", "act2"]}, {"type": "activation", "activation": "relu"},
+        {"type": "maxpool2d", "pool_size": (2, 2), "strides": (2, 2), "padding": "valid"}, {"type": "flatten"},
+        {"type": "dense", "units": 10, "use_bias": True, "activation": None},
+        {"type": "activation", "activation": "relu"}, {"type": "dense", "units": 10, "use_bias": True})
+    assert [i.name for i in canonical(spec).info] == ["conv1", "act1", "conv2", "act2", "add1", "act3", "pool1",
+                                                      "flatten", "fc1", "act4", "fc2"]
+    assert canonical(canonical(spec)) == canonical(spec) and canonical(spec).weight_shapes() == spec.weight_shapes()
+
+
+def test_canonical_keeps_a_zero_pad_that_two_layers_read():
+    from twincnn.spec import canonical, zeropad
+
+    spec = Spec((8, 8, 3), (zeropad(1), conv(3), {**conv(3, activation=None), "inputs": ["zpad1"]},
+                            add("conv1", "conv2"), FLATTEN, dense(10)))
+    conv_layer = {"type": "conv2d", "filters": 3, "kernel_size": (3, 3), "strides": (1, 1), "padding": "valid",
+                  "dilation_rate": (1, 1), "groups": 1, "use_bias": True}
+    assert canonical(spec).layers == (
+        {"type": "zeropad2d", "padding": [[1, 1], [1, 1]]}, {**conv_layer, "activation": None},
+        {"type": "activation", "activation": "relu"}, {**conv_layer, "inputs": ["zpad1"]},
+        {"type": "add", "inputs": ["act1", "conv2"]}, {"type": "flatten"},
+        {"type": "dense", "units": 10, "use_bias": True})
