@@ -141,3 +141,45 @@ def test_canonical_keeps_a_zero_pad_that_two_layers_read():
         {"type": "activation", "activation": "relu"}, {**conv_layer, "inputs": ["zpad1"]},
         {"type": "add", "inputs": ["act1", "conv2"]}, {"type": "flatten"},
         {"type": "dense", "units": 10, "use_bias": True})
+
+
+def test_zero_pads_and_layers_without_bias_by_hand():
+    """Input 5x7x2; zpad1 adds rows (1, 2) and columns (3, 0): 8x10x2; conv1 3x3 without bias: 6x8x4, 72
+    weights; fc1 without bias: 192 x 10."""
+    from twincnn.spec import zeropad
+
+    spec = Spec((5, 7, 2), (zeropad([[1, 2], [3, 0]]), {**conv(4), "use_bias": False}, FLATTEN,
+                            {**dense(10), "use_bias": False}))
+    rows = [(i.name, i.output_shape, i.weight_shapes, i.params, i.padding) for i in spec.info]
+    assert rows == [("zpad1", (8, 10, 2), {}, 0, ((1, 2), (3, 0))),
+                    ("conv1", (6, 8, 4), {"kernel": (3, 3, 2, 4)}, 72, ((0, 0), (0, 0))),
+                    ("flatten", (192,), {}, 0, None), ("fc1", (10,), {"kernel": (192, 10)}, 1920, None)]
+    assert spec.info[0].config == {"type": "zeropad2d", "padding": ((1, 2), (3, 0))}
+    assert spec.info[1].config["use_bias"] is False and spec.info[3].config["use_bias"] is False
+
+
+@pytest.mark.parametrize("layers,message", [
+    (({"type": "zeropad2d"}, FLATTEN, dense(10)),
+     "layer 0 (zeropad2d): needs a padding, an int or [[top, bottom], [left, right]]"),
+    (({"type": "zeropad2d", "padding": "same"}, FLATTEN, dense(10)),
+     "layer 0 (zeropad2d): padding must be an int >= 0 or [[top, bottom], [left, right]], got 'same'"),
+    (({**conv(4), "use_bias": "yes"}, FLATTEN, dense(10)),
+     "layer 0 (conv2d): use_bias must be true or false, got 'yes'"),
+    ((FLATTEN, {**dense(10), "use_bias": 1}), "layer 1 (dense): use_bias must be true or false, got 1"),
+])
+def test_zero_pad_and_bias_errors_word_for_word(layers, message):
+    with pytest.raises(SpecError) as caught:
+        Spec((8, 8, 3), layers).info
+    assert str(caught.value) == message
+
+
+def test_canonical_numbers_layers_of_each_type_in_order():
+    from twincnn.spec import canonical
+
+    spec = Spec((8, 8, 3), (conv(4), FLATTEN, {"type": "flatten", "inputs": "conv1"},
+                            {**dense(5), "inputs": ["flatten"]}, {**dense(5), "inputs": ["flatten2"]},
+                            add("fc1", "fc2"), dense(10)))
+    assert [i.name for i in canonical(spec).info] == ["conv1", "act1", "flatten", "flatten2", "fc1", "fc2", "add1",
+                                                      "fc3"]
+    assert canonical(spec).layers[2] == {"type": "flatten"}  # reads the activation, as it read conv1
+    assert canonical(spec).layers[5] == {"type": "dense", "units": 5, "use_bias": True, "inputs": ["flatten2"]}
