@@ -197,9 +197,9 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_ranks_end_when_the_launching_process_is_killed(framework):
+def test_ranks_end_when_the_launching_process_is_killed(framework, tmp_path):
     parent = subprocess.Popen([sys.executable, "-c", RUN_AND_REPORT, framework.NAME], stdout=subprocess.PIPE,
-                              text=True)
+                              text=True, env={**os.environ, "TMPDIR": str(tmp_path)})
     try:
         pids = [int(pid) for pid in parent.stdout.readline().split()]
         assert len(pids) == RANKS, "the launcher reported no ranks"
@@ -209,6 +209,8 @@ def test_ranks_end_when_the_launching_process_is_killed(framework):
         while any(map(_alive, pids)) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not any(map(_alive, pids)), f"ranks {[pid for pid in pids if _alive(pid)]} outlived their launcher"
+        left = list(tmp_path.glob("twincnn-ranks-*"))
+        assert not left, f"the killed launcher's job folder {left} was left behind"
     finally:
         for pid in pids if "pids" in locals() else []:
             if _alive(pid):
@@ -323,6 +325,7 @@ def test_ranks_under_the_launchers_people_use_train_what_twincnn_s_ranks_train(f
     environment = {k: v for k, v in os.environ.items()
                    if k not in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "TF_CONFIG")
                    and not k.startswith("SLURM_")}
+    environment["TMPDIR"] = str(tmp_path)  # torchrun leaves its own folders there
     processes = start(["--framework", framework.NAME, "--steps", str(STEPS_UNDER_LAUNCHERS), "--seed",
                        str(SEED_UNDER_LAUNCHERS), "--threads", "1", "--out", str(tmp_path)], environment)
     outputs = [process.communicate(timeout=300)[0] for process in processes]

@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import sys
 import threading
 import time
@@ -32,10 +33,13 @@ from ..zoo import load_spec
 GATHER_TIMEOUT_S = 600  # how long rank 0 waits for the other ranks' files on shared storage
 
 
-def exit_when_parent_goes() -> None:
-    """Standard input closes when the parent ends, however it ends: then this rank ends too."""
+def exit_when_parent_goes(job_folder: Path) -> None:
+    """Standard input closes when the parent ends, however it ends: then this rank ends too, and removes the
+    parent's job folder, which a parent killed by a signal could not remove. The parent closes standard input
+    only after its ranks have exited, so a live parent's folder is never touched."""
     def watch():
         sys.stdin.read()
+        shutil.rmtree(job_folder, ignore_errors=True)  # the other ranks remove it too
         os._exit(1)
     threading.Thread(target=watch, daemon=True).start()
 
@@ -78,8 +82,8 @@ def save_json(path: Path, doc: dict) -> None:
 
 def from_parent() -> int:
     job = json.loads(sys.stdin.readline())
-    exit_when_parent_goes()
     folder = Path(job["folder"])
+    exit_when_parent_goes(folder)
     start = dict(np.load(folder / "start.npz"))
     arrays = np.load(folder / "data.npz")
     group, weights = train(job["framework"], Spec.from_dict(job["spec"]), start, arrays["x"], arrays["y"],
