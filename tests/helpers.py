@@ -109,17 +109,27 @@ def assert_twins_agree(pair, spec, x, y=None, atol=LOGIT_ATOL, grad_atol=GRAD_AT
     return found
 
 
+def assert_twin_matches_reference(backend, spec, x, weights, what, device="cpu"):
+    """The twin holding ``weights`` gives the NumPy reference forward pass's logits on ``x`` within LOGIT_ATOL
+    (scaled by the logits' size); fails with the worst mismatch."""
+    from twincnn import reference
+
+    model = backend.build(spec, seed=0, device=device)
+    backend.set_weights(model, spec, weights)
+    expected = reference.forward(spec, weights, x)
+    logits = backend.predict(model, x)
+    assert logits.shape == expected.shape, f"{what}: logits of shape {logits.shape}, the reference's {expected.shape}"
+    return assert_close(logits, expected, scaled(LOGIT_ATOL, expected), f"{what}: logits")
+
+
 def assert_gpu_logits_match_reference(backend, spec, what):
     """The twin on the GPU against the NumPy forward pass on 1,000 test images, random weights: full
     float32 (TF32 or bf16 passes would move the logits by ~1e-4)."""
-    from twincnn import data, reference
+    from twincnn import data
     from twincnn.weights import random_weights
 
-    weights = random_weights(spec, 0)
-    model = backend.build(spec, seed=0, device="cuda")
-    backend.set_weights(model, spec, weights)
-    x = data.load().images("test")[:1000]
-    assert_close(backend.predict(model, x), reference.forward(spec, weights, x), LOGIT_ATOL, what)
+    assert_twin_matches_reference(backend, spec, data.load().images("test")[:1000], random_weights(spec, 0), what,
+                                  device="cuda")
 
 
 def require(name: str):
