@@ -102,6 +102,7 @@ def test_ranks_train_as_one_process_on_the_global_batch(framework):
     print(f"{framework.NAME}: {RANKS} ranks vs one process, {STEPS} steps: {m} (tolerance {atol:.3g})")
 
 
+@pytest.mark.slow  # a rank launch of its own per framework: CI runs it with the slow tests
 def test_ranks_take_the_one_process_step_in_size_as_well_as_direction(framework):
     ranks = in_ranks(framework.NAME, "cnn", **PROPORTIONAL)
     assert_ranks_identical(ranks, framework.NAME)
@@ -112,6 +113,7 @@ def test_ranks_take_the_one_process_step_in_size_as_well_as_direction(framework)
     print(f"{framework.NAME}: {RANKS} ranks vs one process, {PROPORTIONAL}: {m} (tolerance {atol:.3g})")
 
 
+@pytest.mark.slow  # a rank launch of its own per framework: CI runs it with the slow tests
 def test_ranks_whose_gradient_is_off_by_a_constant_factor_are_caught(framework, monkeypatch):
     """The comparison above fails for ranks that scale their loss by 1/R once more than their engine needs
     (tests/scaled_loss_rank.py): the gradient's direction is right, its size is half."""
