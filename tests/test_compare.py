@@ -117,7 +117,7 @@ def test_fair_idiomatic_twins_train_alike(tmp_path, tiny_dir):
     sampler) see the same batches as each other."""
     names = frameworks(2, distinct=True)
     rc, out = compare(tmp_path, "--variant", "idiomatic", "--frameworks", ",".join(names), "--data", str(tiny_dir),
-                      "--epochs", "3", "--repeats", "1")
+                      "--epochs", "2", "--repeats", "1")
     assert rc == 0
     assert_same_training(json.loads((out / "results.json").read_text()), "idiomatic")
 

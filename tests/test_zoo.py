@@ -16,12 +16,8 @@ def tiny_dir(tmp_path_factory):
     return write_idx_dir(tmp_path_factory.mktemp("tiny") / "idx", tiny_arrays(320, 100, seed=3))
 
 
-# One compare is a quarter of a minute: the default run compares the residual network, CI every spec.
-QUICK_ZOO = "resnet8"
-
-
-@pytest.mark.parametrize("name", [name if name == QUICK_ZOO else pytest.param(name, marks=pytest.mark.slow)
-                                  for name in zoo.names()])
+@pytest.mark.slow  # a quarter of a minute per spec: CI runs them with the slow tests
+@pytest.mark.parametrize("name", zoo.names())
 def test_compare_runs_a_zoo_spec(tmp_path, tiny_dir, name):
     names = frameworks(2)
     out = tmp_path / "out"
