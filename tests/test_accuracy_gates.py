@@ -87,7 +87,17 @@ AGREEMENT_STEPS, AGREEMENT_SEED = 30, 3
 FAIR_MIN_AGREEMENT = 0.99
 
 
+PREDICTIONS = {}  # (framework, initial weights' seed, adam) -> predictions: each is shared by every pair it is in
+
+
 def _predictions(backend, images, labels, test_images, init_seed, adam="keras"):
+    key = (backend.NAME, init_seed, adam)
+    if key not in PREDICTIONS:
+        PREDICTIONS[key] = _trained_predictions(backend, images, labels, test_images, init_seed, adam)
+    return PREDICTIONS[key]
+
+
+def _trained_predictions(backend, images, labels, test_images, init_seed, adam):
     model = backend.build(DEFAULT_SPEC, seed=0)
     backend.set_weights(model, DEFAULT_SPEC, initial_weights(DEFAULT_SPEC, init_seed))
     trainer = backend.make_trainer(model, DEFAULT_SPEC, lr=1e-3, adam=adam, variant="tuned")

@@ -471,12 +471,21 @@ def test_tuned_loop_compiles_once(jb, spec, scan):
     made the second call of the step, and the second epoch's scan, compile again)."""
     x = np.random.default_rng(0).random((128, 28, 28, 1), dtype=np.float32)
     model = jb.build(spec, seed=0)
+    jb._tuned_programs.cache_clear()  # trainers share their jitted programs: this one's compilations alone
     trainer = jb.make_trainer(model, spec, variant="tuned", epoch_scan=scan)
     trainer.set_data(x, np.arange(128) % 10)
     for _ in range(3):
         trainer.train_epoch(np.arange(128), 64)
     compiled = trainer._epoch if scan else trainer._step
     assert compiled._cache_size() == 1
+
+
+def test_trainers_of_one_network_and_optimizer_share_their_compiled_step(jb, spec):
+    """A second model of the same spec (any seed) trains without compiling again; another optimizer does not
+    share the program."""
+    trainers = [jb.make_trainer(jb.build(spec, seed=seed), spec, variant="tuned", **adam)
+                for seed, adam in ((0, {}), (1, {}), (0, {"adam": "native"}))]
+    assert trainers[0]._step is trainers[1]._step and trainers[2]._step is not trainers[0]._step
 
 
 TILED_POOLS = {  # input size, pool layer, whether its windows tile the input (the tuned plan reshapes those)
