@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from twincnn import stats
-from twincnn.compare.figures import aggregate, build_run, steady_blocks, verdicts
+from twincnn.compare.figures import aggregate, build_run, epoch_name, steady_blocks, verdicts
 
 Y_TEST = np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9] * 2)
 
@@ -16,7 +16,9 @@ def messages(seconds, losses=None, accuracy=0.9, predictions=None, steps=10, med
     """A worker's messages for epochs of ``seconds``, each cut into ``blocks`` equal blocks."""
     losses = losses or [1.0 / (i + 1) for i in range(len(seconds))]
     epochs = [{"epoch": i + 1, "seconds": s, "steps": steps, "median_step_seconds": median_step, "train_loss": loss,
-               "test_loss": loss / 2, "test_accuracy": accuracy} for i, (s, loss) in enumerate(zip(seconds, losses))]
+               "test_loss": loss / 2, "test_accuracy": accuracy,
+               "slowest_step": median_step and [i + 2, 3 * median_step], "outside_steps_seconds": median_step and s / 10}
+              for i, (s, loss) in enumerate(zip(seconds, losses))]
     timed = [{"epoch": i + 1, "block": k + 1, "seconds": s / blocks, "start": 1000.0 + 100 * i + k * s / blocks,
               "end": 1000.0 + 100 * i + (k + 1) * s / blocks, "position": 2 * (i * blocks + k), "steps": steps // blocks,
               "cpu_seconds": 2 * s / blocks, "waiting_cpu_seconds": 0.001 * i, "other_cpu_share": 0.01}
@@ -49,6 +51,15 @@ def test_build_run_adds_up_epochs_and_keeps_the_schedule():
     assert halves["waiting_cpu_seconds"] == pytest.approx(0.002)
     one = build_run(job(), messages([5.0], median_step=0.02), images=600)
     assert one["later_epoch_seconds"] is None and one["median_step_ms"] == pytest.approx(20.0)
+    assert one["epoch_breakdown"] == {"slowest_step": [[2, 0.06]], "outside_steps_seconds": [0.5]}
+    assert run["epoch_breakdown"] == {"slowest_step": [None] * 3, "outside_steps_seconds": [None] * 3}
+
+
+def test_an_epoch_is_named_with_where_its_time_went():
+    breakdown = build_run(job(), messages([5.0, 30.0], median_step=0.02), images=600)["epoch_breakdown"]
+    assert epoch_name(breakdown, 3, 2) == "repeat 3 epoch 2; slowest step 0.06 s (step 3), 3.00 s outside its steps"
+    unknown = build_run(job(), messages([5.0, 30.0], median_step=None), images=600)["epoch_breakdown"]
+    assert epoch_name(unknown, 3, 2) == "repeat 3 epoch 2"  # not measured on an asynchronous device
 
 
 def test_aggregate_takes_medians_and_spreads_over_repeats():

@@ -21,7 +21,7 @@ from .output import (atomic_directory, refuse_nonempty, report_markdown, scaling
                      write_json)
 from .schedule import block_ends, judged
 from .workers import run_repeat
-from .figures import aggregate, build_run, verdicts
+from .figures import aggregate, build_run, epoch_name, verdicts
 
 QUICK_TRAIN, QUICK_TEST = 12_000, 2_000
 DEFAULT_REPEATS = 4  # a ±2.5 % median interval on the simulated machine (test_stats.py)
@@ -251,7 +251,7 @@ def noise_report(plan: Plan, runs: dict, judged: list, floor: dict | None, befor
                  noise_threshold: float) -> tuple[list[str], list[str]]:
     """(flags: reasons to distrust the run, advice: how many repeats a tighter interval needs)."""
     # Steady-state epochs of every repeat together: a slow repeat is noise as much as a slow epoch.
-    epoch_times = {label: {f"repeat {repeat} epoch {epoch}": t for repeat, r in enumerate(runs[label], 1)
+    epoch_times = {label: {epoch_name(r["epoch_breakdown"], repeat, epoch): t for repeat, r in enumerate(runs[label], 1)
                            for epoch, t in enumerate(r["history"]["epoch_seconds"], 1) if epoch > 1 or plan.epochs == 1}
                    for label in plan.labels}
     waiting = {label: (sum(r["waiting_cpu_seconds"] for r in runs[label]), sum(r["train_seconds"] for r in runs[label]))

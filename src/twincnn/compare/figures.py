@@ -38,12 +38,25 @@ def build_run(job: dict, messages: dict, images: int) -> dict:
                     "train_loss": [e["train_loss"] for e in epochs],
                     "test_loss": [e["test_loss"] for e in epochs],
                     "test_accuracy": [e["test_accuracy"] for e in epochs]},
+        # where each epoch's time went, on a CPU (else None): [step number, seconds] of its slowest step, and
+        # its time outside its steps (the notebook protocol's validation pass among it)
+        "epoch_breakdown": {"slowest_step": [e["slowest_step"] for e in epochs],
+                            "outside_steps_seconds": [e["outside_steps_seconds"] for e in epochs]},
         # one entry per timed block, in the order they ran
         "schedule": [{key: b[key] for key in ("epoch", "block", "position", "start", "end", "seconds", "steps",
                                                "cpu_seconds", "waiting_cpu_seconds", "other_cpu_share")}
                      for b in blocks],
         "predictions": np.asarray(messages["done"]["predictions"]),
     }
+
+
+def epoch_name(breakdown: dict, repeat: int, epoch: int) -> str:
+    """Where an epoch ran and, where known, where its time went: an outlier flag names both."""
+    name = f"repeat {repeat} epoch {epoch}"
+    slowest, outside = breakdown["slowest_step"][epoch - 1], breakdown["outside_steps_seconds"][epoch - 1]
+    if slowest is None:
+        return name
+    return f"{name}; slowest step {slowest[1]:.2f} s (step {slowest[0]}), {outside:.2f} s outside its steps"
 
 
 def _median(values):

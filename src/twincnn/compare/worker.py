@@ -133,11 +133,15 @@ class EpochClock:
         self.bar.close(seconds, f"loss {train_loss:.4f}  test acc {accuracy:.2%}")
         # Per-step times are read after a host-side return; on an asynchronous device they measure
         # queueing, not work, so only the epoch time (taken after a synchronisation) is reported there.
-        median_step = float(np.median(self.step_seconds)) if self.step_seconds and self.job["device"] == "cpu" \
-            else None
+        steps = self.step_seconds if self.job["device"] == "cpu" else []
+        slowest = int(np.argmax(steps)) if steps else None
         self.channel.send("epoch", epoch=epoch, seconds=seconds, steps=len(self.step_seconds),
-                          median_step_seconds=median_step, train_loss=float(train_loss), test_loss=test_loss,
-                          test_accuracy=accuracy)
+                          median_step_seconds=float(np.median(steps)) if steps else None,
+                          # where a slow epoch's time went: one step, or outside the steps (a validation pass,
+                          # a framework's work between epochs)
+                          slowest_step=[slowest + 1, steps[slowest]] if steps else None,
+                          outside_steps_seconds=seconds - sum(steps) if steps else None,
+                          train_loss=float(train_loss), test_loss=test_loss, test_accuracy=accuracy)
 
 
 def run_job(job: dict, channel: Channel) -> None:
