@@ -1,0 +1,57 @@
+"""Keras's fit() alone, pausing in on_epoch_begin before each epoch (as a compare worker waits for its turn in
+the notebook protocol): each epoch's time, its first step (where fit() starts the epoch's tf.data iterator),
+its median step and the major page faults (memory read back from disk) the process took during it.
+
+    PYTHONPATH=src python scripts/keras_fit_pause.py [--pauses 0,20,100] [--rows 6400]
+"""
+
+import argparse
+import resource
+import time
+
+import numpy as np
+
+from twincnn import backends, data
+from twincnn.spec import DEFAULT_SPEC
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pauses", default="0,20,100", help="seconds to pause before each epoch")
+    parser.add_argument("--rows", type=int, default=6400, help="training images per epoch")
+    args = parser.parse_args()
+    pauses = [float(p) for p in args.pauses.split(",")]
+    twin = backends.load("tensorflow")
+    twin.configure(2)
+    import keras
+
+    dataset = data.load()
+    model = twin.build(DEFAULT_SPEC, seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), metrics=["accuracy"],
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+
+    class Pause(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            time.sleep(pauses[epoch])
+            self.start = self.last = time.perf_counter()
+            self.faults = resource.getrusage(resource.RUSAGE_SELF).ru_majflt
+            self.steps = []
+
+        def on_train_batch_end(self, batch, logs=None):
+            now = time.perf_counter()
+            self.steps.append(now - self.last)
+            self.last = now
+
+        def on_epoch_end(self, epoch, logs=None):
+            faults = resource.getrusage(resource.RUSAGE_SELF).ru_majflt - self.faults
+            print(f"epoch {epoch + 1} after a {pauses[epoch]:g} s pause: {time.perf_counter() - self.start:.2f} s, "
+                  f"first step {self.steps[0]:.2f} s, median step {np.median(self.steps) * 1e3:.1f} ms, "
+                  f"major page faults {faults}", flush=True)
+
+    model.fit(dataset.images("train")[:args.rows], dataset.labels("train")[:args.rows], batch_size=64,
+              epochs=len(pauses), shuffle=True, verbose=0, callbacks=[Pause()],
+              validation_data=(dataset.images("test")[:2000], dataset.labels("test")[:2000]))
+
+
+if __name__ == "__main__":
+    main()
