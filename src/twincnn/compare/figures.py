@@ -41,10 +41,12 @@ def build_run(job: dict, messages: dict, images: int) -> dict:
         # where each epoch's time went, on a CPU (else None): [step number, seconds] of its slowest step, and
         # its time outside its steps (the notebook protocol's validation pass among it)
         "epoch_breakdown": {"slowest_step": [e["slowest_step"] for e in epochs],
-                            "outside_steps_seconds": [e["outside_steps_seconds"] for e in epochs]},
+                            "outside_steps_seconds": [e["outside_steps_seconds"] for e in epochs],
+                            "major_page_faults": [e["major_page_faults"] for e in epochs]},
         # one entry per timed block, in the order they ran
         "schedule": [{key: b[key] for key in ("epoch", "block", "position", "start", "end", "seconds", "steps",
-                                               "cpu_seconds", "waiting_cpu_seconds", "other_cpu_share")}
+                                               "cpu_seconds", "waiting_cpu_seconds", "other_cpu_share",
+                                               "major_page_faults")}
                      for b in blocks],
         "predictions": np.asarray(messages["done"]["predictions"]),
     }
@@ -54,6 +56,9 @@ def epoch_name(breakdown: dict, repeat: int, epoch: int) -> str:
     """Where an epoch ran and, where known, where its time went: an outlier flag names both."""
     name = f"repeat {repeat} epoch {epoch}"
     slowest, outside = breakdown["slowest_step"][epoch - 1], breakdown["outside_steps_seconds"][epoch - 1]
+    faults = breakdown["major_page_faults"][epoch - 1]
+    if faults:
+        name += f"; {faults} major page faults (memory read back from disk)"
     if slowest is None:
         return name
     return f"{name}; slowest step {slowest[1]:.2f} s (step {slowest[0]}), {outside:.2f} s outside its steps"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import sys
 import time
 
@@ -64,6 +65,11 @@ class Channel:
         sys.stdin.read()
 
 
+def major_page_faults() -> int:
+    """Page faults of this process that read memory back from disk (its pages were reclaimed meanwhile)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_majflt
+
+
 def _jsonable(value):
     if hasattr(value, "tolist"):
         return value.tolist()
@@ -94,6 +100,7 @@ class EpochClock:
 
     def _start_block(self) -> None:
         self.waiting_cpu_seconds = self.channel.wait_for_go()
+        self.faults_start = major_page_faults()
         self.wall_start = time.time()
         self.cpu_start = time.process_time()
         self.start = self.last = time.perf_counter()
@@ -103,7 +110,8 @@ class EpochClock:
         block = {"epoch": self.epoch, "block": len(self.blocks) + 1, "seconds": seconds, "start": self.wall_start,
                  "end": time.time(), "cpu_seconds": time.process_time() - self.cpu_start,
                  "steps": done - sum(b["steps"] for b in self.blocks),
-                 "waiting_cpu_seconds": self.waiting_cpu_seconds}
+                 "waiting_cpu_seconds": self.waiting_cpu_seconds,
+                 "major_page_faults": major_page_faults() - self.faults_start}
         self.blocks.append(block)
         self.channel.send("block", **block)
         return block
@@ -141,6 +149,7 @@ class EpochClock:
                           # a framework's work between epochs)
                           slowest_step=[slowest + 1, steps[slowest]] if steps else None,
                           outside_steps_seconds=seconds - sum(steps) if steps else None,
+                          major_page_faults=sum(b["major_page_faults"] for b in self.blocks),
                           train_loss=float(train_loss), test_loss=test_loss, test_accuracy=accuracy)
 
 
