@@ -6,12 +6,12 @@ its median step and the major page faults (memory read back from disk) the proce
 """
 
 import argparse
-import resource
 import time
 
 import numpy as np
 
 from twincnn import backends, data
+from twincnn.compare.worker import major_page_faults
 from twincnn.spec import DEFAULT_SPEC
 
 
@@ -34,7 +34,7 @@ def main() -> None:
         def on_epoch_begin(self, epoch, logs=None):
             time.sleep(pauses[epoch])
             self.start = self.last = time.perf_counter()
-            self.faults = resource.getrusage(resource.RUSAGE_SELF).ru_majflt
+            self.faults = major_page_faults()
             self.steps = []
 
         def on_train_batch_end(self, batch, logs=None):
@@ -43,7 +43,7 @@ def main() -> None:
             self.last = now
 
         def on_epoch_end(self, epoch, logs=None):
-            faults = resource.getrusage(resource.RUSAGE_SELF).ru_majflt - self.faults
+            faults = major_page_faults() - self.faults
             print(f"epoch {epoch + 1} after a {pauses[epoch]:g} s pause: {time.perf_counter() - self.start:.2f} s, "
                   f"first step {self.steps[0]:.2f} s, median step {np.median(self.steps) * 1e3:.1f} ms, "
                   f"major page faults {faults}", flush=True)
