@@ -25,7 +25,7 @@ def messages(seconds, losses=None, accuracy=0.9, predictions=None, steps=10, med
               "cpu_seconds": 2 * s / blocks, "waiting_cpu_seconds": 0.001 * i, "other_cpu_share": 0.01,
               "major_page_faults": 7 * i // blocks}
              for i, s in enumerate(seconds) for k in range(blocks)]
-    return {"ready": {"threads": {"intra_op_threads": 2}, "pid": pid, "validates_in_timing": False},
+    return {"ready": {"threads": {"intra_op_threads": 2}, "pid": pid, "timing_includes": ""},
             "epochs": epochs, "blocks": timed,
             "done": {"predictions": list(Y_TEST if predictions is None else predictions)}}
 
@@ -122,19 +122,19 @@ def test_verdicts_judge_each_framework_against_the_first():
     assert verdicts(runs, noise_threshold=0.9)[0]["text"].startswith("b 1.9")  # far outside any threshold
 
 
-def test_a_one_repeat_verdict_pairs_its_blocks_and_names_twins_that_validate_inside_their_timing():
-    def run(label, seconds, blocks=1, validates=False):
+def test_a_one_repeat_verdict_pairs_its_blocks_and_says_what_each_twin_s_timing_includes():
+    def run(label, seconds, blocks=1, includes=""):
         worker = messages(seconds, blocks=blocks)
-        worker["ready"]["validates_in_timing"] = validates
+        worker["ready"]["timing_includes"] = includes
         return [build_run(job(label), worker, 600)]
 
     a, b = [9.0, 2.0, 2.1, 2.0], [4.0, 1.0, 1.1, 1.05]
-    (epochs,) = verdicts({"a": run("a", a, validates=True), "b": run("b", b)})
+    (epochs,) = verdicts({"a": run("a", a, includes="a validation pass"), "b": run("b", b)})
     assert (epochs["units"], epochs["unit"], epochs["family"]) == (3, "epochs", None)  # one comparison: no family
-    assert epochs["timing_note"] == "a's time includes a validation pass per epoch, as the notebook timed it"
-    (blocks,) = verdicts({"a": run("a", a, 2, True), "b": run("b", b, 2, True)})
+    assert epochs["timing_note"] == "a's time includes a validation pass"
+    (blocks,) = verdicts({"a": run("a", a, 2, "its validation"), "b": run("b", b, 2, "a pause")})
     assert (blocks["units"], blocks["unit"]) == (6, "blocks")
-    assert blocks["timing_note"].startswith("a and b's time includes a validation pass")
+    assert blocks["timing_note"] == "a's time includes its validation; b's time includes a pause"
     (plain,) = verdicts({"a": run("a", a), "b": run("b", b)})
     assert plain["timing_note"] is None
 

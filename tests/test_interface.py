@@ -12,7 +12,7 @@ from twincnn.weights import initial_weights, worst_mismatch
 
 def test_interface_names_what_the_code_calls():
     """The protocol lists the names src/ calls through `backend.` and `trainer.`: a shrunken protocol fails here."""
-    assert {"NAME", "NOTEBOOK_VALIDATION", "Trainer"} <= set(interface.BACKEND_CONSTANTS)
+    assert {"NAME", "NOTEBOOK_VALIDATION", "NOTEBOOK_TIMING", "Trainer"} <= set(interface.BACKEND_CONSTANTS)
     assert {"version", "configure", "resolve_device", "build", "get_weights", "set_weights", "predict",
             "loss_and_grads", "layer_summary", "make_trainer", "make_predictor", "environment", "load_file",
             "save_file"} <= set(interface.BACKEND_FUNCTIONS)
@@ -99,9 +99,11 @@ def test_adam_s_epsilon_is_the_one_given(framework, spec):
     assert usual > 0.5 and large < 1e-3, f"{framework.NAME}: moved {usual:.3g} at the usual epsilon, {large:.3g} at 1e3"
 
 
-def test_notebook_validation_is_keras_only(framework):
-    """Only Keras's fit() validated inside the notebook's timing; the other loops evaluate afterwards."""
+def test_notebook_validation_is_keras_only_and_its_timing_says_so(framework):
+    """Only Keras's fit() validated inside the notebook's timing; the other loops evaluate afterwards. What a
+    notebook epoch's time holds besides its steps names the validation pass where there is one."""
     assert framework.NOTEBOOK_VALIDATION is (framework.NAME == "tensorflow")
+    assert ("validation pass" in framework.NOTEBOOK_TIMING) is framework.NOTEBOOK_VALIDATION
 
 
 def _fake_backend(framework, drop=None, **replace):

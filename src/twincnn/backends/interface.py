@@ -93,6 +93,7 @@ class Backend(Protocol):
 
     NAME: str  # the registry name
     NOTEBOOK_VALIDATION: bool  # the notebook protocol validates on the test set inside the timed epoch
+    NOTEBOOK_TIMING: str  # what the notebook protocol's timed epochs hold besides training steps ("" if nothing)
     Trainer: type  # the class make_trainer() returns
 
     def version(self) -> str: ...
@@ -151,7 +152,7 @@ def _members(protocol) -> tuple[list[str], list[str]]:
 
 BACKEND_FUNCTIONS, BACKEND_CONSTANTS = _members(Backend)
 TRAINER_METHODS, _ = _members(Trainer)
-_TYPES = {"NAME": str, "NOTEBOOK_VALIDATION": bool, "Trainer": type}
+_TYPES = {"NAME": str, "NOTEBOOK_VALIDATION": bool, "NOTEBOOK_TIMING": str, "Trainer": type}
 
 
 def _plain_signature(function, bound: bool) -> inspect.Signature:

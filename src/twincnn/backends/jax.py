@@ -33,6 +33,7 @@ from .base import BaseTrainer
 NAME = "jax"
 # The notebook validated inside Keras fit's timing; a JAX loop does only what it says.
 NOTEBOOK_VALIDATION = False
+NOTEBOOK_TIMING = ""
 
 # What configure() put in force: XLA's CPU client cannot be resized once created.
 _THREADS = {"intra_op_threads": None, "how": "default: every CPU the process may use"}

@@ -23,6 +23,7 @@ from .base import BaseTrainer
 
 NAME = "torch"
 NOTEBOOK_VALIDATION = False  # the notebook's PyTorch loop evaluated after the timed loop
+NOTEBOOK_TIMING = ""
 
 
 def version() -> str:

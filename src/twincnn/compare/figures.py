@@ -21,8 +21,9 @@ def build_run(job: dict, messages: dict, images: int) -> dict:
     return {
         "framework": job["framework"], "label": job["label"], "seed": job["seed"], "variant": job["variant"],
         "threads": messages["ready"]["threads"], "pid": messages["ready"]["pid"],
-        # the notebook protocol times Keras's validation pass inside its epochs, as the notebook did
-        "validates_in_timing": messages["ready"]["validates_in_timing"],
+        # what its timed epochs hold besides training steps ("" if nothing): the backend's NOTEBOOK_TIMING
+        # in the notebook protocol
+        "timing_includes": messages["ready"]["timing_includes"],
         "train_seconds": sum(seconds),
         "first_epoch_seconds": seconds[0],
         "later_epoch_seconds": float(np.mean(seconds[1:])) if len(seconds) > 1 else None,
@@ -114,10 +115,10 @@ def verdicts(runs: dict, noise_threshold: float = stats.NOISE_THRESHOLD, pairs=N
         verdict = stats.judge(first, other, interval, noise_threshold).to_dict()
         repeats = list(zip(runs[first], runs[other]))
         shape = runs[first][0]["history"]["block_seconds"]
-        validating = [label for label in (first, other) if runs[label][0]["validates_in_timing"]]
+        includes = [f"{label}'s time includes {runs[label][0]['timing_includes']}" for label in (first, other)
+                    if runs[label][0]["timing_includes"]]
         verdict.update(
-            timing_note=(f"{' and '.join(validating)}'s time includes a validation pass per epoch, as the notebook "
-                         f"timed it" if validating else None),
+            timing_note="; ".join(includes) or None,
             family=f"Holm over {len(groups)} comparisons" if len(groups) > 1 else None,
             epochs=judged_text(len(shape), len(shape[0])),
             first_epoch_ratio=float(np.median([a["first_epoch_seconds"] / b["first_epoch_seconds"]

@@ -185,7 +185,8 @@ def run_job(job: dict, channel: Channel) -> None:
     environment = {**backend.environment(), **({"ranks": group["world"], "rank": group["rank"],
                                                  "process_group_backend": group["backend"],
                                                  "engine": parallel.ENGINE} if parallel else {})}
-    channel.send("ready", threads=threads, environment=environment, pid=os.getpid(), validates_in_timing=validates)
+    channel.send("ready", threads=threads, environment=environment, pid=os.getpid(),
+                 timing_includes="" if fair else backend.NOTEBOOK_TIMING)
     clock = EpochClock(channel, trainer, job, x_test, y_test)
     trainer.run(job["epochs"], job["batch_size"], lambda epoch: orders[epoch - 1] if orders else None, clock,
                 validation=(x_test, y_test) if validates else None)
