@@ -5,7 +5,8 @@ with these tests."""
 import numpy as np
 import pytest
 
-from twincnn.spec import (FLATTEN, Spec, SpecError, add, avgpool, concatenate, conv, dense, pool, real_cells)
+from twincnn.spec import (FLATTEN, GLOBAL_AVG_POOL, Spec, SpecError, activation, add, avgpool, concatenate, conv,
+                          dense, depthwise, dropout, pool, real_cells)
 
 
 def test_a_residual_block_and_a_channel_join_by_hand():
@@ -183,3 +184,79 @@ def test_canonical_numbers_layers_of_each_type_in_order():
                                                       "fc3"]
     assert canonical(spec).layers[2] == {"type": "flatten"}  # reads the activation, as it read conv1
     assert canonical(spec).layers[5] == {"type": "dense", "units": 5, "use_bias": True, "inputs": ["flatten2"]}
+
+
+def test_describe_names_the_inputs_of_layers_that_do_not_read_the_layer_before():
+    spec = Spec((8, 8, 3), (conv(4, 3, 1, "same"), conv(4, 3, 1, "same"), add("conv1", "conv2"), FLATTEN,
+                            dense(10)))
+    assert spec.describe() == (
+        "input(8, 8, 3) -> conv1(filters=4, kernel_size=(3, 3), strides=(1, 1), padding=same, activation=relu) -> "
+        "conv2(filters=4, kernel_size=(3, 3), strides=(1, 1), padding=same, activation=relu) -> "
+        "add1(inputs=['conv1', 'conv2']) -> flatten() -> fc1(units=10, activation=None)")
+
+
+def test_an_activation_layer_helper_reads_the_named_input():
+    assert activation("relu", ["conv1"]) == {"type": "activation", "activation": "relu", "inputs": ["conv1"]}
+    assert activation("relu") == {"type": "activation", "activation": "relu"}
+    spec = Spec((8, 8, 3), (conv(4, padding="same"), conv(4, padding="same"), activation("relu", ["conv1"]),
+                            add("conv2", "act1"), FLATTEN, dense(10)))
+    assert [(i.name, i.inputs) for i in spec.info[2:4]] == [("act1", ("conv1",)), ("add1", ("conv2", "act1"))]
+
+
+@pytest.mark.parametrize("layers,message", [
+    # the error names what made the input flat, through every layer that keeps it flat
+    ((conv(4), FLATTEN, dense(5), conv(4), FLATTEN, dense(10)),
+     "layer 3 (conv2d): needs an image input (H, W, C), got (5,) after Flatten"),
+    ((conv(4), FLATTEN, dropout(0.5), conv(4), FLATTEN, dense(10)),
+     "layer 3 (conv2d): needs an image input (H, W, C), got (144,) after Flatten"),
+    ((conv(4), GLOBAL_AVG_POOL, dense(5), pool(), FLATTEN, dense(10)),
+     "layer 3 (maxpool2d): needs an image input (H, W, C), got (5,) after globalavgpool2d"),
+    # a merge's: its first input's
+    ((conv(4), FLATTEN, dense(5), {**GLOBAL_AVG_POOL, "inputs": ["conv1"]}, dense(5), add("fc1", "fc2"),
+      conv(4), FLATTEN, dense(10)),
+     "layer 6 (conv2d): needs an image input (H, W, C), got (5,) after Flatten"),
+    ((conv(4), FLATTEN, dense(5), {**GLOBAL_AVG_POOL, "inputs": ["conv1"]}, dense(5), concatenate("fc2", "fc1"),
+      conv(4), FLATTEN, dense(10)),
+     "layer 6 (conv2d): needs an image input (H, W, C), got (10,) after globalavgpool2d"),
+    ((conv(4), {"type": "activation"}, FLATTEN, dense(10)),
+     "layer 1 (activation): needs an activation, one of relu, relu6, sigmoid, tanh, elu, silu, gelu, gelu_tanh, "
+     "leaky_relu"),
+    ((conv(4), {**conv(4), "inputs": ["input"]}, {**conv(4), "inputs": ["input"]}, FLATTEN, dense(10)),
+     "the output of conv1, conv2 is never read: every layer but the last (the output) must be one of some later "
+     "layer's inputs"),
+    ((conv(4), FLATTEN, dense(5), {**dense(10), "inputs": ["flatten"]}),
+     "the output of fc1 is never read: every layer but the last (the output) must be one of some later layer's "
+     "inputs"),
+    ((depthwise(), {"type": "depthwiseconv2d", "use_bias": "yes"}, FLATTEN, dense(10)),
+     "layer 1 (depthwiseconv2d): use_bias must be true or false, got 'yes'"),
+])
+def test_more_graph_errors_word_for_word(layers, message):
+    with pytest.raises(SpecError) as caught:
+        Spec((8, 8, 3), layers).info
+    assert str(caught.value) == message
+
+
+def test_a_dense_layer_after_a_concatenation_of_flat_features_has_no_image_layout():
+    spec = Spec((8, 8, 3), (conv(4), FLATTEN, dense(5), {**FLATTEN, "inputs": ["conv1"]}, dense(5),
+                            concatenate("fc1", "fc2"), dense(10)))
+    assert [(i.name, i.flatten_from) for i in spec.info[-3:]] == [("fc2", (6, 6, 4)), ("concat1", None),
+                                                                  ("fc3", None)]
+
+
+@pytest.mark.parametrize("padding", [[[1, 1], [1]], [[1, 1], [1, 1], [1, 1]], [[1, -1], [1, 1]], [[True, 1], [1, 1]],
+                                     [[1.0, 1], [1, 1]], "ab"])
+def test_explicit_padding_must_be_two_pairs_of_ints_at_least_zero(padding):
+    with pytest.raises(SpecError) as caught:
+        Spec((8, 8, 3), (conv(4, padding=padding), FLATTEN, dense(10))).info
+    assert str(caught.value) == ("layer 0 (conv2d): padding must be 'valid', 'same', an int >= 0 or "
+                                 f"[[top, bottom], [left, right]], got {padding!r}")
+
+
+def test_zero_padding_is_valid_and_one_sided_padding_pads_that_side():
+    for zero in (0, [[0, 0], [0, 0]]):
+        spec = Spec((8, 8, 3), (conv(4, padding=zero), FLATTEN, dense(10)))
+        assert spec == Spec((8, 8, 3), (conv(4), FLATTEN, dense(10))) and spec.info[0].config["padding"] == "valid"
+    top = Spec((8, 8, 3), (conv(4, padding=[[1, 0], [0, 0]]), FLATTEN, dense(10))).info[0]
+    right = Spec((8, 8, 3), (conv(4, padding=[[0, 0], [0, 1]]), FLATTEN, dense(10))).info[0]
+    assert (top.output_shape, top.padding) == ((7, 6, 4), ((1, 0), (0, 0)))
+    assert (right.output_shape, right.padding) == ((6, 7, 4), ((0, 0), (0, 1)))

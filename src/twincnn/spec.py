@@ -372,6 +372,7 @@ def _merged(kind, inputs, sources, where) -> _Tensor:
     if any(t.flatten_from is not None for t in sources):  # a flat concatenation of flattened images: no layout
         raise SpecError(f"{where}: joins flattened features ({shapes}); put a dense layer after each flatten, "
                         f"or concatenate the images before one flatten")
+    # every source has the same leading dimensions (checked above): sources[0]'s stand for all
     joined = (*sources[0].shape[:-1], sum(t.shape[-1] for t in sources))
     return _Tensor(joined, None, sources[0].flat_by)
 
@@ -391,7 +392,7 @@ def _positive_int(layer, key, where, default=None) -> int:
     return value
 
 
-def _explicit(value, where):
+def _explicit(value):
     """((top, bottom), (left, right)) from an int or [[top, bottom], [left, right]] of ints >= 0; None if neither."""
     if isinstance(value, int) and not isinstance(value, bool):
         value = ((value, value), (value, value))
@@ -407,7 +408,7 @@ def _padding_mode(layer, where):
     mode = layer.get("padding", "valid")
     if mode in PADDINGS:
         return mode
-    explicit = _explicit(mode, where)
+    explicit = _explicit(mode)
     if explicit is None:
         raise SpecError(f"{where}: padding must be 'valid', 'same', an int >= 0 or [[top, bottom], [left, right]], "
                         f"got {mode!r}")
@@ -529,7 +530,7 @@ def _passthrough(layer, shape, where):  # activation, add, concatenate: the (mer
 def _zeropad2d(layer, shape, where):
     if "padding" not in layer:
         raise SpecError(f"{where}: needs a padding, an int or [[top, bottom], [left, right]]")
-    padding = _explicit(layer["padding"], where)
+    padding = _explicit(layer["padding"])
     if padding is None:
         raise SpecError(f"{where}: padding must be an int >= 0 or [[top, bottom], [left, right]], "
                         f"got {layer['padding']!r}")
@@ -552,6 +553,7 @@ def real_cells(info: LayerInfo) -> tuple[list[int], list[int]]:
     """A padded pool's real (unpadded) cells per window, along the rows and along the columns: a window's count
     is the product of its row's and its column's. What an average that never counts padding divides by."""
     counts = []
+    # [:2]: rows and columns; zip would stop there anyway, as pool_size, strides and padding have two entries
     for size, pool, stride, (before, _), out in zip(info.input_shape[:2], info.config["pool_size"],
                                                   info.config["strides"], info.padding, info.output_shape[:2]):
         starts = [i * stride - before for i in range(out)]
