@@ -54,10 +54,9 @@ NAME = "tensorflow"
 NOTEBOOK_VALIDATION = True  # the notebook's fit() validated every epoch inside the timed call
 # fit() given arrays makes a tf.data iterator per epoch and frees the previous one in the next epoch's first
 # step; freeing it waits for tf.data's autotuning thread to wake from a timed sleep (docs/results.md).
-NOTEBOOK_TIMING = ("a validation pass per epoch, as the notebook timed it, and, in each later epoch's first step, "
-                   "fit() freeing the previous epoch's tf.data iterator, which waits for tf.data's autotuning "
-                   "thread to wake: from nothing to about a minute, depending on when the epoch starts, which "
-                   "waiting for its turn moves")
+NOTEBOOK_TIMING = ("a validation pass per epoch, as the notebook timed it, and a wait in each later epoch's first "
+                   "step while fit() frees the previous epoch's tf.data iterator (until tf.data's autotuning "
+                   "thread wakes: from nothing to about a minute, and waiting for its turn changes how long)")
 if keras.backend.backend() != "tensorflow":
     raise ImportError(f"twincnn's Keras twin needs KERAS_BACKEND=tensorflow, not {keras.backend.backend()!r}")
 
