@@ -319,6 +319,21 @@ def test_waiting_workers_use_no_cpu_and_each_run_records_it(two_run):
             assert max(per_epoch) <= 0.05, f"{label} used {per_epoch} s of CPU while waiting"
 
 
+def test_each_epoch_says_where_its_time_went(two_run):
+    """Its slowest step (number, seconds, CPU seconds) lies within the epoch and used no more CPU than the
+    process's CPUs give in its time; the time outside its steps is the rest of the epoch's."""
+    names, _, doc = two_run
+    cpus = machine.usable_cpus()
+    for label in worker_labels(names):
+        for run in doc["frameworks"][label]["runs"]:
+            breakdown = run["epoch_breakdown"]
+            for epoch, seconds in enumerate(run["history"]["epoch_seconds"]):
+                step, step_seconds, step_cpu = breakdown["slowest_step"][epoch]
+                outside = breakdown["outside_steps_seconds"][epoch]
+                assert 1 <= step <= 10 and 0 < step_seconds <= seconds and 0 <= outside < seconds, (label, epoch)
+                assert 0 <= step_cpu <= cpus * step_seconds + 0.01, f"{label}: {step_cpu} s of CPU in {step_seconds} s"
+
+
 def test_a_worker_wraps_up_before_the_next_go_and_exits_after_the_schedule(monkeypatch):
     """Every worker's epoch report (untimed evaluation) and "done" (its trainer's wrap-up) come before
     anyone's next "go"; no worker is closed (and so tears down) before the last block of the repeat."""

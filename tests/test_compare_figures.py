@@ -17,7 +17,7 @@ def messages(seconds, losses=None, accuracy=0.9, predictions=None, steps=10, med
     losses = losses or [1.0 / (i + 1) for i in range(len(seconds))]
     epochs = [{"epoch": i + 1, "seconds": s, "steps": steps, "median_step_seconds": median_step, "train_loss": loss,
                "test_loss": loss / 2, "test_accuracy": accuracy,
-               "slowest_step": median_step and [i + 2, 3 * median_step], "outside_steps_seconds": median_step and s / 10,
+               "slowest_step": median_step and [i + 2, 3 * median_step, 2 * median_step], "outside_steps_seconds": median_step and s / 10,
                "major_page_faults": 7 * i}
               for i, (s, loss) in enumerate(zip(seconds, losses))]
     timed = [{"epoch": i + 1, "block": k + 1, "seconds": s / blocks, "start": 1000.0 + 100 * i + k * s / blocks,
@@ -53,7 +53,7 @@ def test_build_run_adds_up_epochs_and_keeps_the_schedule():
     assert halves["waiting_cpu_seconds"] == pytest.approx(0.002)
     one = build_run(job(), messages([5.0], median_step=0.02), images=600)
     assert one["later_epoch_seconds"] is None and one["median_step_ms"] == pytest.approx(20.0)
-    assert one["epoch_breakdown"] == {"slowest_step": [[2, 0.06]], "outside_steps_seconds": [0.5],
+    assert one["epoch_breakdown"] == {"slowest_step": [[2, 0.06, 0.04]], "outside_steps_seconds": [0.5],
                                       "major_page_faults": [0]}
     assert run["epoch_breakdown"] == {"slowest_step": [None] * 3, "outside_steps_seconds": [None] * 3,
                                       "major_page_faults": [0, 7, 14]}
@@ -62,8 +62,9 @@ def test_build_run_adds_up_epochs_and_keeps_the_schedule():
 def test_an_epoch_is_named_with_where_its_time_went():
     breakdown = build_run(job(), messages([5.0, 30.0], median_step=0.02), images=600)["epoch_breakdown"]
     assert epoch_name(breakdown, 3, 2) == ("repeat 3 epoch 2; 7 major page faults (memory read back from disk); "
-                                           "slowest step 0.06 s (step 3), 3.00 s outside its steps")
-    assert epoch_name(breakdown, 3, 1) == "repeat 3 epoch 1; slowest step 0.06 s (step 2), 0.50 s outside its steps"
+                                           "slowest step 0.06 s (step 3, 0.04 s of CPU), 3.00 s outside its steps")
+    assert epoch_name(breakdown, 3, 1) == ("repeat 3 epoch 1; slowest step 0.06 s (step 2, 0.04 s of CPU), 0.50 s "
+                                           "outside its steps")
     unknown = build_run(job(), messages([5.0, 30.0], median_step=None), images=600)["epoch_breakdown"]
     assert epoch_name(unknown, 3, 1) == "repeat 3 epoch 1"  # step times not measured on an asynchronous device
     assert epoch_name(unknown, 3, 2) == "repeat 3 epoch 2; 7 major page faults (memory read back from disk)"

@@ -39,7 +39,8 @@ def build_run(job: dict, messages: dict, images: int) -> dict:
                     "train_loss": [e["train_loss"] for e in epochs],
                     "test_loss": [e["test_loss"] for e in epochs],
                     "test_accuracy": [e["test_accuracy"] for e in epochs]},
-        # where each epoch's time went, on a CPU (else None): [step number, seconds] of its slowest step, and
+        # where each epoch's time went, on a CPU (else None): [step number, seconds, CPU seconds] of its slowest
+        # step, and
         # its time outside its steps (the notebook protocol's validation pass among it)
         "epoch_breakdown": {"slowest_step": [e["slowest_step"] for e in epochs],
                             "outside_steps_seconds": [e["outside_steps_seconds"] for e in epochs],
@@ -62,7 +63,8 @@ def epoch_name(breakdown: dict, repeat: int, epoch: int) -> str:
         name += f"; {faults} major page faults (memory read back from disk)"
     if slowest is None:
         return name
-    return f"{name}; slowest step {slowest[1]:.2f} s (step {slowest[0]}), {outside:.2f} s outside its steps"
+    return (f"{name}; slowest step {slowest[1]:.2f} s (step {slowest[0]}, {slowest[2]:.2f} s of CPU), "
+            f"{outside:.2f} s outside its steps")
 
 
 def _median(values):

@@ -95,14 +95,14 @@ class EpochClock:
         self.epoch, self.blocks = epoch, []
         self.bar = Progress(f"{self.job['label']} epoch {epoch}/{self.job['epochs']}", self.steps_per_epoch,
                             enabled=self.job["progress"])
-        self.step_seconds = []
+        self.step_seconds, self.step_cpu_seconds = [], []
         self._start_block()
 
     def _start_block(self) -> None:
         self.waiting_cpu_seconds = self.channel.wait_for_go()
         self.faults_start = major_page_faults()
         self.wall_start = time.time()
-        self.cpu_start = time.process_time()
+        self.cpu_start = self.last_cpu = time.process_time()
         self.start = self.last = time.perf_counter()
 
     def _end_block(self, done: int) -> dict:
@@ -117,9 +117,10 @@ class EpochClock:
         return block
 
     def step(self, done: int) -> None:
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), time.process_time()
         self.step_seconds.append(now - self.last)
-        self.last = now
+        self.step_cpu_seconds.append(cpu - self.last_cpu)
+        self.last, self.last_cpu = now, cpu
         self.bar.update(done)
         if done in self.pauses:  # a block ends inside the epoch: hand the CPU to the next worker
             self.trainer.sync()
@@ -145,9 +146,10 @@ class EpochClock:
         slowest = int(np.argmax(steps)) if steps else None
         self.channel.send("epoch", epoch=epoch, seconds=seconds, steps=len(self.step_seconds),
                           median_step_seconds=float(np.median(steps)) if steps else None,
-                          # where a slow epoch's time went: one step, or outside the steps (a validation pass,
-                          # a framework's work between epochs)
-                          slowest_step=[slowest + 1, steps[slowest]] if steps else None,
+                          # where a slow epoch's time went: one step (its CPU time says whether it worked or
+                          # waited), or outside the steps (a validation pass, a framework's work between epochs)
+                          slowest_step=([slowest + 1, steps[slowest], self.step_cpu_seconds[slowest]]
+                                        if steps else None),
                           outside_steps_seconds=seconds - sum(steps) if steps else None,
                           major_page_faults=sum(b["major_page_faults"] for b in self.blocks),
                           train_loss=float(train_loss), test_loss=test_loss, test_accuracy=accuracy)
