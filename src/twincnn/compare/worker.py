@@ -89,6 +89,8 @@ class EpochClock:
         self.x_test, self.y_test = x_test, y_test
         self.steps_per_epoch = job["steps_per_epoch"]
         self.pauses = set(block_ends(self.steps_per_epoch, job["block_steps"])[:-1])
+        # per-step times are reported on a CPU only (see epoch_end), so only there is each step's CPU read
+        self.cpu_steps = job["device"] == "cpu"
         self.logits = None
 
     def epoch_start(self, epoch: int) -> None:
@@ -117,10 +119,13 @@ class EpochClock:
         return block
 
     def step(self, done: int) -> None:
-        now, cpu = time.perf_counter(), time.process_time()
+        now = time.perf_counter()
         self.step_seconds.append(now - self.last)
-        self.step_cpu_seconds.append(cpu - self.last_cpu)
-        self.last, self.last_cpu = now, cpu
+        self.last = now
+        if self.cpu_steps:
+            cpu = time.process_time()
+            self.step_cpu_seconds.append(cpu - self.last_cpu)
+            self.last_cpu = cpu
         self.bar.update(done)
         if done in self.pauses:  # a block ends inside the epoch: hand the CPU to the next worker
             self.trainer.sync()
@@ -142,7 +147,7 @@ class EpochClock:
         self.bar.close(seconds, f"loss {train_loss:.4f}  test acc {accuracy:.2%}")
         # Per-step times are read after a host-side return; on an asynchronous device they measure
         # queueing, not work, so only the epoch time (taken after a synchronisation) is reported there.
-        steps = self.step_seconds if self.job["device"] == "cpu" else []
+        steps = self.step_seconds if self.cpu_steps else []
         slowest = int(np.argmax(steps)) if steps else None
         self.channel.send("epoch", epoch=epoch, seconds=seconds, steps=len(self.step_seconds),
                           median_step_seconds=float(np.median(steps)) if steps else None,
