@@ -39,9 +39,8 @@ def build_run(job: dict, messages: dict, images: int) -> dict:
                     "train_loss": [e["train_loss"] for e in epochs],
                     "test_loss": [e["test_loss"] for e in epochs],
                     "test_accuracy": [e["test_accuracy"] for e in epochs]},
-        # where each epoch's time went, on a CPU (else None): [step number, seconds, CPU seconds] of its slowest
-        # step, and
-        # its time outside its steps (the notebook protocol's validation pass among it)
+        # where each epoch's time went, on a CPU (else None): [step number, seconds, CPU seconds] of its
+        # slowest step, and its time outside its steps (the notebook protocol's validation pass among it)
         "epoch_breakdown": {"slowest_step": [e["slowest_step"] for e in epochs],
                             "outside_steps_seconds": [e["outside_steps_seconds"] for e in epochs],
                             "major_page_faults": [e["major_page_faults"] for e in epochs]},
