@@ -5,7 +5,8 @@ import pytest
 
 from tests.helpers import require
 from twincnn import cli
-from twincnn.check import check, load_source
+from twincnn.check import check
+from twincnn.sources import load_source
 
 
 
