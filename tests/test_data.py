@@ -1,4 +1,7 @@
-"""The MNIST loader: the bundled copy, other .npz files, IDX directories, and every bad-input case."""
+"""The MNIST-layout loaders: the bundled copy, other .npz files, IDX directories, and every bad-input case.
+
+Colour .npz files, class names and float pixels: test_data_npz.py; image folders: test_data_imagefolder.py;
+CIFAR: test_data_cifar.py."""
 
 import gzip
 import shutil
@@ -13,7 +16,9 @@ from twincnn.data import DataError
 
 def test_bundled_mnist_is_the_real_one(mnist):
     assert mnist.sha256 == data.BUNDLED_SHA256
-    assert mnist.x_train.shape == (60_000, 28, 28) and mnist.x_test.shape == (10_000, 28, 28)
+    assert mnist.x_train.shape == (60_000, 28, 28, 1) and mnist.x_test.shape == (10_000, 28, 28, 1)
+    assert mnist.class_names == tuple("0123456789") and mnist.input_shape == (28, 28, 1)
+    assert mnist.num_classes == 10 and mnist.pixel_scale == "uint8 / 255" and mnist.notes == ()
     assert mnist.y_train[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
     assert mnist.y_test[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
     assert np.bincount(mnist.y_test).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -29,7 +34,8 @@ def test_images_are_canonical_float_input(mnist):
 def test_other_npz(tmp_path):
     arrays = tiny_arrays()
     ds = data.load(write_npz(tmp_path / "d.npz", arrays))
-    assert np.array_equal(ds.x_train, arrays["x_train"]) and np.array_equal(ds.y_test, arrays["y_test"])
+    assert np.array_equal(ds.x_train, arrays["x_train"][..., None]) and np.array_equal(ds.y_test, arrays["y_test"])
+    assert ds.layout == ".npz file" and ds.skipped_files is None
 
 
 @pytest.mark.parametrize("gz,dotted", [(False, False), (True, False), (False, True), (True, True)])
@@ -37,7 +43,9 @@ def test_idx_directory(tmp_path, gz, dotted):
     arrays = tiny_arrays()
     ds = data.load(write_idx_dir(tmp_path / "idx", arrays, gz=gz, dotted=dotted))
     for key in arrays:
-        assert np.array_equal(getattr(ds, key), arrays[key]), key
+        expected = arrays[key][..., None] if key.startswith("x") else arrays[key]
+        assert np.array_equal(getattr(ds, key), expected), key
+    assert ds.layout == "IDX files (MNIST layout)"
 
 
 def test_idx_and_npz_of_same_data_agree(tmp_path):
@@ -60,13 +68,18 @@ def _with_float_nan(a):
 
 NPZ_CASES = {
     "missing array": (lambda a: a.pop("y_test"), "missing array(s) y_test"),
-    "wrong image shape": (lambda a: a.update(x_train=a["x_train"][:, :27, :27]), "expected (N, 28, 28)"),
-    "three channels": (lambda a: a.update(x_test=np.stack([a["x_test"]] * 3, -1)), "single-channel"),
+    "train and test shapes differ": (lambda a: a.update(x_train=a["x_train"][:, :27, :26]),
+                                     "x_train images are 27x26x1 but x_test images are 28x28x1"),
+    "test in colour, train not": (lambda a: a.update(x_test=np.stack([a["x_test"]] * 3, -1)),
+                                  "x_train images are 28x28x1 but x_test images are 28x28x3"),
+    "rank 2 images": (lambda a: a.update(x_train=a["x_train"][:, 0]), "x_train has shape (200, 28)"),
+    "rank 5 images": (lambda a: a.update(x_test=a["x_test"][:, None, ..., None]),
+                      "x_test has shape (50, 1, 28, 28, 1)"),
     "wrong dtype": (lambda a: a.update(x_train=a["x_train"].astype(np.complex64)), "dtype complex64"),
     "NaN pixels": (_with_float_nan, "NaN or infinite"),
     "count mismatch": (lambda a: a.update(y_train=a["y_train"][:-1]), "200 images but 199 labels"),
-    "label 10": (lambda a: a["y_test"].__setitem__(0, 10), "labels outside 0..9"),
-    "negative label": (lambda a: a.update(y_test=a["y_test"].astype(np.int64) - 1), "labels outside 0..9"),
+    "negative label": (lambda a: a.update(y_test=a["y_test"].astype(np.int64) - 1), "negative labels (e.g. -1)"),
+    "float labels": (lambda a: a.update(y_test=a["y_test"] + 0.5), "y_test has non-integer labels"),
     "2d labels": (lambda a: a.update(y_train=a["y_train"][:, None]), "expected (N,) labels"),
 }
 
@@ -202,10 +215,21 @@ def test_views_of_each_split(tmp_path):
 def test_subset_keeps_the_first_images(tmp_path):
     arrays = tiny_arrays()
     ds = data.load(write_npz(tmp_path / "d.npz", arrays)).subset(30, 7)
-    assert np.array_equal(ds.x_train, arrays["x_train"][:30]) and np.array_equal(ds.y_train, arrays["y_train"][:30])
-    assert np.array_equal(ds.x_test, arrays["x_test"][:7]) and np.array_equal(ds.y_test, arrays["y_test"][:7])
+    assert np.array_equal(ds.x_train[..., 0], arrays["x_train"][:30])
+    assert np.array_equal(ds.y_train, arrays["y_train"][:30])
+    assert np.array_equal(ds.x_test[..., 0], arrays["x_test"][:7]) and np.array_equal(ds.y_test, arrays["y_test"][:7])
     assert ds.source == f"{tmp_path / 'd.npz'} (first 30/7)"
     assert ds.sha256 == data.sha256_of(tmp_path / "d.npz")
+
+
+def test_subset_keeps_class_names_notes_and_layout():
+    x = np.zeros((5, 2, 2, 3), np.float32)
+    ds = data.Dataset(x, np.array([0, 1, 0, 1, 0]), x, np.array([1, 1, 0, 0, 0]), "src", "abc", ("a", "b", "c"),
+                      ("a note",), "some layout", 4)
+    sub = ds.subset(2, 3)
+    kept = (sub.class_names, sub.notes, sub.layout, sub.skipped_files)
+    assert kept == (("a", "b", "c"), ("a note",), "some layout", 4)
+    assert (len(sub.y_train), len(sub.y_test), sub.source, sub.sha256) == (2, 3, "src (first 2/3)", "abc")
 
 
 def test_stats_by_hand():
@@ -213,16 +237,20 @@ def test_stats_by_hand():
     x_train[0, 0, 0], x_train[2, 5, 5] = 255, 3
     x_test = np.full((2, 28, 28), 7, np.uint8)
     ds = data.Dataset(x_train, np.array([1, 1, 9]), x_test, np.array([0, 4]), "here", "abc")
-    assert ds.stats() == {
-        "source": "here", "sha256": "abc",
-        "train": {"images": 3, "labels": 3, "class_counts": [0, 2, 0, 0, 0, 0, 0, 0, 0, 1],
-                  "pixel_min": 0, "pixel_max": 255, "pixel_mean": 258 / (3 * 784)},
-        "test": {"images": 2, "labels": 2, "class_counts": [1, 0, 0, 0, 1, 0, 0, 0, 0, 0],
-                 "pixel_min": 7, "pixel_max": 7, "pixel_mean": 7.0},
-    }
+    mean = 258 / (3 * 784)
+    std = np.sqrt(((255 - mean) ** 2 + (3 - mean) ** 2 + (3 * 784 - 2) * mean ** 2) / (3 * 784))
     stats = ds.stats()
-    assert type(stats["train"]["pixel_min"]) is int and type(stats["train"]["pixel_mean"]) is float
-    assert type(stats["train"]["images"]) is int
+    assert stats["train"].pop("pixel_std")[0] == pytest.approx(std, rel=1e-12)
+    assert stats == {
+        "source": "here", "sha256": "abc", "layout": "", "shape": [28, 28, 1], "channels": 1,
+        "pixel_scale": "uint8 / 255", "class_names": list("0123456789"), "notes": [],
+        "train": {"images": 3, "labels": 3, "class_counts": [0, 2, 0, 0, 0, 0, 0, 0, 0, 1],
+                  "pixel_min": [0], "pixel_max": [255], "pixel_mean": [mean]},
+        "test": {"images": 2, "labels": 2, "class_counts": [1, 0, 0, 0, 1, 0, 0, 0, 0, 0],
+                 "pixel_min": [7], "pixel_max": [7], "pixel_mean": [7.0], "pixel_std": [0.0]},
+    }
+    assert type(stats["train"]["pixel_min"][0]) is int and type(stats["train"]["pixel_mean"][0]) is float
+    assert type(stats["train"]["images"]) is int and type(stats["channels"]) is int
 
 
 # -- what other files may hold, and what they may not ------------------------------------------------
@@ -232,39 +260,30 @@ def _load_changed(tmp_path, **changes):
     return data.load(write_npz(tmp_path / "d.npz", arrays))
 
 
-def test_single_channel_axis_is_accepted(tmp_path):
+def test_single_channel_axis_is_optional(tmp_path):
     x = tiny_arrays()["x_train"]
-    ds = _load_changed(tmp_path, x_train=x[..., None])
-    assert ds.x_train.shape == x.shape and np.array_equal(ds.x_train, x)
+    with_axis = _load_changed(tmp_path, x_train=x[..., None])
+    without = _load_changed(tmp_path, x_train=x)
+    assert with_axis.x_train.shape == without.x_train.shape == (*x.shape, 1)
+    assert np.array_equal(with_axis.x_train[..., 0], x) and np.array_equal(without.x_train[..., 0], x)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int16, np.int64])
-def test_whole_number_pixels_of_other_dtypes_become_uint8(tmp_path, dtype):
+@pytest.mark.parametrize("dtype", [np.int16, np.int64, np.uint16])
+def test_whole_number_pixels_of_other_integer_dtypes_become_uint8(tmp_path, dtype):
     x = tiny_arrays()["x_train"]
     x[0, 0, :2] = (0, 255)  # both ends of the range are allowed
     ds = _load_changed(tmp_path, x_train=x.astype(dtype))
-    assert ds.x_train.dtype == np.uint8 and np.array_equal(ds.x_train, x)
+    assert ds.x_train.dtype == np.uint8 and np.array_equal(ds.x_train[..., 0], x) and ds.notes == ()
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.int16])
 @pytest.mark.parametrize("value", [-1, 256])
-def test_pixels_outside_0_255_are_refused(tmp_path, dtype, value):
-    x = tiny_arrays()["x_train"].astype(dtype)
+def test_integer_pixels_outside_0_255_are_refused(tmp_path, value):
+    x = tiny_arrays()["x_train"].astype(np.int16)
     x[3, 4, 5] = value
     with pytest.raises(DataError) as err:
         _load_changed(tmp_path, x_train=x)
-    expected = ("x_train has float pixels outside whole numbers 0..255; store raw uint8 pixels"
-                if dtype == np.float32 else "x_train has dtype int16; expected uint8 pixels 0..255")
-    assert str(err.value) == f"{tmp_path / 'd.npz'}: {expected}"
-
-
-def test_fractional_pixels_are_refused(tmp_path):
-    x = tiny_arrays()["x_test"].astype(np.float32)
-    x[0, 0, 0] = 0.5
-    with pytest.raises(DataError) as err:
-        _load_changed(tmp_path, x_test=x)
-    assert str(err.value) == (f"{tmp_path / 'd.npz'}: x_test has float pixels outside whole numbers 0..255; "
-                              f"store raw uint8 pixels")
+    assert str(err.value) == (f"{tmp_path / 'd.npz'}: x_train has dtype int16; expected uint8 pixels 0..255 "
+                              f"or float32 inputs")
 
 
 def test_whole_float_labels_are_accepted(tmp_path):
@@ -289,16 +308,24 @@ def test_labels_of_other_kinds_are_refused(tmp_path, dtype):
     with pytest.raises(DataError) as err:
         _load_changed(tmp_path, y_test=tiny_arrays()["y_test"].astype(dtype))
     assert str(err.value) == (f"{tmp_path / 'd.npz'}: y_test has dtype {np.dtype(dtype)}; "
-                              f"expected integer labels 0..9")
+                              f"expected integer class indices 0..K-1")
 
 
-def test_label_out_of_range_names_an_offending_label(tmp_path):
+def test_negative_label_names_an_offending_label(tmp_path):
     y = tiny_arrays()["y_test"].astype(np.int64)
-    y[:3] = (0, 12, 0)  # zeros around it: only 12 is out of range
+    y[:3] = (0, -7, 0)  # zeros around it: only -7 is out of range
     with pytest.raises(DataError) as err:
         _load_changed(tmp_path, y_test=y)
-    assert str(err.value) == (f"{tmp_path / 'd.npz'}: y_test has labels outside 0..9 (e.g. 12); "
-                              f"twincnn models have 10 classes")
+    assert str(err.value) == (f"{tmp_path / 'd.npz'}: y_test has negative labels (e.g. -7); labels are class "
+                              f"indices 0..K-1")
+
+
+def test_label_10_without_class_names_makes_11_classes(tmp_path):
+    y = tiny_arrays()["y_test"]
+    y[0] = 10
+    ds = _load_changed(tmp_path, y_test=y)
+    assert ds.num_classes == 11 and ds.class_names == tuple(str(k) for k in range(11))
+    assert ds.stats()["train"]["class_counts"][10] == 0 and ds.stats()["test"]["class_counts"][10] == 1
 
 
 def test_empty_split_is_refused_and_one_image_is_enough(tmp_path):
@@ -411,10 +438,12 @@ def test_idx_errors_name_the_file(tmp_path):
 
 def test_idx_validation_errors_name_the_directory(tmp_path):
     arrays = tiny_arrays()
-    arrays["y_train"][0] = 11
+    arrays["x_test"] = arrays["x_test"][:, :27]
     d = write_idx_dir(tmp_path / "idx", arrays)
-    with pytest.raises(DataError, match=r"^" + str(d).replace("\\", r"\\") + r": y_train has labels outside"):
+    with pytest.raises(DataError) as err:
         data.load(d)
+    assert str(err.value) == (f"{d}: x_train images are 28x28x1 but x_test images are 27x28x1; both splits need "
+                              f"one image shape (H x W x C)")
 
 
 def test_parse_idx_of_an_empty_file():
