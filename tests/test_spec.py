@@ -310,8 +310,16 @@ def test_layers_are_copied_into_a_tuple():
     assert spec.input_shape == (8, 8, 1)
 
 
-def test_from_dict_defaults_to_mnist_input():
-    assert Spec.from_dict({"layers": [FLATTEN, dense(10)]}).input_shape == (28, 28, 1)
+def test_from_dict_without_an_input_shape_takes_the_datas_or_is_refused(tmp_path):
+    assert Spec.from_dict({"layers": [FLATTEN, dense(3)]}, (5, 6, 2)).input_shape == (5, 6, 2)
+    assert Spec.from_dict({"input_shape": [4, 4, 1], "layers": [FLATTEN, dense(3)]}, (5, 6, 2)).input_shape == (4, 4, 1)
+    with pytest.raises(SpecError, match=r'^the spec names no input_shape; add "input_shape": \[H, W, C\]$'):
+        Spec.from_dict({"layers": [FLATTEN, dense(10)]})
+    path = tmp_path / "s.json"
+    path.write_text('{"layers": [{"type": "flatten"}, {"type": "dense", "units": 2}]}')
+    assert Spec.load(path, (3, 3, 3)).input_shape == (3, 3, 3)
+    with pytest.raises(SpecError, match="s.json: the spec names no input_shape"):
+        Spec.load(path)
 
 
 @pytest.mark.parametrize("data", [{"input_shape": [28, 28, 1]}, [FLATTEN, dense(10)], "spec"])
@@ -337,3 +345,23 @@ def test_load_spec(tmp_path):
     path = tmp_path / "s.json"
     path.write_text(json.dumps(small.to_dict()))
     assert load_spec(path) == small and load_spec(str(path)) == small
+
+
+def test_the_default_cnn_is_built_for_any_image_and_class_count():
+    from twincnn.spec import DEFAULT_MIN_SIZE, default_spec_for
+
+    spec = default_spec_for((32, 40, 3), 7)
+    assert spec.input_shape == (32, 40, 3) and spec.num_classes == 7
+    assert [i.type for i in spec.info] == [i.type for i in DEFAULT_SPEC.info]
+    assert spec.layers[:-1] == DEFAULT_SPEC.layers[:-1] and spec.info[0].weight_shapes["kernel"] == (3, 3, 3, 28)
+    assert default_spec_for(DEFAULT_MIN_SIZE + (1,), 2).info[4].output_shape == (1, 1, 64)  # the smallest fits
+
+
+@pytest.mark.parametrize("size", [(17, 18), (18, 17), (5, 40)])
+def test_images_smaller_than_the_default_cnn_takes_are_refused_naming_the_size(size):
+    from twincnn.spec import default_spec_for
+
+    with pytest.raises(SpecError) as err:
+        default_spec_for((*size, 3), 4)
+    assert str(err.value) == (f"images of {size[0]}x{size[1]} are too small for the default CNN (it takes at least "
+                              f"18x18); give a network that fits them with --spec or --model")

@@ -326,10 +326,26 @@ def test_refuses_channels_first(keras, read_model):
     assert_refused(read_model, model, "nchw", "channels_first")
 
 
-def test_refuses_a_final_softmax(keras, read_model):
+def test_a_final_softmax_is_the_output_head(keras, read_model):
     model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(),
                               keras.layers.Dense(10, activation="softmax", name="probabilities")])
-    assert_refused(read_model, model, "probabilities", "logits", "activation=None")
+    read = read_model(model)
+    assert read.spec.output == "softmax" and read.spec.info[-1].type == "dense"
+    assert read.paths["fc1"] == "probabilities"
+
+
+def test_refuses_a_softmax_inside_the_network(keras, read_model):
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(),
+                              keras.layers.Dense(10, activation="softmax", name="probabilities"),
+                              keras.layers.Dense(10)])
+    assert_refused(read_model, model, "probabilities", "softmax inside the network", "output head")
+
+
+def test_refuses_an_activation_on_the_output_before_the_head(keras, read_model):
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(),
+                              keras.layers.Dense(10, activation="relu", name="rectified"),
+                              keras.layers.Softmax()])
+    assert_refused(read_model, model, "rectified", "'relu' on the output", "softmax or log_softmax")
 
 
 @pytest.mark.parametrize("unsupported", ["reshape_lstm", "global_max", "shared"])

@@ -505,8 +505,10 @@ REFUSED = {
                    r"^sort at test_torch_read\.py:\d+ \(torch\.sort\): not expressible"),
     "transpose": (lambda: Head(lambda x: x.transpose(2, 3)),
                   r"^transpose at test_torch_read\.py:\d+ \(Tensor\.transpose\): not expressible"),
-    "softmax at the end": (lambda: Head(end=lambda x: F.softmax(x, dim=1)),
-                           r"^softmax .*\(F\.softmax\): .*returns probabilities.*logits"),
+    "softmax inside": (lambda: Head(lambda x: F.softmax(x, dim=1)),
+                       r"^softmax .*\(F\.softmax\): .*softmax inside the network; .*only as the output head"),
+    "softmax over the batch": (lambda: Head(end=nn.Softmax(dim=0)),
+                               r"^end \(Softmax\): .*softmax over dim 0 of shape \(2, 3\); .*dim=1"),
     "sigmoid at the end": (lambda: Head(end=torch.sigmoid),
                            r"^sigmoid .*: .*must end in a Linear's logits"),
     "data-dependent if": (Branchy, r"^Branchy: forward does not trace with torch\.fx \(symbolically traced "

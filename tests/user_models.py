@@ -2,19 +2,20 @@
 Pairs that are the same function, and pairs with the mistakes converters are known for."""
 
 import keras
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from tests.notebook_cnn import CNN
 
 
-def keras_cnn():
-    """The notebook's Keras model."""
+def keras_cnn(head=None):
+    """The notebook's Keras model; ``head``: its last Dense's activation ("softmax" ends in probabilities)."""
     layers = keras.layers
     return keras.Sequential([keras.Input((28, 28, 1)), layers.Conv2D(28, 3, activation="relu"), layers.MaxPooling2D(),
                              layers.Conv2D(64, 3, activation="relu"), layers.MaxPooling2D(),
                              layers.Conv2D(64, 3, activation="relu"), layers.Flatten(),
-                             layers.Dense(64, activation="relu"), layers.Dense(10)])
+                             layers.Dense(64, activation="relu"), layers.Dense(10, activation=head)])
 
 
 torch_cnn = CNN  # the notebook's PyTorch class: the same function once it holds the Keras model's weights
@@ -60,3 +61,55 @@ def torch_strided_other_momentum():
 
 
 not_a_model = 42
+
+
+# -- models that end in an output head: softmax or log-softmax over the logits -----------------------------------
+def keras_cnn_softmax():
+    """The notebook's Keras model ending in Dense(10, activation="softmax"), as Keras's MNIST example does."""
+    return keras_cnn("softmax")
+
+
+class TorchCNNSoftmax(CNN):
+    """The notebook's PyTorch class returning probabilities through an nn.Softmax(dim=1) module."""
+
+    def __init__(self):
+        super().__init__()
+        self.softmax = nn.Softmax(dim=1)
+
+    def forward(self, x):
+        return self.softmax(super().forward(x))
+
+
+class TorchCNNLogSoftmax(CNN):
+    """The notebook's PyTorch class returning F.log_softmax(x, dim=1), for an NLL loss."""
+
+    def forward(self, x):
+        return F.log_softmax(super().forward(x), dim=1)
+
+
+class TorchMnistNet(nn.Module):
+    """The MNIST `Net` of pytorch/examples (mnist/main.py), as written there."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 3, 1)
+        self.conv2 = nn.Conv2d(32, 64, 3, 1)
+        self.dropout1 = nn.Dropout(0.25)
+        self.dropout2 = nn.Dropout(0.5)
+        self.fc1 = nn.Linear(9216, 128)
+        self.fc2 = nn.Linear(128, 10)
+
+    def forward(self, x):
+        x = self.conv1(x)
+        x = F.relu(x)
+        x = self.conv2(x)
+        x = F.relu(x)
+        x = F.max_pool2d(x, 2)
+        x = self.dropout1(x)
+        x = torch.flatten(x, 1)
+        x = self.fc1(x)
+        x = F.relu(x)
+        x = self.dropout2(x)
+        x = self.fc2(x)
+        output = F.log_softmax(x, dim=1)
+        return output

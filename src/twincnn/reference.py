@@ -11,7 +11,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy.special import erf, expit
 
-from .spec import INPUT, Spec, canonical
+from .spec import INPUT, OUTPUTS, Spec, SpecError, canonical
 
 
 def _windows(h: np.ndarray, size, strides, dilation=(1, 1)) -> np.ndarray:
@@ -137,6 +137,19 @@ def forward(spec: Spec, weights: dict, x: np.ndarray, batch_size: int = 500) -> 
     last = spec.info[-1].name
     out = [activations(spec, weights, x[start:start + batch_size])[last] for start in range(0, len(x), batch_size)]
     return np.concatenate(out) if out else np.zeros((0, spec.num_classes), np.float32)
+
+
+def apply_head(logits: np.ndarray, output: str) -> np.ndarray:
+    """The spec's output head (spec.OUTPUTS) on logits (N, K), in float64: what a model ending in it returns.
+    log_softmax subtracts each row's maximum first, so that no exponential overflows."""
+    z = np.asarray(logits, np.float64)
+    if output == "logits":
+        return z
+    if output not in OUTPUTS:
+        raise SpecError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
+    shifted = z - z.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return log_probs if output == "log_softmax" else np.exp(log_probs)
 
 
 _KINKS = {"relu": (0.0,), "leaky_relu": (0.0,), "relu6": (0.0, 6.0)}  # where a derivative jumps

@@ -35,6 +35,11 @@ A spec is a graph: each layer reads the previous layer's output, or the layers n
 layers' names, or "input" for the image). The last layer is the output: a dense layer without activation (the
 logits); every other layer's output must be read by some layer.
 
+Output head ("output", top level, one of OUTPUTS; JSON leaves out the default "logits"): "softmax" or
+"log_softmax" over the logits, as a model that ends in one returns. Every twin computes, compares and trains on
+the logits (the cross-entropy of the logits is the loss of either head's output); the head is applied where the
+model's own output is asked for (a saved Keras model ends in it).
+
 Canonical weight layout (what ``get_weights``/``set_weights`` exchange):
   - conv kernel ``(kh, kw, in / groups, out)`` (HWIO), bias ``(out,)``;
   - depthwise kernel ``(kh, kw, in, multiplier)``, bias ``(in * multiplier,)``; output channel ``c * multiplier + m``;
@@ -62,6 +67,7 @@ NAME_PREFIXES = {"conv2d": "conv", "depthwiseconv2d": "dw", "maxpool2d": "pool",
                  "globalavgpool2d": "gap", "flatten": "flatten", "dense": "fc", "batchnorm": "bn", "dropout": "drop",
                  "layernorm": "ln", "activation": "act", "zeropad2d": "zpad", "add": "add", "concatenate": "concat"}
 INPUT = "input"  # the name by which "inputs" refers to the image
+OUTPUTS = ("logits", "softmax", "log_softmax")  # the output heads: what the model returns from its logits
 MERGES = ("add", "concatenate")  # the types that read two or more inputs
 # Each type's settings besides "type" and "activation"
 SETTINGS = {
@@ -135,12 +141,15 @@ class LayerInfo:
 
 @dataclass(frozen=True)
 class Spec:
-    """An image classifier: input (H, W, C) and a list of layer dicts."""
+    """An image classifier: input (H, W, C), a list of layer dicts and the output head over its logits."""
 
-    input_shape: tuple = (28, 28, 1)
+    input_shape: tuple
     layers: tuple = ()
+    output: str = "logits"
 
     def __post_init__(self):
+        if self.output not in OUTPUTS:
+            raise SpecError(f"output must be one of {', '.join(OUTPUTS)}, got {self.output!r}")
         if not isinstance(self.input_shape, (tuple, list)):
             raise SpecError(f"input_shape must be a list of three positive ints (H, W, C), got {self.input_shape!r}")
         if not isinstance(self.layers, (tuple, list)):
@@ -156,7 +165,8 @@ class Spec:
     # Equal when they describe the same network: `"kernel_size": 3` and `[3, 3]`, an omitted default and
     # the default spelled out. The normalised configs hold every setting that changes the network.
     def _key(self):
-        return self.input_shape, tuple((i.inputs, tuple(sorted(i.config.items()))) for i in self._info)
+        return (self.input_shape, tuple((i.inputs, tuple(sorted(i.config.items()))) for i in self._info),
+                self.output)
 
     def __eq__(self, other):
         return self._key() == other._key() if isinstance(other, Spec) else NotImplemented
@@ -215,16 +225,29 @@ class Spec:
 
     # -- plain data in and out ---------------------------------------------
     def to_dict(self) -> dict:
-        return {"input_shape": list(self.input_shape), "layers": [dict(layer) for layer in self.layers]}
+        """Plain data; "output" only for a head, so that a spec of logits reads as it always has."""
+        head = {} if self.output == "logits" else {"output": self.output}
+        return {"input_shape": list(self.input_shape), "layers": [dict(layer) for layer in self.layers], **head}
+
+    def to_json(self) -> str:
+        """The spec as a JSON file holds it: one layer a line, so that a long network still reads as a list."""
+        data = self.to_dict()
+        layers = ",\n".join(f"  {json.dumps(layer)}" for layer in data.pop("layers"))
+        rest = "".join(f",\n \"{key}\": {json.dumps(value)}" for key, value in data.items() if key != "input_shape")
+        return f'{{"input_shape": {json.dumps(data["input_shape"])}{rest},\n "layers": [\n{layers}\n ]\n}}\n'
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Spec":
+    def from_dict(cls, data: dict, input_shape: tuple | None = None) -> "Spec":
+        """A spec from plain data; ``input_shape`` (the data's images) stands in where it names none."""
         if not isinstance(data, dict) or "layers" not in data:
             raise SpecError("a spec is a JSON object with 'input_shape' and 'layers'")
-        return cls(input_shape=data.get("input_shape", (28, 28, 1)), layers=data["layers"])
+        if "input_shape" not in data and input_shape is None:
+            raise SpecError("the spec names no input_shape; add \"input_shape\": [H, W, C]")
+        return cls(input_shape=data.get("input_shape", input_shape), layers=data["layers"],
+                   output=data.get("output", "logits"))
 
     @classmethod
-    def load(cls, path) -> "Spec":
+    def load(cls, path, input_shape: tuple | None = None) -> "Spec":
         path = Path(path)
         try:
             data = json.loads(path.read_text())
@@ -233,7 +256,7 @@ class Spec:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise SpecError(f"{path}: not a JSON spec ({exc})") from None
         try:
-            return cls.from_dict(data)
+            return cls.from_dict(data, input_shape)
         except SpecError as exc:
             raise SpecError(f"{path}: {exc}") from None
 
@@ -249,7 +272,8 @@ class Spec:
             if i.inputs != ((self._info[n - 1].name if n else INPUT),):
                 cfg = {"inputs": list(i.inputs), **cfg}
             parts.append(f"{i.name}({', '.join(f'{k}={v}' for k, v in cfg.items())})")
-        return f"input{self.input_shape} -> " + " -> ".join(parts)
+        head = "" if self.output == "logits" else f" -> {self.output}"
+        return f"input{self.input_shape} -> " + " -> ".join(parts) + head
 
 
 @dataclass(frozen=True)
@@ -601,7 +625,7 @@ def canonical(spec: Spec) -> Spec:
         refs = [INPUT if r == INPUT else names[r] for r in layer.pop("inputs")]
         if refs != [names[n - 1] if n else INPUT]:
             layer["inputs"] = refs
-    return Spec(spec.input_shape, tuple(layers))
+    return Spec(spec.input_shape, tuple(layers), spec.output)
 
 
 def _names(types) -> list[str]:
@@ -672,3 +696,22 @@ DEFAULT_SPEC = Spec(
     input_shape=(28, 28, 1),
     layers=(conv(28), pool(), conv(64), pool(), conv(64), FLATTEN, dense(64, "relu"), dense(10)),
 )
+
+
+def default_spec_for(input_shape: tuple, num_classes: int) -> Spec:
+    """The notebook's CNN for images of ``input_shape`` (H, W, C) in ``num_classes`` classes; SpecError naming
+    the smallest image it takes where the images are too small for its three valid convolutions and two pools."""
+    layers = (*DEFAULT_SPEC.layers[:-1], dense(num_classes))
+    try:
+        return Spec(input_shape=tuple(input_shape), layers=layers)
+    except SpecError:
+        h, w = input_shape[:2]
+        if h >= DEFAULT_MIN_SIZE[0] and w >= DEFAULT_MIN_SIZE[1]:  # too small is the only way it fails on an image
+            raise
+        raise SpecError(f"images of {h}x{w} are too small for the default CNN (it takes at least "
+                        f"{DEFAULT_MIN_SIZE[0]}x{DEFAULT_MIN_SIZE[1]}); give a network that fits them with --spec or "
+                        f"--model") from None
+
+
+# conv 3 (valid), pool 2, conv 3, pool 2, conv 3: 18 -> 16 -> 8 -> 6 -> 3 -> 1
+DEFAULT_MIN_SIZE = (18, 18)

@@ -37,6 +37,9 @@ def summarize(spec: Spec, frameworks=None) -> tuple[str, bool]:
         totals += ["", f"{total:,}"]
     rows.append(totals)
     lines = [f"spec: {spec.describe()}", "", render(headers, rows), ""]
+    if spec.output != "logits":  # no layer of its own: the twins compute the logits, a saved model applies it
+        lines.append(f"output head: {spec.output} over {spec.info[-1].name}'s logits {spec.output_shape}; "
+                     f"the twins compute and train on the logits")
     lines += notes
     if measured:
         lines.append(("agree: every framework matches the spec's shapes and parameter counts" if agree else

@@ -105,7 +105,8 @@ class Backend(Protocol):
         """The framework's device for 'cpu' or 'cuda'; UserError if it has none such."""
 
     def build(self, spec: Spec, seed: int | None = None, device: str = "cpu") -> Any:
-        """The twin with the framework's own initialisers."""
+        """The twin with the framework's own initialisers. It computes the logits whatever spec.output: the head
+        is applied only where the model's own output is asked for (save_file)."""
 
     def get_weights(self, model, spec: Spec) -> dict[str, np.ndarray]: ...
 
@@ -116,7 +117,9 @@ class Backend(Protocol):
 
     def loss_and_grads(self, model, spec: Spec, x: np.ndarray, y: np.ndarray) -> tuple[float, dict]:
         """Mean cross-entropy in training mode (batch statistics, dropout; moving statistics updated as by a
-        step) and the gradients of spec.trainable_weight_shapes(), canonical, in that order."""
+        step) and the gradients of spec.trainable_weight_shapes(), canonical, in that order. Of the logits, with
+        or without an output head: -log softmax(z)_y is also the NLL of log_softmax(z), so it is the loss of
+        either head's output."""
 
     def layer_summary(self, model, spec: Spec) -> list[tuple[str, tuple, int]]:
         """(name, output shape, weights incl. BatchNorm's moving statistics) per spec layer, changing nothing."""
@@ -139,7 +142,8 @@ class Backend(Protocol):
 
     def load_file(self, path, spec: Spec | None) -> tuple[Any, Spec]: ...
 
-    def save_file(self, model, spec: Spec, path) -> None: ...
+    def save_file(self, model, spec: Spec, path) -> None:
+        """Write the twin; a format that carries the architecture ends the model in spec.output's head."""
 
 
 def _members(protocol) -> tuple[list[str], list[str]]:

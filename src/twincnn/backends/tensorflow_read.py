@@ -8,8 +8,12 @@ of a depth-first walk from the output (a merge's inputs in the order the merge l
 (conv1, bn1, act1 ...) are stable. Anything the spec cannot say is refused with a one-line UserError naming the
 layer: "<layer> (<class>): not expressible in a twincnn spec: <what is missing>".
 
+A softmax or log-softmax that gives the model's output (a Dense's activation, an Activation or Softmax layer)
+is the spec's output head; anywhere else it is refused. The reading works on the logits before the head.
+
 The reading keeps the model: its weights are the spec's canonical weights (Keras's layouts are the canonical
-ones), and ``activations`` runs the model's own layers, one by one, to give every spec layer's output.
+ones), and its logits, losses and ``activations`` come from running the model's own layers, one by one, keeping
+every spec layer's output.
 """
 
 from __future__ import annotations
@@ -27,8 +31,8 @@ from ..weights import check_layout
 
 NOT_EXPRESSIBLE = "not expressible in a twincnn spec"
 _SPEC_ACTIVATIONS = "relu, relu6, sigmoid, tanh, elu (alpha 1), silu/swish, gelu, leaky_relu or linear"
-_LOGITS = ("the spec's last layer gives logits: use activation=None on the last Dense "
-           "(and a loss with from_logits=True)")
+_LOGITS = ("the spec ends in a Dense without activation (the logits), which only softmax or log_softmax may "
+           "follow (the output head)")
 
 
 def _backend():
@@ -77,6 +81,7 @@ class ReadKerasModel:
     def __init__(self, model, spec: Spec, entries: list, paths: dict, notes: list, runner: "_Runner"):
         self.model, self.spec, self.paths, self.notes = model, spec, paths, notes
         self._entries = dict(zip((info.name for info in spec.info), entries))
+        self._logits = entries[-1]  # the last Dense's output: the model's own, or what its head reads
         self._variables = {f"{name}/{key}": var for name, entry in self._entries.items()
                            for key, var in entry.variables.items()}
         self._runner = runner
@@ -90,23 +95,27 @@ class ReadKerasModel:
         for name in self.spec.weight_shapes():
             self._variables[name].assign(np.asarray(weights[name], np.float32))
 
+    def _logits_of(self, x, training: bool):
+        """The model's logits (before its output head, if it has one), computed by its own layers."""
+        return self._logits.value(self._runner.run(x, training))
+
     def predict(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
         """Logits of the model itself, in inference mode."""
-        out = [np.asarray(self.model(np.asarray(x[start:start + batch_size], np.float32), training=False))
+        out = [np.asarray(self._logits_of(np.asarray(x[start:start + batch_size], np.float32), training=False))
                for start in range(0, len(x), batch_size)]
         return np.concatenate(out) if out else np.zeros((0, self.spec.num_classes), np.float32)
 
     def loss_and_grads(self, x: np.ndarray, y: np.ndarray):
         """Mean sparse cross-entropy from logits on one batch in training mode (batch statistics, dropout; the
         moving statistics move as in a training step) and the gradients of spec.trainable_weight_shapes().
-        Frozen Keras layers get gradients too: the spec trains every weight."""
+        Frozen Keras layers get gradients too: the spec trains every weight. With an output head this is the
+        loss of the head's output too: -log softmax(z)_y, the NLL of log_softmax(z)."""
         tf = _backend().tf
         names = list(self.spec.trainable_weight_shapes())
         variables = [self._variables[name].value for name in names]
         with tf.GradientTape() as tape:
             tape.watch(variables)
-            logits = self.model(tf.constant(x, tf.float32), training=True)
-            loss = _backend()._LOSS(tf.constant(y), logits)
+            loss = _backend()._LOSS(tf.constant(y), self._logits_of(tf.constant(x, tf.float32), training=True))
         grads = tape.gradient(loss, variables)
         return float(loss), {name: np.array(g.numpy()) for name, g in zip(names, grads)}
 
@@ -125,14 +134,14 @@ class _Runner:
     def __init__(self, keras, input_tensor, calls: list, resolve):
         self.keras, self.input, self.calls, self.resolve = keras, input_tensor, calls, resolve
 
-    def run(self, x) -> dict:
+    def run(self, x, training: bool = False) -> dict:
         values = {id(self.input): self.keras.ops.convert_to_tensor(x)}
         for call in self.calls:
             for tensor in call.inputs:  # a nested model's tensors, or an Identity's, hold their source's value
                 values[id(tensor)] = values[id(self.resolve(tensor))]
             args, kwargs = call.node.arguments.fill_in(values)
             if "training" in getattr(call.op, "_call_context_args", ()):
-                kwargs["training"] = False
+                kwargs["training"] = training
             outputs = self.keras.tree.flatten(call.op(*args, **kwargs))
             values.update((id(tensor), value) for tensor, value in zip(call.node.outputs, outputs))
         return values
@@ -160,6 +169,8 @@ class _Reader:
         self.entry_of = {}  # id(resolved tensor) -> the _Entry that computes it
         self.folded = {}  # id(padding layer's output) -> (its padding, its input): folded into its one reader
         self.notes = []
+        # the output head: a final softmax read from the graph, else twincnn's own twin's (it computes logits)
+        self.head = getattr(model, self.tfb.OUTPUT_HEAD, "logits")
 
     # -- the graph ---------------------------------------------------------------------------------
     def read(self) -> ReadKerasModel:
@@ -357,7 +368,10 @@ class _Reader:
 
     def _with_activation(self, call, entries, activation, linear) -> list[_Entry]:
         """The layer's entries, and its activation as a layer of its own; the layer's own output is then
-        ``linear`` (before the activation)."""
+        ``linear`` (before the activation). An output head is no spec layer: the layer's output is the logits."""
+        if self._read_head(call, activation):
+            entries[-1].value = linear
+            return entries
         settings = self._activation(call, activation)
         if settings is None:
             return entries
@@ -509,12 +523,36 @@ class _Reader:
         return [self._entry(call, {"type": "add"})]
 
     def _activation_layer(self, call):
+        if self._read_head(call, call.op):
+            return self._passthrough(call)  # the spec's last layer is the logits the head reads
         settings = self._activation(call, call.op)
         if settings is None:
             return self._passthrough(call)
         return [self._entry(call, {"type": "activation", **settings})]
 
     # -- activations ---------------------------------------------------------------------------------
+    def _read_head(self, call, act) -> bool:
+        """Whether ``act`` (a function or a layer) is a softmax or log-softmax over the last axis, which the spec
+        has only as its output head: recorded as the head where it gives the model's output, refused elsewhere."""
+        layers, activations = self.keras.layers, self.keras.activations
+        if type(act) is layers.Activation:
+            act = act.activation
+        heads = {activations.softmax: "softmax", activations.log_softmax: "log_softmax"}
+        if type(act) is layers.Softmax:
+            head, axis = "softmax", act.axis
+        elif act in heads:
+            head, axis = heads[act], -1  # Keras keeps no arguments for a function: its default axis
+        else:
+            return False
+        if self.resolve(call.output) is not self.resolve(self.output):
+            self._refuse(call, f"{head} inside the network; the spec has it only as the output head, after the "
+                               f"logits")
+        axis = axis[0] if isinstance(axis, (list, tuple)) and len(axis) == 1 else axis
+        if axis not in (-1, len(call.output.shape) - 1):
+            self._refuse(call, f"{head} over axis {axis!r}; the output head is over the classes (the last axis)")
+        self.head = head
+        return True
+
     def _activation(self, call, act) -> dict | None:
         """A Keras activation (a function, or a layer) -> the spec's settings; None for linear."""
         keras, layers = self.keras, self.keras.layers
@@ -530,9 +568,6 @@ class _Reader:
             return {"activation": "elu"}
         if type(act) is self.tfb.GELU:
             return {"activation": "gelu_tanh" if act.approximate else "gelu"}
-        if type(act) is layers.Softmax or act is keras.activations.softmax:
-            self._refuse(call, _LOGITS if self.resolve(call.output) is self.resolve(self.output)
-                         else "softmax; the spec has no softmax layer")
         activations = keras.activations
         plain = {activations.linear: None, activations.relu: "relu", activations.relu6: "relu6",
                  activations.sigmoid: "sigmoid", activations.tanh: "tanh", activations.silu: "silu"}
@@ -576,7 +611,7 @@ class _Reader:
                 layer["inputs"] = reads
             layers.append(layer)
         try:
-            return Spec(shape, tuple(layers))
+            return Spec(shape, tuple(layers), self.head)
         except SpecError as exc:  # the spec's own checks: name the Keras layer they concern
             found = re.match(r"layer (\d+) \(\w+\): (.*)", str(exc))
             if found is None:

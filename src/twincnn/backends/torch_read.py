@@ -6,6 +6,10 @@ names the module or line and what the spec lacks. The layers come out in canonic
 own layers, explicit padding, a zero pad that one convolution alone reads folded into it), so that
 canonical(read.spec) == read.spec and every spec layer keeps one fx node whose output it is.
 
+A softmax or log-softmax over the classes (dim 1 of the (N, classes) logits) that the module returns is the
+spec's output head; anywhere else it is refused. predict, loss_and_grads and activations work on the logits
+before it: the output of the Linear the spec ends in.
+
 The user's view(x.size(0), -1) flattens in (C, H, W) order and the spec's flatten in (H, W, C) order: nothing
 in the module changes for that, the weights of the dense layer after it are permuted on the way in and out
 (info.flatten_from), exactly as for twincnn's own PyTorch twin.
@@ -30,8 +34,8 @@ from torch import nn
 from ..errors import UserError
 from ..spec import INPUT, Spec, SpecError, _names, canonical
 from ..weights import check_layout
-from .torch import (_TORCH_KEY, ChannelLayerNorm, GlobalAvgPool2d, KerasBatchNorm, SameAvgPool2d, _from_torch,
-                    _to_torch)
+from .torch import (_TORCH_KEY, ChannelLayerNorm, GlobalAvgPool2d, KerasBatchNorm, SameAvgPool2d, TwinNet,
+                    _from_torch, _to_torch)
 
 # twincnn's own modules: traced as single calls (their forward branches on the input's rank, which fx cannot
 # trace, and their settings are plain attributes to read)
@@ -94,21 +98,34 @@ class ReadTorchModel:
         nchw = torch.from_numpy(np.asarray(x, np.float32)).permute(0, 3, 1, 2)
         return nchw.clone(memory_format=torch.contiguous_format).to(device=like.device, dtype=like.dtype)
 
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The module's logits on x: the output of the Linear the spec ends in, which the module returns, or its
+        output head reads."""
+        caught = []
+        hook = self._weighted[self.spec.info[-1].name].register_forward_hook(
+            lambda module, args, out: caught.append(out))
+        try:
+            self.module(x)
+        finally:
+            hook.remove()
+        return caught[-1]
+
     def predict(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
         """Logits for canonical x (N, H, W, C) in eval mode; the module keeps the modes it had."""
         out = []
         with _modes(self.module, training=False), torch.no_grad():
             for start in range(0, len(x), batch_size):
-                out.append(self.module(self._input(x[start:start + batch_size])).float().cpu().numpy())
+                out.append(self._logits(self._input(x[start:start + batch_size])).float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.spec.num_classes), np.float32)
 
     def loss_and_grads(self, x: np.ndarray, y: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
         """Mean cross-entropy of the logits on one batch in training mode (batch statistics, dropout; the
         moving statistics move as a training step moves them) and the canonical gradients of the trainable
-        weights."""
+        weights. With an output head this is the loss of its output too: -log softmax(z)_y, the NLL of
+        log_softmax(z)."""
         self.module.zero_grad(set_to_none=True)
         with _modes(self.module, training=True):
-            logits = self.module(self._input(x))
+            logits = self._logits(self._input(x))
             labels = torch.as_tensor(np.asarray(y), dtype=torch.long, device=logits.device)
             loss = F.cross_entropy(logits, labels)
         loss.backward()
@@ -418,6 +435,7 @@ class _Reader:
     shapes: dict  # fx node -> output shape (N, ...), tensors only
     values: dict = field(default_factory=dict)  # fx node -> _Layer, INPUT, _NegInfPad or _SIZE
     layers: list = field(default_factory=list)
+    head: str = "logits"  # the output head a final softmax or log_softmax gives
 
     def read(self) -> ReadTorchModel:
         order = {node: i for i, node in enumerate(self.graph.graph.nodes)}
@@ -533,7 +551,7 @@ class _Reader:
         if isinstance(m, nn.Identity):
             return self.source(node, node.args[0])
         if isinstance(m, (nn.Softmax, nn.LogSoftmax)):
-            raise self._softmax(node)
+            return self._head(node, "softmax" if isinstance(m, nn.Softmax) else "log_softmax", m.dim)
         return self._activation_module(node, m)
 
     def _activation_module(self, node, m):
@@ -562,7 +580,7 @@ class _Reader:
         if name in ("add", "add_"):
             args = self.arguments(node, _PARAMETERS["add"])
             return self._add(node, node.args[0], args["other"], args["alpha"])
-        raise self._softmax(node)  # the last of _KNOWN_METHODS
+        return self._head(node, name, self.arguments(node, {"dim": None})["dim"])  # the last of _KNOWN_METHODS
 
     def _function(self, node):
         target = node.target
@@ -596,14 +614,23 @@ class _Reader:
         if target in _CAT_FUNCTIONS:
             tensors = node.args[0] if node.args else node.kwargs["tensors"]
             return self._cat(node, tensors, self.arguments(node, _PARAMETERS["cat"])["dim"])
-        raise self._softmax(node)  # the last of _KNOWN_FUNCTIONS
+        head = "softmax" if target in (F.softmax, torch.softmax) else "log_softmax"  # the last of _KNOWN_FUNCTIONS
+        return self._head(node, head, self.arguments(node, {"dim": None})["dim"])
 
-    def _softmax(self, node) -> UserError:
+    def _head(self, node, head, dim):
+        """A softmax or log-softmax over the classes that the module returns: the spec's output head, whose value
+        is the logits it reads. Anywhere else, or over another dim, it is refused."""
         output = next(n for n in self.graph.graph.nodes if n.op == "output")
-        if node in output.all_input_nodes:
-            return self.refuse(node, "the model returns probabilities; a spec ends in logits (a dense layer "
-                                     "without activation): return the logits and use F.cross_entropy")
-        return self.refuse(node, "softmax inside the network; the spec's activations are element-wise")
+        if output.args[0] is not node:
+            raise self.refuse(node, f"{head} inside the network; the spec has it only as the output head, after "
+                                    f"the logits")
+        shape = self.shape(node.args[0])
+        dim = 1 if dim is None and len(shape) == 2 else dim  # PyTorch's implicit dim for a 2-D input
+        if len(shape) != 2 or not isinstance(dim, int) or dim % 2 != 1:  # 1 or -1 of (N, classes)
+            raise self.refuse(node, f"{head} over dim {dim!r} of shape {shape}; the output head is over the "
+                                    f"classes: give dim=1 (or -1) on the (N, classes) logits")
+        self.head = head
+        return self.source(node, node.args[0])
 
     # -- layers ---------------------------------------------------------------------------------------
     def _conv(self, node, m: nn.Conv2d):
@@ -805,7 +832,7 @@ class _Reader:
         if value is not last or last.layer["type"] != "dense":
             where, what = value.where
             raise UserError(f"{where} ({what}): not expressible in a twincnn spec: the model must end in a "
-                            f"Linear's logits (no activation or other layer after the last Linear)")
+                            f"Linear's logits (after the last Linear only softmax or log_softmax, the output head)")
         names = _names(layer.layer["type"] for layer in self.layers)
         name_of = {id(layer): name for layer, name in zip(self.layers, names)}
         dicts = [{**layer.layer, "inputs": [i if i is INPUT else name_of[id(i)] for i in layer.inputs]}
@@ -826,8 +853,10 @@ class _Reader:
             flat_orders=_flat_orders(canon))
 
     def _spec(self, dicts) -> Spec:
+        # twincnn's own twin computes its spec's logits and keeps the spec's head
+        head = self.module.spec.output if isinstance(self.module, TwinNet) else self.head
         try:
-            return Spec(self.input_shape, dicts)
+            return Spec(self.input_shape, dicts, head)
         except SpecError as exc:  # a setting the spec does not allow (dilation with strides, p = 1 ...)
             found = re.match(r"layer (\d+) \([^)]*\): (.*)", str(exc))
             if not found:

@@ -25,10 +25,11 @@ def load(name: str) -> Spec:
         raise SpecError(f"zoo:{name}: {exc}") from None
 
 
-def load_spec(path=None) -> Spec:
-    """What a --spec option names: the notebook's CNN (None), a zoo spec ("zoo:NAME") or a JSON spec file."""
+def load_spec(path=None, input_shape: tuple | None = None) -> Spec:
+    """What a --spec option names: the notebook's CNN (None), a zoo spec ("zoo:NAME") or a JSON spec file;
+    ``input_shape`` (the data's images) stands in where the file names none."""
     if path is None:
         return DEFAULT_SPEC
     if str(path).startswith(PREFIX):
         return load(str(path)[len(PREFIX):])
-    return Spec.load(path)
+    return Spec.load(path, input_shape)
