@@ -327,3 +327,40 @@ def session_processes(sid: int) -> list[int]:
         if int(fields[3]) == sid and fields[0] != "Z":  # field 6 of /proc/PID/stat: the session id
             pids.append(int(stat.parent.name))
     return pids
+
+
+def child_processes(pid: int) -> list[int]:
+    """The live (not zombie) children of process ``pid``, from /proc."""
+    from pathlib import Path
+
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":  # field 4 of /proc/PID/stat: the parent's pid
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def environment_of(pid: int) -> dict:
+    """The environment process ``pid`` started with, from /proc ({} once it has gone)."""
+    from pathlib import Path
+
+    try:
+        text = Path(f"/proc/{pid}/environ").read_text()
+    except OSError:
+        return {}
+    return dict(item.split("=", 1) for item in text.split("\0") if "=" in item)
+
+
+def data_refusal(path, **options) -> str:
+    """The one-line DataError that loading ``path`` raises."""
+    from twincnn import data
+
+    with pytest.raises(data.DataError) as err:
+        data.load(path, **options)
+    message = str(err.value)
+    assert "\n" not in message
+    return message

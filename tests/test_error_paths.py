@@ -233,3 +233,71 @@ def test_benchmark_fails_on_other_errors(monkeypatch):
     except pytest.skip.Exception as skip:  # caught here: left alone, a wrong skip would skip this test too
         pytest.fail(f"a ZeroDivisionError became a skip: {skip}")
     pytest.fail("_backend raised nothing")
+
+
+# -- Quieting any framework: what its registry entry names, unless the user or --verbose says otherwise -------
+NOISY_PACKAGE = """
+import os
+os.write(2, b"a notice from native code while loading\\n")
+{ending}
+"""
+
+
+@pytest.fixture
+def noisy_framework(monkeypatch, tmp_path):
+    """A registered framework whose package writes a notice to fd 2 while it loads, and whose log variable
+    TWINCNN_TEST_LOG quiets nothing by itself; the import machinery and the environment are restored after."""
+    import dataclasses
+
+    from twincnn import backends, quiet
+
+    for name, ending in (("twincnn_noisy_ok", ""), ("twincnn_noisy_broken", "raise ImportError('no native library')")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text(NOISY_PACKAGE.format(ending=ending))
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "meta_path", [finder for finder in sys.meta_path
+                                           if not isinstance(finder, quiet.QuietImports)])
+    monkeypatch.delenv("TWINCNN_TEST_LOG", raising=False)
+    monkeypatch.delenv("TWINCNN_VERBOSE", raising=False)
+    entry = dataclasses.replace(backends.BACKENDS["torch"], quiet_environment={"TWINCNN_TEST_LOG": "quiet"},
+                                quiet_imports=("twincnn_noisy_ok", "twincnn_noisy_broken"))
+    monkeypatch.setattr(backends, "BACKENDS", {"noisy": entry})
+
+
+def test_a_quieted_import_drops_its_notices_and_shows_them_when_it_fails(noisy_framework, capfd):
+    from twincnn import quiet
+
+    quiet.start()
+    assert os.environ["TWINCNN_TEST_LOG"] == "quiet"
+    import twincnn_noisy_ok  # noqa: F401
+
+    assert capfd.readouterr().err == ""
+    with pytest.raises(ImportError, match="no native library"):
+        import twincnn_noisy_broken  # noqa: F401
+    assert capfd.readouterr().err == "a notice from native code while loading\n"
+
+
+@pytest.mark.parametrize("how", ["the user's own value", "--verbose"])
+def test_a_framework_is_left_as_it_is_under_the_user_s_log_setting_or_verbose(noisy_framework, capfd, monkeypatch, how):
+    from twincnn import quiet
+
+    if how == "--verbose":
+        quiet.start(verbose=True)
+        assert "TWINCNN_TEST_LOG" not in os.environ, "--verbose sets no framework variable"
+    else:
+        monkeypatch.setenv("TWINCNN_TEST_LOG", "loud")
+        quiet.start(verbose=False)
+        assert os.environ["TWINCNN_TEST_LOG"] == "loud"
+    import twincnn_noisy_ok  # noqa: F401
+
+    assert capfd.readouterr().err == "a notice from native code while loading\n"
+
+
+def test_workers_inherit_the_choice(noisy_framework, monkeypatch):
+    from twincnn import quiet
+
+    quiet.start(verbose=True)
+    monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
+    quiet.start()  # what a worker does: no choice of its own
+    assert quiet.is_verbose() and "TWINCNN_TEST_LOG" not in os.environ

@@ -2,8 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
+
+# In a worker whose stderr is a log file (childlogs.py): the file descriptor of the terminal its bars go to.
+PROGRESS_FD = "TWINCNN_PROGRESS_FD"
+_terminal = None
+
+
+def terminal():
+    """Where bars are drawn: the terminal a worker was handed, else stderr."""
+    global _terminal
+    if PROGRESS_FD not in os.environ:
+        return sys.stderr
+    if _terminal is None:
+        _terminal = os.fdopen(int(os.environ[PROGRESS_FD]), "w", closefd=False)
+    return _terminal
 
 
 class Progress:
@@ -12,7 +27,7 @@ class Progress:
 
     def __init__(self, label: str, total: int, stream=None, enabled: bool = True, interval: float = 0.2):
         self.label, self.total = label, total
-        self.stream = stream or sys.stderr
+        self.stream = stream or terminal()
         self.enabled = enabled
         self.tty = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
         self.interval = interval

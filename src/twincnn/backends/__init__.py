@@ -39,6 +39,10 @@ class Registration:
     # the module whose train() runs one rank of data-parallel training on the framework's own distributed
     # engine (twincnn.parallel starts the ranks); None: not yet
     parallel: str | None = None
+    # what keeps its start-up notices off the terminal (twincnn/quiet.py): its own log variables at their quiet
+    # values, and the packages whose native code writes notices while loading, before any variable is read
+    quiet_environment: dict[str, str] = field(default_factory=dict)
+    quiet_imports: tuple[str, ...] = ()
 
 
 # The registry: the only list of frameworks. Everything else about a framework is in its module.
@@ -48,7 +52,9 @@ BACKENDS = {
         file_formats={".keras": True, ".h5": True},
         isa_cap=("ONEDNN_MAX_CPU_ISA", {"AVX2": "AVX2", "SSE4_2": "SSE41"}),  # oneDNN's kernels only
         reader="twincnn.backends.tensorflow_read", model_packages=("keras", "tf_keras"),
-        parallel="twincnn.backends.tensorflow_parallel"),
+        parallel="twincnn.backends.tensorflow_parallel",
+        quiet_environment={"TF_CPP_MIN_LOG_LEVEL": "2"},  # C++ INFO and WARNING: the CPU-feature notice
+        quiet_imports=("tensorflow",)),  # absl's and oneDNN's notices, written while its libraries load
     "torch": Registration(
         module="twincnn.backends.torch", package="torch", extra="torch", label="PyTorch", aliases=("pytorch",),
         file_formats={".pt": False, ".pth": False},

@@ -7,40 +7,15 @@ import os
 import platform
 import zipfile
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's start-up chatter out of reports
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import numpy as np  # noqa: E402
 
+from .. import quiet  # noqa: E402
 
-def _import_quietly():
-    """TF 2.21 logs oneDNN/CPU notices from C++ at import, past TF_CPP_MIN_LOG_LEVEL: fd 2 goes to a
-    temporary file meanwhile. Dropped on success; on a failed import it is what says why, so it is shown."""
-    import sys
-    import tempfile
-
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        try:
-            os.dup2(captured.fileno(), 2)
-            import keras
-            import tensorflow
-        except BaseException:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            captured.seek(0)
-            text = captured.read().decode(errors="replace").strip()
-            if text:
-                print(f"TensorFlow/Keras wrote this while failing to import:\n{text}", file=sys.stderr)
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-    return keras, tensorflow
-
-
-keras, tf = _import_quietly()
+quiet.start()  # TensorFlow's start-up notices kept off stderr (twincnn/quiet.py), unless --verbose
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 from .. import machine  # noqa: E402
 from ..errors import UserError  # noqa: E402
@@ -225,23 +200,32 @@ def _keras_layer(info, padding=None):
     raise ValueError(f"{name}: the Keras twin has no layer type {info.type!r}")
 
 
+# The attribute that keeps the spec's output head on a twin, which computes the logits: save_file and the reader
+# (check reads twins built from files) apply it where the model's own output is asked for.
+OUTPUT_HEAD = "twincnn_output"
+
+
 def build(spec: Spec, seed: int | None = None, device: str = "cpu") -> keras.Model:
     """The twin with Keras's own initialisers (seeded); set_weights() for shared ones. A Sequential model
-    where each layer reads the one before it (what `port` reads back), a functional one for a graph."""
+    where each layer reads the one before it (what `port` reads back), a functional one for a graph. Its
+    output is the logits, whatever the spec's head (kept as OUTPUT_HEAD)."""
     if seed is not None:
         keras.utils.set_random_seed(seed)
     with tf.device(resolve_device(device)):
         if spec.is_sequential and all(info.type not in WINDOWED or _keras_padding(info) for info in spec.info):
             layers = [layer for info in spec.info for layer in _keras_layers(info)]
-            return keras.Sequential([keras.Input(shape=spec.input_shape), *layers], name="twincnn")
-        outputs = {INPUT: keras.Input(shape=spec.input_shape)}
-        for info in spec.info:
-            inputs = [outputs[name] for name in info.inputs]
-            x = inputs if info.type in MERGES else inputs[0]
-            for layer in _keras_layers(info):
-                x = layer(x)
-            outputs[info.name] = x
-        return keras.Model(outputs[INPUT], outputs[spec.info[-1].name], name="twincnn")
+            model = keras.Sequential([keras.Input(shape=spec.input_shape), *layers], name="twincnn")
+        else:
+            outputs = {INPUT: keras.Input(shape=spec.input_shape)}
+            for info in spec.info:
+                inputs = [outputs[name] for name in info.inputs]
+                x = inputs if info.type in MERGES else inputs[0]
+                for layer in _keras_layers(info):
+                    x = layer(x)
+                outputs[info.name] = x
+            model = keras.Model(outputs[INPUT], outputs[spec.info[-1].name], name="twincnn")
+    setattr(model, OUTPUT_HEAD, spec.output)
+    return model
 
 
 def _variables(model: keras.Model, spec: Spec, trainable_only: bool = False):
@@ -471,6 +455,11 @@ def load_file(path, spec: Spec | None):
 
 
 def save_file(model, spec: Spec, path) -> None:
+    """The twin as a Keras file; with an output head, a model that ends in it (an Activation layer named after
+    it, on the logits), as a user's own classifier does."""
+    if spec.output != "logits":
+        head = keras.layers.Activation(spec.output, name=spec.output)
+        model = keras.Model(model.inputs[0], head(model.outputs[0]), name=model.name)
     model.save(str(path))
 
 

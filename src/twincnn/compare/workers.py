@@ -1,5 +1,9 @@
 """The parent side of a compare: start one worker process per framework, let them train one block of steps
-at a time in the interleaved order, and collect what they report. The parent imports no framework."""
+at a time in the interleaved order, and collect what they report. The parent imports no framework.
+
+What the workers write besides their messages and progress bars is kept in log files (childlogs.py): a failure
+ends in one line, naming the file where anything was kept, and a worker's bug shows that worker's traceback
+only, not the other ranks' errors that followed from it."""
 
 from __future__ import annotations
 
@@ -10,8 +14,8 @@ import subprocess
 import sys
 import threading
 
-from .. import machine
-from ..errors import UserError
+from .. import childlogs, machine
+from ..errors import ProcessFailed, UserError
 from ..parallel.launch import free_ports, rank_environment, signal_killed
 from .schedule import block_ends, interleaved
 
@@ -21,17 +25,23 @@ POLL_SECONDS = 0.5  # how soon a rank group notices that one of its ranks has di
 ROOT_CAUSE_WAIT_SECONDS = 2.0  # how long the other ranks get to end after one has failed
 
 
-class WorkerFailed(RuntimeError):
-    """A worker died without a message: a bug, whose traceback the worker printed on stderr."""
+class WorkerFailed(ProcessFailed):
+    """A worker died without a message: a bug, whose traceback is in its log (the worker ``label``'s; on stderr
+    under --verbose)."""
+
+    def __init__(self, message: str, label: str | None = None):
+        super().__init__(message)
+        self.label = label
 
 
 class Worker:
     def __init__(self, job: dict, environment: dict | None = None, label: str | None = None):
         self.job, self.label = job, label or job["label"]
-        # stderr is shared with the parent, so progress bars and any traceback reach the user directly.
-        self.process = subprocess.Popen(WORKER_COMMAND, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                        bufsize=1, env=environment)
-        self._send(json.dumps(job))
+        self.crashed_at = None  # when it reported an exception (a bug) on its way out
+        self.logs = job["logs"]  # run_repeat's ChildLogs (not sent): its stderr; its progress bars reach the terminal
+        self.process = self.logs.popen(WORKER_COMMAND, self.label, environment, stdin=subprocess.PIPE,
+                                       stdout=subprocess.PIPE, text=True, bufsize=1)
+        self._send(json.dumps({key: value for key, value in job.items() if key != "logs"}))
 
     def _send(self, line: str) -> None:
         try:
@@ -50,7 +60,7 @@ class Worker:
             raise UserError(f"the {self.label} worker was killed by {signal.Signals(-code).name} before "
                             f"sending '{event}'; nothing was written (out of memory? see dmesg)")
         raise WorkerFailed(f"the {self.label} worker exited with code {code} before sending '{event}' "
-                           f"(its traceback, if any, is above)")
+                           f"(its traceback, if any, is above)", self.label)
 
     def expect(self, event: str) -> dict:
         line = self._readline()
@@ -59,6 +69,9 @@ class Worker:
         message = json.loads(line)
         if message["event"] == "error":
             raise UserError(message["message"])
+        if message["event"] == "crashed":
+            self.crashed_at = message["time"]
+            self.failed(event)
         if event != "any" and message["event"] != event:
             raise WorkerFailed(f"the {self.label} worker sent '{message['event']}' where '{event}' was due")
         return message
@@ -121,12 +134,22 @@ class RankGroup:
 
     def _dead(self, rank: Worker):
         """Raise what a rank that has exited said last: its own error message where it sent one."""
-        rank.process.wait()
-        while (line := rank.lines.get()) != "":  # its reader queues every line, then ""
-            message = json.loads(line)
+        for message in self._unread(rank):
             if message["event"] == "error":
                 raise UserError(message["message"])
         rank.failed(self.waiting_for)
+
+    @staticmethod
+    def _unread(rank: Worker) -> list[dict]:
+        """The messages of a rank that has exited that were not read yet; a crash's time is kept on the rank."""
+        rank.process.wait()
+        messages = []
+        while (line := rank.lines.get()) != "":  # its reader queues every line, then ""
+            messages.append(json.loads(line))
+            if messages[-1]["event"] == "crashed":
+                rank.crashed_at = messages[-1]["time"]
+        rank.lines.put("")  # for whoever reads next
+        return messages
 
     def _from_every_rank(self, event: str, send: str | None = None) -> list[dict]:
         self.waiting_for = event
@@ -139,10 +162,18 @@ class RankGroup:
 
     def _raise_root_cause(self, failure: Exception):
         """One rank's death makes the others fail in their collectives: name a rank killed by a signal (the
-        out-of-memory killer, a user's kill) where there is one, else the failure seen first."""
+        out-of-memory killer, a user's kill) where there is one, else the rank whose bug came first (the others
+        crashed on losing it), else the failure seen first."""
         killed = signal_killed([rank.process for rank in self.ranks], ROOT_CAUSE_WAIT_SECONDS)
         if killed is not None:
             self.ranks[killed].failed(self.waiting_for)
+        if isinstance(failure, WorkerFailed):
+            for rank in self.ranks:
+                if rank.process.poll() is not None:
+                    self._unread(rank)
+            crashed = [rank for rank in self.ranks if rank.crashed_at is not None]
+            if crashed:
+                min(crashed, key=lambda rank: rank.crashed_at).failed(self.waiting_for)
         raise failure
 
     def expect(self, event: str) -> dict:
@@ -189,9 +220,10 @@ def run_repeat(jobs: list[dict], repeat: int, log=print) -> list[dict]:
     "done" first too. Workers exit only after the whole schedule, so no teardown runs inside a timed block."""
     workers, epochs = [], jobs[0]["epochs"]  # every job of a repeat has the same epochs and blocks
     blocks = len(block_ends(jobs[0]["steps_per_epoch"], jobs[0]["block_steps"]))
+    logs = childlogs.ChildLogs("twincnn-compare-")
     try:
         for job in jobs:  # start them all; their imports and set-up overlap, their training never does
-            workers.append(start_worker(job))
+            workers.append(start_worker({**job, "logs": logs}))
         ready = [w.expect("ready") for w in workers]
         timed = {w.label: {"blocks": [], "epochs": []} for w in workers}
         done = [None] * len(workers)
@@ -204,7 +236,29 @@ def run_repeat(jobs: list[dict], repeat: int, log=print) -> list[dict]:
                     done[slot] = worker.expect("done")
         for w in workers:
             w.close()
-    finally:
+    except BaseException as failure:
         for w in workers:  # on any failure or Ctrl-C, no worker survives the parent
             w.stop()
+        explain(failure, logs)
+        raise
+    finally:
+        for w in workers:
+            w.stop()
+        logs.close()
     return [{"ready": r, **timed[w.label], "done": d} for w, r, d in zip(workers, ready, done)]
+
+
+def explain(failure: BaseException, logs: childlogs.ChildLogs) -> None:
+    """Once every worker has ended: show a worker's bug's own traceback, keep what the workers wrote in one file
+    and name it in the failure's line. A Ctrl-C keeps nothing: the user stopped the run."""
+    if isinstance(failure, KeyboardInterrupt):
+        return
+    if isinstance(failure, WorkerFailed) and failure.label:
+        logs.show(failure.label)
+    kept = logs.keep()
+    if kept is None:
+        return
+    if isinstance(failure, (UserError, WorkerFailed)):
+        failure.args = (f"{failure}; the workers' output is kept in {kept}",)
+    else:  # twincnn's own bug: its traceback follows
+        print(f"twincnn: the workers' output is kept in {kept}", file=sys.stderr)

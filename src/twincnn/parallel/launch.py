@@ -1,4 +1,7 @@
-"""Start R rank processes, wait for all of them, and stop all of them the moment one fails."""
+"""Start R rank processes, wait for all of them, and stop all of them the moment one fails.
+
+What the ranks write goes to log files (childlogs.py): a failure ends in one line naming the rank that failed
+first, after that rank's own output where it exited with an error, and the file that keeps every rank's."""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import backends
+from ..childlogs import ChildLogs
 from ..backends.interface import KERAS_ADAM_EPSILON
 from ..errors import UserError
 from ..spec import Spec
@@ -55,30 +59,46 @@ def split_evenly(batches: np.ndarray, world: int) -> None:
 
 
 def _failure(label: str, rank: int, code: int) -> str:
-    cause = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
-    return f"rank {rank} of the {label} run {cause}; the other ranks were stopped (its own message, if any, is above)"
+    if code < 0:
+        return (f"rank {rank} of the {label} run was killed by {signal.Signals(-code).name}; the other ranks were "
+                f"stopped")
+    return (f"rank {rank} of the {label} run exited with code {code}; the other ranks were stopped (its output, if "
+            f"any, is above)")
 
 
-def wait_all(processes: list, label: str, timeout: float, started: float) -> None:
-    """Return when every rank has exited 0; otherwise stop them all and raise one line naming the rank."""
+def rank_label(rank: int) -> str:
+    return f"rank {rank}"
+
+
+def wait_all(processes: list, label: str, timeout: float, started: float, logs: ChildLogs) -> None:
+    """Return when every rank has exited 0; otherwise stop them all and raise one line naming the rank that failed
+    first (its own output shown above it where it exited with an error) and where ``logs`` keeps every rank's."""
     while True:
         codes = [process.poll() for process in processes]
-        failed = [(rank, code) for rank, code in enumerate(codes) if code not in (None, 0)]
-        if failed:
+        if any(code not in (None, 0) for code in codes):
             killed = signal_killed(processes, ROOT_CAUSE_WAIT_S)
-            rank = failed[0][0] if killed is None else killed
+            failed = [rank for rank, process in enumerate(processes) if process.poll() not in (None, 0)]
+            # of ranks that failed within one poll, the one whose log ends first: the others wrote its loss after
+            rank = killed if killed is not None else min(failed, key=lambda r: logs.last_written(rank_label(r)))
             code = processes[rank].poll()
             stop_all(processes)
-            raise UserError(_failure(label, rank, code))
+            if code > 0:
+                logs.show(rank_label(rank))
+            raise UserError(_with_logs(_failure(label, rank, code), logs))
         if all(code == 0 for code in codes):
             return
         if time.monotonic() - started > timeout:
             waiting = [rank for rank, code in enumerate(codes) if code is None]
             stop_all(processes)
-            raise UserError(f"the {label} run did not finish within {timeout:.0f} s (ranks {waiting} still running: "
-                            f"a rank that cannot join or hangs); all ranks were stopped; give a longer timeout if "
-                            f"it is only slow")
+            raise UserError(_with_logs(
+                f"the {label} run did not finish within {timeout:.0f} s (ranks {waiting} still running: a rank that "
+                f"cannot join or hangs); all ranks were stopped; give a longer timeout if it is only slow", logs))
         time.sleep(POLL_S)
+
+
+def _with_logs(message: str, logs: ChildLogs) -> str:
+    kept = logs.keep()
+    return message if kept is None else f"{message}; the ranks' output is kept in {kept}"
 
 
 def signal_killed(processes: list, seconds: float) -> int | None:
@@ -113,7 +133,7 @@ def train_ranks(framework: str, spec: Spec, weights: dict, x: np.ndarray, y: np.
     label = backends.BACKENDS[backends.canonical_name(framework)].label
     batches = np.asarray(batches, np.int64)
     split_evenly(batches, world)
-    with tempfile.TemporaryDirectory(prefix="twincnn-ranks-") as folder:
+    with tempfile.TemporaryDirectory(prefix="twincnn-ranks-") as folder, ChildLogs("twincnn-ranks-") as logs:
         folder = Path(folder)
         np.savez(folder / "start.npz", **weights)
         np.savez(folder / "data.npz", x=x, y=y, batches=batches)
@@ -123,13 +143,13 @@ def train_ranks(framework: str, spec: Spec, weights: dict, x: np.ndarray, y: np.
         started = time.monotonic()
         try:
             for rank in range(world):
-                processes.append(subprocess.Popen(RANK_COMMAND, stdin=subprocess.PIPE, text=True,
-                                                  env=rank_environment(rank, ports)))
+                processes.append(logs.popen(RANK_COMMAND, rank_label(rank), rank_environment(rank, ports),
+                                            stdin=subprocess.PIPE, text=True))
                 processes[-1].stdin.write(json.dumps(job) + "\n")
                 processes[-1].stdin.flush()
             if on_start is not None:
                 on_start(processes)
-            wait_all(processes, label, timeout, started)
+            wait_all(processes, label, timeout, started, logs)
         finally:
             stop_all(processes)
         return [dict(np.load(folder / f"rank{rank}.npz")) for rank in range(world)]

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import backends, data
+from .. import backends, data, quiet
 from ..errors import UserError
 from ..backends.interface import KERAS_ADAM_EPSILON
 from ..files import replace_atomically
@@ -162,11 +162,10 @@ def from_launcher(argv) -> int:
 
 
 def main(argv=None) -> int:
+    quiet.start()  # as the parent or the user's environment decided: no framework's start-up notices
     argv = sys.argv[1:] if argv is None else argv
-    if not argv:
-        return from_parent()
     try:
-        return from_launcher(argv)
+        return from_launcher(argv) if argv else from_parent()
     except UserError as exc:
         print(f"twincnn rank: error: {exc}", file=sys.stderr)
         return 2
