@@ -211,3 +211,34 @@ def test_the_documented_example_test_file_passes(pytester):
     marker = "# test_my_port.py: run with pytest wherever twincnn is installed\n"
     pytester.makepyfile(test_my_port=docs.split(marker)[1].split("```")[0])
     pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize("framework", ["tensorflow", "torch", "jax"])
+def test_twin_of_a_users_model_is_the_same_function_in_every_framework(framework, capsys):
+    """B is twincnn's twin of A's spec, with A's weights copied in: 'same' padding on a stride, BatchNorm."""
+    require(framework)
+    code, out = run_check(capsys, f"{MODELS}:keras_strided", "--twin", framework)
+    assert code == 0, out.out
+    assert f"B: --twin {framework} (twincnn's " in out.out and "architecture: the same" in out.out
+    for what in ("logits (inference mode)", "gradients (training mode", "moving statistics", "one Adam step"):
+        assert what in out.out
+
+
+def test_a_twin_is_held_to_the_users_model_not_to_its_own_weights(monkeypatch):
+    """A twin that kept its own initial weights instead of A's is called different, at its first layer."""
+    from twincnn.sources import TwinOf, TwinRead
+
+    monkeypatch.setattr(TwinRead, "set_weights", lambda self, weights: None)
+    result = check(load_source(f"{MODELS}:keras_strided"), TwinOf("torch"), samples=32)
+    assert not result.same and "conv1 (conv2d" in result.first_divergence
+
+
+@pytest.mark.parametrize("args, message", [
+    ([f"{MODELS}:keras_cnn"], "name a second model B, or --twin FRAMEWORK"),
+    ([f"{MODELS}:keras_cnn", f"{MODELS}:torch_cnn", "--twin", "torch"], "name a second model B, or --twin"),
+    ([f"{MODELS}:keras_cnn", "--twin", "torch", "--keep-weights"], "--twin builds B with A's weights"),
+    ([f"{MODELS}:keras_cnn", "--twin", "caffe"], "unknown framework 'caffe'"),
+])
+def test_twin_options_are_refused_in_one_line(args, message, capsys):
+    code, out = run_check(capsys, *args)
+    assert code == 2 and out.err.count("\n") == 1 and message in out.err, out.err

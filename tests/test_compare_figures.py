@@ -158,7 +158,7 @@ def test_aggregate_of_one_repeat_and_of_missing_figures():
     assert out["history"]["epoch_seconds"] == [5.0, 3.0] and out["history"]["train_loss"] == [1.0, 0.5]
 
 
-def test_aggregate_reports_all_ten_classes_of_the_first_repeat_s_model():
+def test_aggregate_reports_every_class_of_the_data_of_the_first_repeat_s_model():
     y_test = np.array([0, 1, 2, 3, 4] * 4)  # classes 5..9 never occur
     first = y_test.copy()
     first[0] = 5  # one 0 taken for a 5
@@ -166,7 +166,7 @@ def test_aggregate_reports_all_ten_classes_of_the_first_repeat_s_model():
             build_run(job(seed=43), messages([5.0], predictions=y_test), 600)]
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # classes never predicted count as 0, without a warning
-        out = aggregate(runs, y_test, None)
+        out = aggregate(runs, y_test, None, class_names=[str(c) for c in range(10)])
     matrix = np.array(out["confusion_matrix"])
     assert matrix.shape == (10, 10) and matrix[0, 5] == 1 and np.trace(matrix) == 19
     report = out["classification_report"]
@@ -208,3 +208,28 @@ def test_verdicts_pair_steady_blocks_one_by_one():
     expected = np.mean([np.mean(np.log([1.0, 3.0]) - np.log([1.0, 1.0 + 0.01 * i])) for i in range(3)])
     assert verdict["ratio"] == pytest.approx(math.exp(expected)) and verdict["units"] == 3
     assert verdict["ratio"] < 1.9  # log(4/2) would give 2
+
+
+def test_class_names_label_the_reports_and_without_them_every_class_seen_is_numbered():
+    y_test = np.array([0, 1, 2, 0, 1, 2])
+    predictions = np.array([0, 1, 1, 0, 3, 2])  # a class the test set lacks is still a row and a column
+    run = build_run(job(), messages([5.0], predictions=predictions), 600)
+    named = aggregate([run], y_test, None, class_names=["cat", "dog", "fox", "owl"])
+    assert named["class_names"] == ["cat", "dog", "fox", "owl"]
+    assert named["classification_report"]["fox"]["recall"] == 0.5 and "2" not in named["classification_report"]
+    assert named["classification_report_text"].split()[:1] == ["precision"]
+    assert [line.split()[0] for line in named["classification_report_text"].splitlines()[2:6]] == \
+        ["cat", "dog", "fox", "owl"]
+    numbered = aggregate([run], y_test, None)
+    assert numbered["class_names"] == ["0", "1", "2", "3"] and np.array(numbered["confusion_matrix"]).shape == (4, 4)
+    assert numbered["confusion_matrix"][1] == [0, 1, 0, 1]
+
+
+def test_the_confusion_matrix_text_heads_rows_and_columns_with_class_names():
+    from twincnn.compare.output import confusion_lines
+
+    lines = confusion_lines([[5, 0], [12345, 7]], ["cat", "hedgehog"])
+    assert lines == ["              cat hedgehog",
+                     "     cat        5        0",
+                     "hedgehog    12345        7"]
+    assert confusion_lines([[1]], None) == ["      0", "0     1"]

@@ -218,7 +218,7 @@ def test_subset_keeps_the_first_images(tmp_path):
     assert np.array_equal(ds.x_train[..., 0], arrays["x_train"][:30])
     assert np.array_equal(ds.y_train, arrays["y_train"][:30])
     assert np.array_equal(ds.x_test[..., 0], arrays["x_test"][:7]) and np.array_equal(ds.y_test, arrays["y_test"][:7])
-    assert ds.source == f"{tmp_path / 'd.npz'} (first 30/7)"
+    assert ds.source == f"{tmp_path / 'd.npz'} (first 30/7 images)"
     assert ds.sha256 == data.sha256_of(tmp_path / "d.npz")
 
 
@@ -229,7 +229,9 @@ def test_subset_keeps_class_names_notes_and_layout():
     sub = ds.subset(2, 3)
     kept = (sub.class_names, sub.notes, sub.layout, sub.skipped_files)
     assert kept == (("a", "b", "c"), ("a note",), "some layout", 4)
-    assert (len(sub.y_train), len(sub.y_test), sub.source, sub.sha256) == (2, 3, "src (first 2/3)", "abc")
+    assert (len(sub.y_train), len(sub.y_test), sub.source, sub.sha256) == (2, 3, "src (first 2/3 images)", "abc")
+    whole = ds.subset(12_000, 2_000)  # a split smaller than asked: all of it, and the source says how many
+    assert (len(whole.y_train), len(whole.y_test), whole.source) == (5, 5, "src (first 5/5 images)")
 
 
 def test_stats_by_hand():

@@ -8,10 +8,10 @@ import pickle
 import numpy as np
 import pytest
 
+from tests.helpers import data_refusal
 from tests.mnist_files import (CIFAR10_NAMES, cifar_arrays, cifar_rows, py2_pickle, write_cifar10, write_cifar100,
                                write_image_folder)
 from twincnn import cifar, data
-from twincnn.data import DataError
 
 FINE_NAMES = [f"class{k:02d}" for k in range(100)]
 TRAIN_BATCHES = {"binary": [f"data_batch_{i}.bin" for i in range(1, 6)],
@@ -19,16 +19,9 @@ TRAIN_BATCHES = {"binary": [f"data_batch_{i}.bin" for i in range(1, 6)],
 TEST_AND_META = {"binary": ["test_batch.bin", "batches.meta.txt"], "python": ["test_batch", "batches.meta"]}
 
 
-def refusal_with(path, **options) -> str:
-    with pytest.raises(DataError) as err:
-        data.load(path, **options)
-    message = str(err.value)
-    assert "\n" not in message
-    return message
-
 
 def refusal(path) -> str:
-    return refusal_with(path)
+    return data_refusal(path)
 
 
 @pytest.mark.parametrize("version", ["binary", "python"])
@@ -134,7 +127,7 @@ def test_labels_beyond_the_class_names(tmp_path):
 
 def test_folder_options_are_refused_for_cifar(tmp_path):
     d = write_cifar10(tmp_path / "c", cifar_arrays(), "binary")
-    assert refusal_with(d, image_size=(32, 32)) == (
+    assert data_refusal(d, image_size=(32, 32)) == (
         f"{d}: the colour mode and image size (--color-mode, --image-size) apply to image folders only, not to a "
         f"CIFAR-10 (binary version) directory; leave them out")
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.helpers import data_refusal
 from tests.mnist_files import random_images, write_image_folder
 from twincnn import data, imagefolder
 from twincnn.cli import main
-from twincnn.data import DataError
 
 
 @pytest.fixture(autouse=True)
@@ -34,13 +34,6 @@ def decoded(path, mode="RGB"):
     with Image.open(path) as img:
         return np.asarray(img.convert(mode))
 
-
-def refusal(path, **options) -> str:
-    with pytest.raises(DataError) as err:
-        data.load(path, **options)
-    message = str(err.value)
-    assert "\n" not in message
-    return message
 
 
 def test_colour_png_folder(tmp_path):
@@ -138,7 +131,7 @@ def test_mixed_sizes_are_refused_naming_the_first_odd_file(tmp_path):
     Image.fromarray(random_images(1, (9, 5, 3))[0]).save(root / "train" / "dog" / "9.png")
     Image.fromarray(random_images(1, (4, 4, 3))[0]).save(root / "test" / "cat" / "4.png")
     first = root / "train" / "cat" / "0.png"
-    assert refusal(root) == (f"{root / 'train' / 'dog' / '9.png'}: 9x5 pixels (HxW), but {first} is 6x5; images of "
+    assert data_refusal(root) == (f"{root / 'train' / 'dog' / '9.png'}: 9x5 pixels (HxW), but {first} is 6x5; images of "
                              f"several sizes need --image-size H,W (image_size=(H, W)) to resize them all")
 
 
@@ -312,7 +305,7 @@ def test_a_corrupt_image_in_a_worker_is_one_line(tmp_path, monkeypatch):
     bad.write_bytes(bad.read_bytes()[:60])
     monkeypatch.setattr(imagefolder, "POOL_MIN_FILES", 2)
     monkeypatch.setattr(imagefolder, "worker_count", lambda: 2)
-    assert refusal(root).startswith(f"{bad}: not a readable image (")
+    assert data_refusal(root).startswith(f"{bad}: not a readable image (")
 
 
 class Terminal(io.StringIO):
@@ -351,7 +344,7 @@ def test_a_split_folder_is_missing(tmp_path, missing):
     for path in sorted((root / missing).rglob("*"), reverse=True):
         path.unlink() if path.is_file() else path.rmdir()
     (root / missing).rmdir()
-    assert refusal(root) == (f"{root}: an image folder needs both train/ and test/, each with a folder per class; "
+    assert data_refusal(root) == (f"{root}: an image folder needs both train/ and test/, each with a folder per class; "
                              f"{root / missing} is missing")
 
 
@@ -359,7 +352,7 @@ def test_an_empty_class_folder(tmp_path):
     root = colour_folder(tmp_path / "pets")
     (root / "train" / "eel").mkdir()
     (root / "train" / "eel" / "readme.txt").write_text("no images yet")
-    assert refusal(root) == (f"{root / 'train' / 'eel'}: an empty class folder (no .png, .jpg, .jpeg, .bmp, .gif "
+    assert data_refusal(root) == (f"{root / 'train' / 'eel'}: an empty class folder (no .png, .jpg, .jpeg, .bmp, .gif "
                              f"files); add images or remove the folder")
 
 
@@ -368,13 +361,13 @@ def test_an_empty_test_class_folder(tmp_path):
     (root / "test" / "dog" / "more").mkdir()
     for name in ("0.png", "1.png"):
         (root / "test" / "dog" / name).unlink()
-    assert refusal(root).startswith(f"{root / 'test' / 'dog'}: an empty class folder")
+    assert data_refusal(root).startswith(f"{root / 'test' / 'dog'}: an empty class folder")
 
 
 def test_a_class_in_test_that_train_lacks(tmp_path):
     root = colour_folder(tmp_path / "pets")
     write_image_folder(root, {"test": {"cow": random_images(1, (6, 5, 3))}})
-    assert refusal(root) == (f"{root / 'test' / 'cow'}: class 'cow' has no folder in {root / 'train'}; every test "
+    assert data_refusal(root) == (f"{root / 'test' / 'cow'}: class 'cow' has no folder in {root / 'train'}; every test "
                              f"class needs train images (rename or remove the folder)")
 
 
@@ -394,7 +387,7 @@ def test_a_split_without_class_folders(tmp_path, split):
     (root / split).mkdir()
     (root / split / "0.png").write_bytes(b"")
     what = "images" if split == "train" else "test images"
-    assert refusal(root) == (f"{root / split}: no class folders; put each class's {what} in {split}/<class name>/")
+    assert data_refusal(root) == (f"{root / split}: no class folders; put each class's {what} in {split}/<class name>/")
 
 
 @pytest.mark.parametrize("content", [b"", b"\x89PNG\r\n\x1a\nnot really", b"GIF89a"])
@@ -402,7 +395,7 @@ def test_a_corrupt_image_is_named(tmp_path, content):
     root = colour_folder(tmp_path / "pets")
     bad = root / "train" / "dog" / "broken.png"
     bad.write_bytes(content)
-    message = refusal(root)
+    message = data_refusal(root)
     assert message.startswith(f"{bad}: not a readable image (") and message.endswith("); replace or remove the file")
 
 
@@ -411,11 +404,11 @@ def test_a_truncated_image_is_named(tmp_path):
     bad = root / "test" / "cat" / "0.jpg"
     Image.fromarray(random_images(1, (60, 50, 3))[0]).save(bad)
     bad.write_bytes(bad.read_bytes()[:300])
-    assert refusal(root).startswith(f"{bad}: not a readable image (OSError: ")
+    assert data_refusal(root).startswith(f"{bad}: not a readable image (OSError: ")
 
 
 def test_folder_options_are_checked_before_the_folder(tmp_path):
-    assert refusal(colour_folder(tmp_path / "pets"), color_mode="hsv").startswith("color mode 'hsv' is not one of")
+    assert data_refusal(colour_folder(tmp_path / "pets"), color_mode="hsv").startswith("color mode 'hsv' is not one of")
 
 
 # -- the command ---------------------------------------------------------------------------------------------------

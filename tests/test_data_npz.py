@@ -4,9 +4,9 @@ statistics, and the one-line refusals. The MNIST-layout cases are in test_data.p
 import numpy as np
 import pytest
 
+from tests.helpers import data_refusal
 from tests.mnist_files import tiny_arrays, write_idx_dir, write_npz
 from twincnn import data
-from twincnn.data import DataError
 
 NAMES = ["cat", "dog", "fox"]
 
@@ -23,13 +23,6 @@ def write(tmp_path, arrays, class_names=None):
     extra = {} if class_names is None else {"class_names": np.asarray(class_names)}
     return write_npz(tmp_path / "d.npz", {**arrays, **extra})
 
-
-def refusal(path, **options) -> str:
-    with pytest.raises(DataError) as err:
-        data.load(path, **options)
-    message = str(err.value)
-    assert "\n" not in message
-    return message
 
 
 def test_colour_npz_with_class_names(tmp_path):
@@ -95,14 +88,14 @@ def test_float64_pixels_too_large_for_float32_are_refused(tmp_path):
     arrays["x_test"] = arrays["x_test"].astype(np.float64)
     arrays["x_test"][0, 0, 0, 0] = 1e300
     path = write(tmp_path, arrays)
-    assert refusal(path) == f"{path}: x_test contains NaN or infinite pixels (as float32)"
+    assert data_refusal(path) == f"{path}: x_test contains NaN or infinite pixels (as float32)"
 
 
 def test_splits_of_different_pixel_types_are_refused(tmp_path):
     arrays = colour_arrays()
     arrays["x_test"] = arrays["x_test"].astype(np.float32)
     path = write(tmp_path, arrays)
-    assert refusal(path) == (f"{path}: x_train is uint8 but x_test is float32; store both splits alike "
+    assert data_refusal(path) == (f"{path}: x_train is uint8 but x_test is float32; store both splits alike "
                              f"(uint8 pixels 0..255, or float32 model inputs)")
 
 
@@ -110,14 +103,14 @@ def test_label_beyond_the_class_names_is_refused(tmp_path):
     arrays = tiny_arrays()
     arrays["y_test"][:3] = (0, 10, 0)
     path = write(tmp_path, arrays, [str(k) for k in range(10)])
-    assert refusal(path) == f"{path}: y_test has labels outside 0..9 (e.g. 10); class_names names 10 classes"
+    assert data_refusal(path) == f"{path}: y_test has labels outside 0..9 (e.g. 10); class_names names 10 classes"
 
 
 def test_label_beyond_the_class_names_in_the_train_split(tmp_path):
     arrays = colour_arrays()
     arrays["y_train"][4] = 3
     path = write(tmp_path, arrays, NAMES)
-    assert refusal(path) == f"{path}: y_train has labels outside 0..2 (e.g. 3); class_names names 3 classes"
+    assert data_refusal(path) == f"{path}: y_train has labels outside 0..2 (e.g. 3); class_names names 3 classes"
 
 
 def test_the_last_class_name_has_its_label(tmp_path):
@@ -133,24 +126,24 @@ def test_the_last_class_name_has_its_label(tmp_path):
 ])
 def test_class_names_not_a_list_of_strings(tmp_path, names, problem):
     path = write(tmp_path, colour_arrays(), names)
-    assert refusal(path) == f"{path}: class_names is {problem}; store a 1-D array of strings, one name per class"
+    assert data_refusal(path) == f"{path}: class_names is {problem}; store a 1-D array of strings, one name per class"
 
 
 def test_class_names_twice(tmp_path):
     path = write(tmp_path, colour_arrays(), ["cat", "dog", "cat"])
-    assert refusal(path) == f"{path}: class_names names 'cat' twice; give each class its own name"
+    assert data_refusal(path) == f"{path}: class_names names 'cat' twice; give each class its own name"
 
 
 def test_class_names_of_bytes_that_are_not_utf8(tmp_path):
     path = write(tmp_path, colour_arrays(), [b"cat", b"\xff", b"fox"])
-    assert refusal(path) == f"{path}: class_names holds bytes that are not UTF-8; store them as str"
+    assert data_refusal(path) == f"{path}: class_names holds bytes that are not UTF-8; store them as str"
 
 
 def test_a_label_that_is_no_class_index(tmp_path):
     arrays = colour_arrays()
     arrays["y_train"] = arrays["y_train"] * 0 + data.MAX_CLASSES
     path = write(tmp_path, arrays)
-    assert refusal(path) == (f"{path}: y_train has label 100000; labels are class indices 0..K-1, at most "
+    assert data_refusal(path) == (f"{path}: y_train has label 100000; labels are class indices 0..K-1, at most "
                              f"100,000 classes")
     arrays["y_train"] = arrays["y_train"] - 1  # the largest label allowed
     assert data.load(write(tmp_path, arrays)).num_classes == data.MAX_CLASSES
@@ -161,7 +154,7 @@ def test_images_without_pixels_are_refused(tmp_path, size):
     arrays = colour_arrays()
     arrays["x_train"] = np.zeros((12, *size, 3), np.uint8)
     path = write(tmp_path, arrays)
-    assert refusal(path) == (f"{path}: x_train has shape (12, {size[0]}, {size[1]}, 3); expected (N, H, W) or "
+    assert data_refusal(path) == (f"{path}: x_train has shape (12, {size[0]}, {size[1]}, 3); expected (N, H, W) or "
                              f"(N, H, W, C) images")
 
 
@@ -206,15 +199,15 @@ def test_statistics_of_float_pixels_are_floats(tmp_path):
 @pytest.mark.parametrize("options", [{"color_mode": "rgb"}, {"image_size": (8, 8)}])
 def test_folder_options_are_refused_for_an_npz(tmp_path, options):
     path = write(tmp_path, colour_arrays())
-    assert refusal(path, **options) == (f"{path}: the colour mode and image size (--color-mode, --image-size) apply "
+    assert data_refusal(path, **options) == (f"{path}: the colour mode and image size (--color-mode, --image-size) apply "
                                         f"to image folders only, not to an .npz file; leave them out")
 
 
 def test_folder_options_are_refused_for_idx_and_the_bundled_mnist(tmp_path):
     d = write_idx_dir(tmp_path / "idx", tiny_arrays())
-    assert refusal(d, color_mode="grayscale").startswith(f"{d}: the colour mode and image size")
-    assert refusal(d, color_mode="grayscale").endswith("not to an IDX directory; leave them out")
-    assert refusal(None, image_size=(28, 28)).startswith("the bundled MNIST: the colour mode and image size")
+    assert data_refusal(d, color_mode="grayscale").startswith(f"{d}: the colour mode and image size")
+    assert data_refusal(d, color_mode="grayscale").endswith("not to an IDX directory; leave them out")
+    assert data_refusal(None, image_size=(28, 28)).startswith("the bundled MNIST: the colour mode and image size")
 
 
 @pytest.mark.parametrize("options,message", [
@@ -223,17 +216,17 @@ def test_folder_options_are_refused_for_idx_and_the_bundled_mnist(tmp_path):
     ({"image_size": (32, 0)}, "image size (32, 0) is not (height, width) in pixels"),
 ])
 def test_bad_options(tmp_path, options, message):
-    assert refusal(write(tmp_path, colour_arrays()), **options) == message
+    assert data_refusal(write(tmp_path, colour_arrays()), **options) == message
 
 
 def test_a_directory_without_a_dataset(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
-    assert refusal(tmp_path) == (f"{tmp_path}: no dataset found in this directory; pass {data.LAYOUTS}")
+    assert data_refusal(tmp_path) == (f"{tmp_path}: no dataset found in this directory; pass {data.LAYOUTS}")
 
 
 def test_a_path_that_does_not_exist(tmp_path):
     path = tmp_path / "nope"
-    assert refusal(path) == f"{path}: no such file or directory; pass {data.LAYOUTS}"
+    assert data_refusal(path) == f"{path}: no such file or directory; pass {data.LAYOUTS}"
     assert data.LAYOUTS == ("a .npz file, an image folder (train/ and test/ of class folders), a CIFAR-10/100 "
                             "directory or MNIST IDX files")
 

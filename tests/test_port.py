@@ -44,6 +44,7 @@ def test_keras_to_notebook_class(tf_and_torch, users_keras_model, tmp_path, mnis
     import torch
 
     from tests.notebook_cnn import CNN
+    from twincnn.backends.torch import to_input
 
     keras_model, path = users_keras_model
     out = tmp_path / "cnn.pt"
@@ -54,7 +55,7 @@ def test_keras_to_notebook_class(tf_and_torch, users_keras_model, tmp_path, mnis
     x = mnist.images("test")
     expected = keras_model.predict(x, batch_size=1000, verbose=0)
     with torch.no_grad():
-        got = net(torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()).numpy()
+        got = net(to_input(x)).numpy()  # NCHW strides, as twincnn feeds a module
     assert_close(got, expected, PORT_ATOL, "notebook CNN vs the user's Keras model, 10,000 test images")
     assert_same_argmax(got, expected, "ported model")
 
@@ -63,6 +64,7 @@ def test_torch_to_keras(tf_and_torch, tmp_path, mnist):
     import torch
 
     from tests.notebook_cnn import CNN
+    from twincnn.backends.torch import to_input
 
     torch.manual_seed(3)
     net = CNN()
@@ -73,7 +75,7 @@ def test_torch_to_keras(tf_and_torch, tmp_path, mnist):
     keras_model = tf_and_torch[0].keras.saving.load_model(out)
     x = mnist.images("test")[:2000]
     with torch.no_grad():
-        expected = net(torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()).numpy()
+        expected = net(to_input(x)).numpy()  # NCHW strides, as twincnn feeds a module
     assert_close(keras_model.predict(x, verbose=0), expected, PORT_ATOL, "Keras port of the notebook CNN")
 
 

@@ -99,9 +99,11 @@ class Dataset:
         return self._split(split)[1]
 
     def subset(self, n_train: int, n_test: int) -> "Dataset":
+        """The first ``n_train``/``n_test`` images (all of a smaller split); ``source`` says what was taken."""
+        n_train, n_test = min(n_train, len(self.y_train)), min(n_test, len(self.y_test))
         return dataclasses.replace(self, x_train=self.x_train[:n_train], y_train=self.y_train[:n_train],
                                    x_test=self.x_test[:n_test], y_test=self.y_test[:n_test],
-                                   source=f"{self.source} (first {n_train}/{n_test})")
+                                   source=f"{self.source} (first {n_train:,}/{n_test:,} images)")
 
     def stats(self) -> dict:
         """Counts, class balance and per-channel pixel statistics of each split, and where the data came from."""

@@ -1,5 +1,6 @@
 """`twincnn port`: a saved model of one framework -> another's, or to and from the framework-neutral
-.safetensors file, verified on MNIST logits.
+.safetensors file, verified on logits: of the test images of --data, of the bundled MNIST where the model takes
+its images and classes, or of random inputs.
 
 Any direction is: read the source -> canonical weights -> the destination (a twin, or the neutral file read
 back) -> compare logits on the test set -> write atomically. Nothing is written unless the weights arrive
@@ -12,12 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import backends, data, reference, weightsfile
+from . import backends, reference, weightsfile
+from .check import inputs_for
 from .errors import UserError
 from .files import replace_atomically
 from .zoo import load_spec
 from .weights import worst_mismatch
 
+VERIFY_SAMPLES = 10_000  # the whole MNIST test set; as many random inputs where the data is not given
 NEUTRAL = "safetensors"  # the framework-neutral file (weightsfile.py): any twin, or plain NumPy, reads it
 
 
@@ -69,7 +72,7 @@ def _prepare(dst_name: str, spec, weights):
     return logits, write
 
 
-def port(source, dest, spec_path=None, data_path=None, tolerance=1e-4, log=print) -> int:
+def port(source, dest, spec_path=None, data_path=None, tolerance=1e-4, log=print, data_options=None) -> int:
     source, dest = Path(source), Path(dest)
     src_name, dst_name = _format(source, "source"), _format(dest, "output")
     if src_name == dst_name:
@@ -84,17 +87,14 @@ def port(source, dest, spec_path=None, data_path=None, tolerance=1e-4, log=print
         raise
     except ValueError as exc:  # load_file's word for bad input: an unsupported layer, a mismatch, not a model
         raise UserError(f"{source}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
-    if spec.input_shape != (28, 28, 1) or spec.num_classes != 10:
-        raise UserError(f"{source}: input {spec.input_shape} with {spec.num_classes} outputs; twincnn verifies "
-                        f"ports on 28x28x1, 10-class MNIST-format data")
     dest_logits, write = _prepare(dst_name, spec, weights)
 
-    x = data.load(data_path).images("test")
+    x, _, described = inputs_for(spec, data_path, VERIFY_SAMPLES, data_options=data_options)
     a, b = source_logits(x), dest_logits(x)
     worst = worst_mismatch(b, a, "logits")
     agree = float(np.mean(a.argmax(1) == b.argmax(1)))
     log(f"spec: {spec.describe()} ({spec.total_params:,} parameters)")
-    log(f"verified on {len(x):,} test images: max |Δlogit| = {worst.max_abs:.3g}, argmax agreement {agree:.2%}"
+    log(f"verified on {described}: max |Δlogit| = {worst.max_abs:.3g}, argmax agreement {agree:.2%}"
         + (" (against a plain NumPy forward pass)" if NEUTRAL in (src_name, dst_name) else ""))
     if worst.max_abs > tolerance or agree < 1.0:
         raise UserError(f"logits differ beyond {tolerance:g} ({worst}); {dest} not written")
@@ -102,4 +102,13 @@ def port(source, dest, spec_path=None, data_path=None, tolerance=1e-4, log=print
     dest.parent.mkdir(parents=True, exist_ok=True)
     replace_atomically(dest, write)  # no half-written output, even on Ctrl-C
     log(f"wrote {dest}")
+    if spec.output != "logits" and not _carries_spec(dest):
+        log(f"  {dest.suffix} holds weights only: read it back with --spec of a spec whose \"output\" is "
+            f"\"{spec.output}\" to keep the output head")
     return 0
+
+
+def _carries_spec(path: Path) -> bool:
+    """Whether a file keeps the architecture, output head included (a Keras model, the neutral file)."""
+    suffix = path.suffix.lower()
+    return suffix == weightsfile.SUFFIX or backends.FILE_FORMATS[suffix][1]

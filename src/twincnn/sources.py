@@ -5,13 +5,16 @@ framework, and models read into canonical specs by their framework's reader. `ch
 from __future__ import annotations
 
 import importlib.util
+import json
+import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-from . import backends, weightsfile
-from .errors import UserError
+from . import backends, quiet, usercode, weightsfile
+from .errors import ProcessFailed, UserError
 
-MNIST_SHAPE = (28, 28, 1)
+MNIST_SHAPE, MNIST_CLASSES = (28, 28, 1), 10  # the bundled data's images and classes
 
 
 def load_source(source: str, spec_path: str | None = None):
@@ -23,9 +26,11 @@ def load_source(source: str, spec_path: str | None = None):
 
 
 def _from_factory(path: Path, name: str):
+    from . import usercode
+
     if not path.is_file():
         raise UserError(f"{path}: no such file")
-    module_name = f"_twincnn_user_{path.stem}_{abs(hash(path.resolve()))}"
+    module_name = usercode.module_name(path)  # how a traceback's frames are known as the user's
     loader_spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(loader_spec)
     sys.modules[module_name] = module  # dataclasses and pickling look a module up by name
@@ -33,11 +38,18 @@ def _from_factory(path: Path, name: str):
     for directory in (str(path.resolve().parent), str(Path.cwd())):
         if directory not in sys.path:
             sys.path.insert(0, directory)
-    loader_spec.loader.exec_module(module)  # the user's code: its own errors keep their traceback
-    if not hasattr(module, name):
-        raise UserError(f"{path}: defines no {name!r}; name a model, a class or a function returning a model")
-    obj = getattr(module, name)
-    return obj() if callable(obj) and not _is_model(obj) else obj
+    # the user's code runs here: a package it lacks is one line; its other errors are told as its own (cli.main)
+    try:
+        loader_spec.loader.exec_module(module)
+        if not hasattr(module, name):
+            raise UserError(f"{path}: defines no {name!r}; name a model, a class or a function returning a model")
+        obj = getattr(module, name)
+        return obj() if callable(obj) and not _is_model(obj) else obj
+    except ModuleNotFoundError as exc:
+        missing = usercode.not_installed(exc, path)
+        if missing is None:
+            raise
+        raise UserError(missing) from None
 
 
 def _is_model(obj) -> bool:
@@ -85,14 +97,135 @@ def _from_neutral_file(path: Path, spec):
 
 
 def read_pair(models: list, input_shape: tuple | None):
-    """Both models read into specs. Models that know their input's shape are read first: the other is
-    read at that shape unless ``input_shape`` is given (MNIST's 28x28x1 where nothing says)."""
-    readers = [backends.load_reader(backends.framework_of(m)) for m in models]
-    order = sorted(range(len(models)), key=lambda i: readers[i].NEEDS_INPUT_SHAPE)
+    """The models read into specs; a TwinOf becomes twincnn's twin of the first model's spec. Models that know
+    their input's shape are read first: the others are read at that shape unless ``input_shape`` is given
+    (MNIST's 28x28x1 where nothing says)."""
+    own = [i for i, m in enumerate(models) if not isinstance(m, TwinOf)]
+    readers = {i: backends.load_reader(backends.framework_of(models[i])) for i in own}
     read = [None] * len(models)
-    for i in order:
+    for i in sorted(own, key=lambda i: readers[i].NEEDS_INPUT_SHAPE):
         shape = input_shape or next((r.spec.input_shape for r in read if r is not None), None)
         if shape is None and readers[i].NEEDS_INPUT_SHAPE:
             shape = MNIST_SHAPE
         read[i] = readers[i].read_model(models[i], shape)
-    return read
+    return [TwinRead(m.framework, read[own[0]].spec) if isinstance(m, TwinOf) else r for m, r in zip(models, read)]
+
+
+def label_of(model, read) -> str:
+    """The framework a model is of, as tables name it."""
+    return read.label if isinstance(read, TwinRead) else backends.BACKENDS[backends.framework_of(model)].label
+
+
+def read_source(source: str, spec_path: str | None = None, input_shape: tuple | None = None):
+    """The model ``source`` names, read into a spec by its framework's reader. ``input_shape`` (H, W, C) is used
+    where the model does not say what it takes (a PyTorch module); a model that says keeps its own."""
+    model = load_source(source, spec_path)
+    reader = backends.load_reader(backends.framework_of(model))
+    return reader.read_model(model, (input_shape or MNIST_SHAPE) if reader.NEEDS_INPUT_SHAPE else None)
+
+
+@dataclass(frozen=True)
+class TwinOf:
+    """In place of a model: twincnn's twin of the other model's spec in ``framework`` (check --twin)."""
+
+    framework: str
+
+
+class TwinRead:
+    """twincnn's own twin of ``spec`` in ``framework``, seen as a read model is (check --twin): weights, logits and
+    gradients through the backend's contract. Per-layer outputs, which only locate a difference, are the NumPy
+    reference's on the twin's weights (every twin is held to that reference by twincnn's tests)."""
+
+    def __init__(self, framework: str, spec, seed: int = 0):
+        self.framework, self.spec = backends.canonical_name(framework), spec
+        self.backend = backends.load(self.framework)
+        self.model = self.backend.build(spec, seed=seed)
+        self.paths, self.notes = {}, []
+
+    @property
+    def label(self) -> str:
+        return f"twincnn's {backends.BACKENDS[self.framework].label} twin"
+
+    def get_weights(self) -> dict:
+        return self.backend.get_weights(self.model, self.spec)
+
+    def set_weights(self, weights: dict) -> None:
+        self.backend.set_weights(self.model, self.spec, weights)
+
+    def predict(self, x, batch_size: int = 1000):
+        return self.backend.predict(self.model, x, batch_size)
+
+    def loss_and_grads(self, x, y):
+        return self.backend.loss_and_grads(self.model, self.spec, x, y)
+
+    def activations(self, x) -> dict:
+        from . import reference
+
+        return reference.activations(self.spec, self.get_weights(), x)
+
+
+SPEC_FILE, WEIGHTS_FILE = "model_spec.json", "model_weights.safetensors"
+
+
+def read_in_worker(source: str, spec_path: str | None, input_shape: tuple, workdir: Path,
+                   keep_weights: bool) -> tuple:
+    """(spec, path of its weights file or None): ``source`` read in a process of its own, so that the caller
+    imports no framework. Bad input is the worker's one line, raised here as a UserError."""
+    command = [sys.executable, "-m", "twincnn.sources", source, "--out", str(workdir),
+               "--input-shape", ",".join(map(str, input_shape))]
+    command += ["--spec", spec_path] if spec_path else []
+    command += ["--keep-weights"] if keep_weights else []
+    done = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          text=True)
+    if done.returncode == USER_ERROR_EXIT:  # its last line says what; any before it are the user's own frames
+        *frames, line = done.stderr.strip().splitlines() or ["(no message)"]
+        sys.stderr.write("".join(f"{frame}\n" for frame in frames))
+        raise UserError(line)
+    if done.returncode:
+        sys.stderr.write(done.stderr)
+        raise ProcessFailed(f"reading {source} failed in a process of its own (exit {done.returncode}; its "
+                            f"traceback is above)")
+    from .spec import Spec
+
+    spec = Spec.from_dict(json.loads((workdir / SPEC_FILE).read_text()))
+    return spec, (workdir / WEIGHTS_FILE if keep_weights else None)
+
+
+USER_ERROR_EXIT = 2
+
+
+def main(argv=None) -> int:
+    """`python -m twincnn.sources SRC --out DIR [--spec F] [--input-shape H,W,C] [--keep-weights]`: the spec of
+    SRC in DIR/model_spec.json, and with --keep-weights its weights in DIR/model_weights.safetensors."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m twincnn.sources")
+    parser.add_argument("source")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--spec")
+    parser.add_argument("--input-shape")
+    parser.add_argument("--keep-weights", action="store_true")
+    args = parser.parse_args(argv)
+    quiet.start()  # before the user's file imports a framework
+    shape = tuple(int(v) for v in args.input_shape.split(",")) if args.input_shape else None
+    try:
+        read = read_source(args.source, args.spec, shape)
+    except UserError as exc:
+        print(f"{exc}", file=sys.stderr)
+        return USER_ERROR_EXIT
+    except Exception as exc:  # an error in the user's own code is theirs: its frames, then one line
+        blamed = usercode.blame(exc)
+        if blamed is None:
+            raise
+        sys.stderr.write(blamed[0])
+        print(f"{blamed[1]} raised {type(exc).__name__} (traceback above)", file=sys.stderr)
+        return USER_ERROR_EXIT
+    out = Path(args.out)
+    if args.keep_weights:
+        weightsfile.save(out / WEIGHTS_FILE, read.spec, read.get_weights())
+    (out / SPEC_FILE).write_text(json.dumps(read.spec.to_dict()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

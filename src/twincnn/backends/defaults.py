@@ -27,7 +27,7 @@ ROWS = [
     ("adam_betas", "Adam betas", "defaults", "0.9, 0.999"),
     ("shuffle", "data order / shuffling", "fit(shuffle=True) vs DataLoader(shuffle=True)",
      "one NumPy permutation per epoch, same batches in every twin"),
-    ("partial_batch", "last partial batch", "kept in both", "kept in every twin (938 steps/epoch)"),
+    ("partial_batch", "last partial batch", "kept in both", "kept in every twin (ceil(N / batch) steps an epoch)"),
     ("intra", "intra-op threads", "defaults", "equal, set by --threads, recorded"),
     ("inter", "inter-op threads", "defaults", "1 where settable, recorded"),
     ("tf32", "float precision on GPUs (TF32)", "defaults", "TF32 off for equivalence runs"),

@@ -7,6 +7,7 @@ import math
 import platform
 import signal
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +16,9 @@ from .. import __version__, backends, data, machine, stats
 from ..allocator import keep_freed_memory
 from ..errors import UserError
 from ..floor import matmul_gflops, training_flops
-from ..spec import Spec
+from ..spec import Spec, default_spec_for
 from ..zoo import load_spec
+from ..sources import read_in_worker
 from .output import (atomic_directory, refuse_nonempty, report_markdown, scaling_lines, side_by_side, verdict_lines,
                      write_json)
 from .schedule import block_ends, judged
@@ -109,13 +111,28 @@ class Plan:
     seeds: list[int]
     commit: str | None
     out: Path
+    network: str  # where the spec came from, for the headline and the report
+    data: str | None  # --data, which every worker loads
+    data_options: dict  # data.load's options (an image folder's colour mode and size)
+    initial_weights: str | None  # a canonical weights file every repeat starts from (--keep-weights)
+    protocol: str
+    batch_size: int
+    lr: float
+    device: str
+    progress: bool
+    quick: bool
+    noise_threshold: float
+    min_accuracy: float | None
+    measure_floor: bool  # the CPU's matmul rate before and after training
+    out_chosen: bool  # --out named the directory (else it sits in results/<machine-id>/)
 
-    def jobs(self, args, seed: int) -> list[dict]:
+    def jobs(self, seed: int) -> list[dict]:
         """What each worker of one repeat is told to do."""
-        return [{"framework": name, "label": label, "seed": seed, "protocol": args.protocol, "variant": self.variant,
-                 "epochs": self.epochs, "batch_size": args.batch_size, "lr": args.lr, "ranks": ranks,
+        return [{"framework": name, "label": label, "seed": seed, "protocol": self.protocol, "variant": self.variant,
+                 "epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr, "ranks": ranks,
                  "threads": self.threads // ranks,
-                 "device": args.device, "progress": not args.no_progress, "data": args.data, "subset": self.subset,
+                 "device": self.device, "progress": self.progress, "data": self.data, "subset": self.subset,
+                 "data_options": self.data_options, "initial_weights": self.initial_weights,
                  "spec": self.spec.to_dict(), "steps_per_epoch": self.steps_per_epoch, "block_steps": self.block_steps}
                 for name, label, ranks in zip(self.names, self.labels, self.ranks)]
 
@@ -155,16 +172,54 @@ def data_parallel_workers(names: list[str], args, threads: int) -> tuple[list[st
             [r for _ in names for r in (1, ranks)])
 
 
-def make_plan(args) -> Plan:
+def data_options(args) -> dict:
+    """data.load's options that the command line set (an image folder's colour mode and image size)."""
+    return {key: value for key, value in (("color_mode", args.color_mode), ("image_size", args.image_size))
+            if value is not None}
+
+
+def network_for(args, dataset: data.Dataset, workdir: Path) -> tuple[Spec, str, str | None]:
+    """(spec, what it is, a file of the model's own weights or None): --model read in a worker process (the
+    parent imports no framework), --spec, or the notebook's CNN built for the data's images and classes."""
+    if args.model:
+        spec, weights = read_in_worker(args.model, args.spec, dataset.input_shape, workdir, args.keep_weights)
+        return spec, f"read from {args.model}", str(weights) if weights else None
+    if args.keep_weights:
+        raise UserError("--keep-weights starts from the weights of --model; name a model, or leave it out")
+    if args.spec:
+        return load_spec(args.spec, dataset.input_shape), f"spec {args.spec}", None
+    spec = default_spec_for(dataset.input_shape, dataset.num_classes)
+    h, w, c = dataset.input_shape
+    return spec, f"the notebook's CNN built for {h}x{w}x{c} images in {dataset.num_classes} classes", None
+
+
+def check_fits(spec: Spec, dataset: data.Dataset, network: str) -> None:
+    """One line naming both shapes where the network's input or output does not match the data."""
+    if spec.input_shape != dataset.input_shape:
+        raise UserError(f"the network ({network}) takes images of {_shape(spec.input_shape)}, the data's are "
+                        f"{_shape(dataset.input_shape)} ({dataset.source}); give a network that fits the data")
+    if spec.num_classes != dataset.num_classes:
+        raise UserError(f"the network ({network}) gives {spec.num_classes} class scores, the data has "
+                        f"{dataset.num_classes} classes ({dataset.source}); give a network with "
+                        f"{dataset.num_classes} outputs")
+
+
+def _shape(shape: tuple) -> str:
+    return "x".join(map(str, shape))
+
+
+def make_plan(args, workdir: Path) -> Plan:
     """Every option checked and every default resolved; the results directory refused now if it is in use,
-    not after minutes of training."""
+    not after minutes of training. ``workdir``: a folder that lives as long as the run."""
     names = parse_frameworks(args.frameworks)
     threads = args.threads or machine.usable_cpus()
     labels, ranks = worker_labels(names), [1] * len(names)
     if args.ranks > 1:
         names, labels, ranks = data_parallel_workers(names, args, threads)
-    spec = load_spec(args.spec)
-    dataset = data.load(args.data)
+    options = data_options(args)
+    dataset = data.load(args.data, **options)
+    spec, network, weights = network_for(args, dataset, workdir)
+    check_fits(spec, dataset, network)
     subset = (QUICK_TRAIN, QUICK_TEST) if args.quick else None
     if subset:
         dataset = dataset.subset(*subset)
@@ -181,15 +236,24 @@ def make_plan(args) -> Plan:
                 steps_per_epoch=steps_per_epoch, block_steps=block_steps,
                 threads=threads,
                 variant=args.variant if args.protocol == "fair" else "idiomatic",
-                seeds=[args.seed + i for i in range(repeats)], commit=commit, out=out)
+                seeds=[args.seed + i for i in range(repeats)], commit=commit, out=out, network=network,
+                data=args.data, data_options=options, initial_weights=weights, protocol=args.protocol,
+                batch_size=args.batch_size, lr=args.lr, device=args.device, progress=not args.no_progress,
+                quick=args.quick, noise_threshold=args.noise_threshold, min_accuracy=args.min_accuracy,
+                # the floor is a CPU matmul rate: it says nothing of a GPU's, so a CUDA run has none
+                measure_floor=not args.no_floor and args.device == "cpu", out_chosen=bool(args.out))
 
 
-def headline(plan: Plan, args) -> str:
+def headline(plan: Plan) -> str:
     n_train, n_test = len(plan.dataset.y_train), len(plan.dataset.y_test)
-    return (f"twincnn compare: {', '.join(plan.labels)}; {args.protocol} protocol, {plan.variant} code, "
-            f"{plan.epochs} epoch(s) x {plan.repeats} repeat(s) (seeds {plan.seeds}), batch {args.batch_size}, "
+    return (f"twincnn compare: {', '.join(plan.labels)}; {plan.protocol} protocol, {plan.variant} code, "
+            f"{plan.epochs} epoch(s) x {plan.repeats} repeat(s) (seeds {plan.seeds}), batch {plan.batch_size}, "
             f"{n_train:,}/{n_test:,} images, {plan.threads} threads, {processes(plan)} per framework and repeat, "
-            f"{interleaving(plan.block_steps, plan.steps_per_epoch)}" + (" [QUICK DEMO]" if args.quick else ""))
+            f"{interleaving(plan.block_steps, plan.steps_per_epoch)}" + (" [QUICK DEMO]" if plan.quick else "")
+            + f"\n  network: {plan.network}, {plan.spec.total_params:,} parameters"
+            + ("; each repeat starts from its own weights" if plan.initial_weights else "")
+            + f"\n  data: {plan.dataset.source}, {_shape(plan.dataset.input_shape)} images ({plan.dataset.pixel_scale}), "
+              f"{plan.dataset.num_classes} classes" + "".join(f"; {note}" for note in plan.dataset.notes))
 
 
 def processes(plan: Plan) -> str:
@@ -225,13 +289,13 @@ def quiet_second() -> dict:
     return before
 
 
-def train_repeats(plan: Plan, args, log) -> tuple[dict, dict]:
+def train_repeats(plan: Plan, log) -> tuple[dict, dict]:
     """({label: [run per repeat]}, {label: the worker's environment}): every repeat, one after another."""
     runs = {label: [] for label in plan.labels}
     environments = {}
     for repeat, seed in enumerate(plan.seeds):
         log(f"repeat {repeat + 1}/{plan.repeats} (seed {seed})")
-        jobs = plan.jobs(args, seed)
+        jobs = plan.jobs(seed)
         for job, messages in zip(jobs, run_repeat(jobs, repeat)):
             runs[job["label"]].append(build_run(job, messages, len(plan.dataset.y_train)))
             environments.setdefault(job["label"], messages["ready"]["environment"])
@@ -272,16 +336,17 @@ def noise_report(plan: Plan, runs: dict, judged: list, floor: dict | None, befor
     return flags, advice
 
 
-def write_results(plan: Plan, args, doc: dict) -> None:
+def write_results(plan: Plan, doc: dict) -> None:
     """The results directory, all or nothing: results.json is written last and marks a complete run."""
     with atomic_directory(plan.out) as tmp:
         from .plots import draw_all
 
-        title = f"{args.protocol} protocol, {len(plan.dataset.y_train):,} images" + (" (quick demo)" if args.quick else "")
+        title = f"{plan.protocol} protocol, {len(plan.dataset.y_train):,} images" + (" (quick demo)" if plan.quick else "")
         doc["figures"] = draw_all(doc["frameworks"], tmp, title, doc["verdicts"])
         (tmp / "report.md").write_text(report_markdown(doc))
+        (tmp / "spec.json").write_text(plan.spec.to_json())  # --spec spec.json repeats the run
         write_json(tmp / "results.json", doc)
-    if not args.out:  # beside the runs of this machine, as asv keeps it
+    if not plan.out_chosen:  # beside the runs of this machine, as asv keeps it
         write_json(plan.out.parent / "machine.json", doc["machine"])
 
 
@@ -297,37 +362,39 @@ class Measured:
     allocator: str
 
 
-def measure(plan: Plan, args, log) -> Measured:
+def measure(plan: Plan, log) -> Measured:
     """The quiet second, the matmul floor, every repeat's workers, the floor again."""
     allocator = keep_freed_memory()
     before = quiet_second()
-    # The floor is a CPU matmul rate: it says nothing of a GPU's, so a CUDA run has none.
-    measure_floor = not args.no_floor and args.device == "cpu"
+    measure_floor = plan.measure_floor
     matmul_before = matmul_gflops(plan.threads) if measure_floor else None
-    runs, environments = train_repeats(plan, args, log)
+    runs, environments = train_repeats(plan, log)
     matmul_after = matmul_gflops(plan.threads) if measure_floor else None
     after = machine.load_reading()
     return Measured(runs, environments, before, after, hardware_floor(plan, matmul_before, matmul_after), allocator)
 
 
-def document(plan: Plan, args, measured: Measured) -> dict:
+def document(plan: Plan, measured: Measured) -> dict:
     """results.json: settings, machine, environment, data, the verdicts, scaling, noise and every run."""
     runs, floor = measured.runs, measured.floor
     y_test = plan.dataset.labels("test")
-    results = {label: aggregate(runs[label], y_test, floor and floor["floor_seconds"]) for label in plan.labels}
-    judged = verdicts(runs, args.noise_threshold, plan.pairs()) if len(plan.labels) > 1 else []
-    flags, advice = noise_report(plan, runs, judged, floor, measured.before, measured.after, args.noise_threshold)
+    results = {label: aggregate(runs[label], y_test, floor and floor["floor_seconds"], plan.dataset.class_names)
+               for label in plan.labels}
+    judged = verdicts(runs, plan.noise_threshold, plan.pairs()) if len(plan.labels) > 1 else []
+    flags, advice = noise_report(plan, runs, judged, floor, measured.before, measured.after, plan.noise_threshold)
     return {
         "schema": SCHEMA,
         "twincnn": __version__,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "config": {"protocol": args.protocol, "variant": plan.variant, "epochs": plan.epochs,
-                   "batch_size": args.batch_size, "lr": args.lr, "seeds": plan.seeds, "repeats": plan.repeats,
-                   "threads": plan.threads, "device": args.device, "steps_per_epoch": plan.steps_per_epoch,
+        "config": {"protocol": plan.protocol, "variant": plan.variant, "epochs": plan.epochs,
+                   "batch_size": plan.batch_size, "lr": plan.lr, "seeds": plan.seeds, "repeats": plan.repeats,
+                   "threads": plan.threads, "device": plan.device, "steps_per_epoch": plan.steps_per_epoch,
                    "block_steps": plan.block_steps, "interleaving": interleaving(plan.block_steps, plan.steps_per_epoch),
-                   "quick": args.quick, "frameworks": plan.names, "labels": plan.labels, "ranks": plan.ranks,
-                   "noise_threshold": args.noise_threshold, "spec": plan.spec.to_dict(),
-                   "parameters": plan.spec.total_params},
+                   "quick": plan.quick, "frameworks": plan.names, "labels": plan.labels, "ranks": plan.ranks,
+                   "noise_threshold": plan.noise_threshold, "spec": plan.spec.to_dict(),
+                   "parameters": plan.spec.total_params, "network": plan.network,
+                   "initial_weights": "the model's own" if plan.initial_weights else "canonical, from each seed",
+                   "min_accuracy": plan.min_accuracy},
         "machine": machine.describe(),
         "environment": {
             "python": platform.python_version(), "platform": platform.platform(), "allocator": measured.allocator,
@@ -335,7 +402,10 @@ def document(plan: Plan, args, measured: Measured) -> dict:
             "load_before": measured.before, "load_after": measured.after,
         },
         "data": {"source": plan.dataset.source, "sha256": plan.dataset.sha256,
-                 "train_images": len(plan.dataset.y_train), "test_images": len(plan.dataset.y_test)},
+                 "train_images": len(plan.dataset.y_train), "test_images": len(plan.dataset.y_test),
+                 "input_shape": list(plan.dataset.input_shape), "class_names": list(plan.dataset.class_names),
+                 "pixel_scale": plan.dataset.pixel_scale, "notes": list(plan.dataset.notes),
+                 "options": plan.data_options},
         "floor": floor,
         "verdicts": judged,
         "scaling": scaling(plan, judged),
@@ -346,17 +416,29 @@ def document(plan: Plan, args, measured: Measured) -> dict:
 
 def run(args) -> int:
     signal.signal(signal.SIGTERM, _terminate)
-    plan = make_plan(args)
-    log = print
-    log(headline(plan, args))
-    doc = document(plan, args, measure(plan, args, log))
+    with tempfile.TemporaryDirectory(prefix="twincnn-compare-") as workdir:
+        plan = make_plan(args, Path(workdir))
+        log = print
+        log(headline(plan))
+        doc = document(plan, measure(plan, log))
     log("")
     log(side_by_side(doc["frameworks"]))
     log("")
     log("\n".join(verdict_lines(doc) + scaling_lines(doc["scaling"])))
-    write_results(plan, args, doc)
-    log(f"\nwrote {plan.out}/results.json, report.md, {', '.join(doc['figures'])}")
-    return 0
+    write_results(plan, doc)
+    log(f"\nwrote {plan.out}/results.json, report.md, spec.json, {', '.join(doc['figures'])}")
+    below = below_accuracy(doc["frameworks"], plan.min_accuracy)
+    for line in below:
+        print(f"twincnn compare: {line}", file=sys.stderr)
+    return 1 if below else 0
+
+
+def below_accuracy(results: dict, minimum: float | None) -> list[str]:
+    """One line per framework whose median test accuracy is under ``minimum`` (--min-accuracy)."""
+    if minimum is None:
+        return []
+    return [f"{label}: median test accuracy {r['test_accuracy']:.2%} is below --min-accuracy {minimum:.2%}"
+            for label, r in results.items() if r["test_accuracy"] < minimum]
 
 
 def _interval(verdict: dict) -> stats.Interval:

@@ -71,8 +71,9 @@ def _median(values):
     return float(np.median(values)) if values else None
 
 
-def aggregate(runs: list[dict], y_test: np.ndarray, floor_seconds: float | None) -> dict:
-    """One framework's figures: medians over repeats, their min-max spread, and the per-run details."""
+def aggregate(runs: list[dict], y_test: np.ndarray, floor_seconds: float | None, class_names=None) -> dict:
+    """One framework's figures: medians over repeats, their min-max spread, and the per-run details.
+    ``class_names`` name classes 0..K-1 in the reports (None: their numbers, K from the labels and predictions)."""
     out = {name: _median([r[name] for r in runs]) for name in SCALARS}
     out["framework"] = runs[0]["framework"]
     out["steps"] = runs[0]["steps"]
@@ -84,11 +85,16 @@ def aggregate(runs: list[dict], y_test: np.ndarray, floor_seconds: float | None)
                       for key in runs[0]["history"]}
     out["floor_multiple"] = out["train_seconds"] / floor_seconds if floor_seconds else None
     first = runs[0]  # the reports describe the first seed's model
-    out["confusion_matrix"] = confusion_matrix(y_test, first["predictions"], labels=range(10)).tolist()
+    if class_names is None:
+        class_names = [str(k) for k in range(max(int(np.max(y_test)), int(np.max(first["predictions"]))) + 1)]
+    labels = list(range(len(class_names)))
+    out["class_names"] = list(class_names)
+    out["confusion_matrix"] = confusion_matrix(y_test, first["predictions"], labels=labels).tolist()
     out["classification_report"] = classification_report(
-        y_test, first["predictions"], labels=list(range(10)), output_dict=True, zero_division=0)
+        y_test, first["predictions"], labels=labels, target_names=list(class_names), output_dict=True,
+        zero_division=0)
     out["classification_report_text"] = classification_report(
-        y_test, first["predictions"], labels=list(range(10)), digits=4, zero_division=0)
+        y_test, first["predictions"], labels=labels, target_names=list(class_names), digits=4, zero_division=0)
     out["runs"] = [{k: v for k, v in r.items() if k != "predictions"} for r in runs]
     return out
 

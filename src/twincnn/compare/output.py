@@ -114,12 +114,21 @@ def report_markdown(doc: dict) -> str:
     for name, fig in results.items():
         lines += [f"## {name}: classification report (seed {cfg['seeds'][0]})", "", "```",
                   fig["classification_report_text"].rstrip(), "```", "",
-                  "confusion matrix (rows: true digit, columns: predicted)", "", "```"]
-        lines += [" ".join(f"{v:5d}" for v in row) for row in fig["confusion_matrix"]]
+                  "confusion matrix (rows: true class, columns: predicted)", "", "```"]
+        lines += confusion_lines(fig["confusion_matrix"], fig.get("class_names"))
         lines += ["```", ""]
     if doc.get("figures"):
         lines += ["## Figures", ""] + [f"![{p}]({p})" for p in doc["figures"]] + [""]
     return "\n".join(lines)
+
+
+def confusion_lines(matrix: list, class_names: list | None) -> list[str]:
+    """The confusion matrix as text, each row and column headed by its class name."""
+    names = class_names or [str(k) for k in range(len(matrix))]
+    width = max(5, *(len(str(v)) for row in matrix for v in row), *(len(n) for n in names))
+    label = max(len(n) for n in names)
+    return ([" " * label + " " + " ".join(f"{n[:width]:>{width}}" for n in names)]
+            + [f"{n:>{label}} " + " ".join(f"{v:{width}d}" for v in row) for n, row in zip(names, matrix)])
 
 
 def refuse_nonempty(out: Path) -> None:

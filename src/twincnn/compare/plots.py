@@ -8,6 +8,7 @@ from pathlib import Path
 from .schedule import judged
 
 PALETTE = ["#ff6f00", "#2b59c3", "#2ca02c", "#9467bd", "#8c564b", "#e377c2"]
+CELL_NUMBERS_UP_TO = 20  # classes: beyond, the confusion matrices show a colour scale instead of counts
 
 
 def colors(names) -> dict:
@@ -108,14 +109,22 @@ def _draw_confusion_matrices(plt, results: dict, out: Path, written: list) -> No
     fig, axes = plt.subplots(1, len(names), figsize=(5.2 * len(names), 4.6), squeeze=False)
     for ax, name in zip(axes[0], names):
         cm = results[name]["confusion_matrix"]
-        ax.imshow(cm, cmap="Blues")
-        for t in range(10):
-            for p in range(10):
-                if cm[t][p]:
-                    ax.text(p, t, cm[t][p], ha="center", va="center", fontsize=6,
-                            color="white" if t == p else "black")
-        ax.set(xticks=range(10), yticks=range(10), xlabel="predicted", ylabel="true",
+        classes = results[name].get("class_names") or [str(k) for k in range(len(cm))]
+        image = ax.imshow(cm, cmap="Blues")
+        if len(cm) <= CELL_NUMBERS_UP_TO:
+            for t, row in enumerate(cm):
+                for p, count in enumerate(row):
+                    if count:
+                        ax.text(p, t, count, ha="center", va="center", fontsize=6,
+                                color="white" if t == p else "black")
+        else:  # too many cells to write in: a colour scale says the counts
+            fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+        ticks = range(len(cm)) if len(cm) <= CELL_NUMBERS_UP_TO else []
+        ax.set(xticks=ticks, yticks=ticks, xlabel="predicted", ylabel="true",
                title=f"{name}: {results[name]['test_accuracy']:.2%}")
+        if ticks:
+            ax.set_xticklabels(classes, rotation=90 if max(map(len, classes)) > 2 else 0, fontsize=7)
+            ax.set_yticklabels(classes, fontsize=7)
     _save(plt, fig, out / "confusion_matrices.png", written)
 
 

@@ -7,6 +7,7 @@ steps; the worker imports only its own framework, prepares everything untimed, a
   {"event": "epoch", ...}         after an epoch's last block: its seconds and untimed evaluation
   {"event": "done", ...}          final predictions, after the trainer has wrapped up
   {"event": "error", "message"}   bad input (a missing framework, no GPU): one line for the user
+  {"event": "crashed", "time"}    a bug, on its way out: its traceback follows on stderr
 Anything a framework prints goes to stderr, so stdout carries only these messages. After "done" the
 worker stays alive and idle until the parent closes stdin, which it does once the whole schedule has run:
 no worker's exit (interpreter and framework teardown) runs while another worker's epoch is timed.
@@ -22,7 +23,7 @@ import time
 
 import numpy as np
 
-from .. import backends, data
+from .. import backends, data, weightsfile
 from ..allocator import keep_freed_memory
 from ..errors import UserError
 from ..progress import Progress
@@ -168,7 +169,7 @@ def run_job(job: dict, channel: Channel) -> None:
     group = parallel.initialize(job["threads"]) if parallel else None  # before the framework's first operation
     threads = backend.configure(None if parallel else job["threads"])
     twin = parallel or backend
-    dataset = data.load(job["data"])
+    dataset = data.load(job["data"], **job.get("data_options", {}))
     if job.get("subset"):
         dataset = dataset.subset(*job["subset"])
     spec = Spec.from_dict(job["spec"])
@@ -177,7 +178,9 @@ def run_job(job: dict, channel: Channel) -> None:
     fair = job["protocol"] == "fair"
     seed = job["seed"]
     model = twin.build(spec, seed=seed, device=job["device"])
-    if fair:
+    if job.get("initial_weights"):  # the user's model's own weights (--keep-weights), in every repeat
+        backend.set_weights(model, spec, weightsfile.load(job["initial_weights"], spec)[0])
+    elif fair:
         backend.set_weights(model, spec, initial_weights(spec, seed))
     validates = not fair and backend.NOTEBOOK_VALIDATION  # the notebook validated inside Keras's timing
     trainer = twin.make_trainer(model, spec, lr=job["lr"], adam="keras" if fair else "native",
@@ -203,6 +206,11 @@ def run_job(job: dict, channel: Channel) -> None:
 
 def main() -> int:
     keep_freed_memory()  # first: every run gets the same heap behaviour
+    import contextlib
+
+    from .. import quiet
+
+    quiet.start()  # as the parent decided (inherited): no framework's start-up notices
     channel = Channel()
     try:
         run_job(json.loads(sys.stdin.readline()), channel)
@@ -211,6 +219,10 @@ def main() -> int:
         return 2
     except KeyboardInterrupt:  # Ctrl-C reaches the whole process group; the parent reports it
         return 130
+    except Exception:  # a bug: its traceback follows on stderr; the time tells which rank of a group failed first
+        with contextlib.suppress(OSError):
+            channel.send("crashed", time=time.time())
+        raise
     return 0
 
 
