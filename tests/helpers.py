@@ -314,8 +314,9 @@ def draw_clear_of_kinks(spec, weights, draw, training: bool, tries: int = 30):
                 f"smaller batch")
 
 
-def session_processes(sid: int) -> list[int]:
-    """The live (not zombie) processes of session ``sid``, from /proc."""
+def _live_processes_where(field: int, value: int) -> list[int]:
+    """The live (not zombie) processes whose /proc/PID/stat field ``field`` (counted after the command name,
+    from 0) is ``value``."""
     from pathlib import Path
 
     pids = []
@@ -324,24 +325,19 @@ def session_processes(sid: int) -> list[int]:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[3]) == sid and fields[0] != "Z":  # field 6 of /proc/PID/stat: the session id
+        if int(fields[field]) == value and fields[0] != "Z":
             pids.append(int(stat.parent.name))
     return pids
+
+
+def session_processes(sid: int) -> list[int]:
+    """The live processes of session ``sid`` (field 6 of /proc/PID/stat)."""
+    return _live_processes_where(3, sid)
 
 
 def child_processes(pid: int) -> list[int]:
-    """The live (not zombie) children of process ``pid``, from /proc."""
-    from pathlib import Path
-
-    pids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":  # field 4 of /proc/PID/stat: the parent's pid
-            pids.append(int(stat.parent.name))
-    return pids
+    """The live children of process ``pid`` (field 4 of /proc/PID/stat: the parent's pid)."""
+    return _live_processes_where(1, pid)
 
 
 def environment_of(pid: int) -> dict:

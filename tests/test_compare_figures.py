@@ -233,3 +233,4 @@ def test_the_confusion_matrix_text_heads_rows_and_columns_with_class_names():
                      "     cat        5        0",
                      "hedgehog    12345        7"]
     assert confusion_lines([[1]], None) == ["      0", "0     1"]
+    assert confusion_lines([[1]], ["aquarium_fish_"]) == ["           aquarium_f", "aquarium_f          1"]

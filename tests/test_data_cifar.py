@@ -77,8 +77,8 @@ def test_python_version_beside_an_image_folder_name(tmp_path, monkeypatch):
     d = write_cifar100(tmp_path / "c", cifar_arrays(classes=100), "python", FINE_NAMES)
     assert data.load(d).layout == "CIFAR-100 (Python version)"
     shape = (4, 4, 3)
-    folder = write_image_folder(tmp_path / "f", {"train": {"a": [np.zeros(shape, np.uint8)]},
-                                                 "test": {"a": [np.zeros(shape, np.uint8)]}})
+    two = {"a": [np.zeros(shape, np.uint8)], "b": [np.ones(shape, np.uint8)]}
+    folder = write_image_folder(tmp_path / "f", {"train": two, "test": two})
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     assert data.load(folder).layout.startswith("image folder")
 

@@ -248,3 +248,9 @@ def test_twincnn_data_on_a_float_npz_with_class_names(tmp_path, capsys):
     assert float(channel_rows[1][3]) == pytest.approx(float(arrays["x_train"][..., 1].max()), rel=1e-3)
     balance = [line.split() for line in out.split("class balance")[1].split("pixels")[0].splitlines()]
     assert ["0", "cat", "4", "1"] in balance and ["2", "fox", "4", "3"] in balance
+
+
+def test_one_class_is_refused(tmp_path):
+    arrays = tiny_arrays()
+    arrays["y_train"][:], arrays["y_test"][:] = 0, 0
+    assert data_refusal(write(tmp_path, arrays)).endswith("one class only ('0'); a classifier needs two or more")

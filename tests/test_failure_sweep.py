@@ -51,11 +51,13 @@ def kept_log(line: str) -> Path:
     return Path(found.group(1))
 
 
-def assert_nothing_left() -> None:
+def assert_nothing_left(before: set) -> None:
+    """No child of this process but those it had ``before`` the run (earlier tests' helpers, such as
+    multiprocessing's resource tracker, live as long as the test session)."""
     deadline = time.monotonic() + 5
-    while child_processes(os.getpid()) and time.monotonic() < deadline:  # killed, being reaped
+    while set(child_processes(os.getpid())) - before and time.monotonic() < deadline:  # killed, being reaped
         time.sleep(0.1)
-    assert child_processes(os.getpid()) == [], "a worker outlived the run"
+    assert set(child_processes(os.getpid())) - before == set(), "a worker outlived the run"
 
 
 # -- bad arguments, bad files, a missing framework: one line, in this process --------------------------------
@@ -230,6 +232,7 @@ def test_a_bug_in_a_worker_shows_its_traceback_alone(tmp_path, capsys, monkeypat
                                                       culprit):
     require("torch")
     monkeypatch.setattr(workers, "WORKER_COMMAND", [sys.executable, "-c", BROKEN_WORKER.format(condition=condition)])
+    before = set(child_processes(os.getpid()))
     out = tmp_path / "out"
     rc = main([*COMPARE, "--frameworks", "torch", "--ranks", str(ranks), "--threads", "2", "--block-steps", "2",
                "--data", str(tiny_npz), "--out", str(out)])
@@ -246,7 +249,7 @@ def test_a_bug_in_a_worker_shows_its_traceback_alone(tmp_path, capsys, monkeypat
             assert "--- torchx2 rank 0 ---" in log.read_text(), "the survivor's error is kept"
     finally:
         log.unlink()
-    assert_nothing_left()
+    assert_nothing_left(before)
     assert not out.exists()
 
 

@@ -86,3 +86,9 @@ def test_to_json_is_the_spec_one_layer_a_line():
         assert lines[0] == '{"input_shape": [28, 28, 1],' and lines[-1] == "}"
         assert [json.loads(line.strip().rstrip(",")) for line in lines if line.startswith("  {")] == list(spec.layers)
     assert '\n "output": "log_softmax",\n' in spec.to_json() and '"output"' not in DEFAULT_SPEC.to_json()
+
+
+def test_an_unknown_top_level_key_is_refused_rather_than_dropped():
+    """A misspelt "output" would otherwise train and port a model of logits."""
+    with pytest.raises(SpecError, match=r"^unknown key\(s\) \['ouptut'\]; a spec holds input_shape, layers, output, description$"):
+        Spec.from_dict({"input_shape": [8, 8, 1], "layers": list(LAYERS), "ouptut": "softmax"})

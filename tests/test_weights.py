@@ -213,3 +213,15 @@ def test_worst_mismatch_over_an_empty_dict():
 def test_mismatch_reads_as_one_line():
     text = str(Mismatch(1.2345e-5, "fc1/kernel[3, 4]", 0.5, 0.4999876))
     assert text == "max |Δ| = 1.23e-05 at fc1/kernel[3, 4]: 0.5 vs 0.4999876"
+
+
+def test_digest_tells_weights_apart_bit_for_bit():
+    from twincnn.weights import digest
+
+    w = initial_weights(DEFAULT_SPEC, 0)
+    assert digest(w) == digest({k: v.astype(np.float64) for k, v in w.items()})  # as float32 either way
+    assert digest(w) != digest(initial_weights(DEFAULT_SPEC, 1))
+    nudged = dict(w, **{"fc2/bias": np.nextafter(w["fc2/bias"], np.float32(1))})
+    assert digest(nudged) != digest(w)
+    renamed = {("x" + k if k == "fc2/bias" else k): v for k, v in w.items()}
+    assert digest(renamed) != digest(w)

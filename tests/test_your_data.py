@@ -12,11 +12,15 @@ from argparse import Namespace
 import numpy as np
 import pytest
 
+from PIL import Image
+
 from tests.helpers import frameworks
+from tests.mnist_files import write_image_folder
 from twincnn import backends, data
 from twincnn.cli import build_parser, main
 from twincnn.compare.command import below_accuracy, headline, make_plan
 from twincnn.spec import Spec, default_spec_for
+from twincnn.weights import digest, initial_weights
 
 CLASSES = ["cat", "dog", "fox"]
 SIZE = (20, 20)
@@ -57,7 +61,7 @@ USER_MODEL = textwrap.dedent("""
 
         def forward(self, x):
             x = F.max_pool2d(F.relu(self.conv(x)), 2)
-            return self.fc(x.flatten(1))
+            return F.log_softmax(self.fc(x.flatten(1)), dim=1)
 """)
 
 
@@ -74,22 +78,39 @@ def user_model(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def model_run(tmp_path_factory, colour_npz, user_model):
-    """Every installed framework's twin of the user's torch module, from its own weights, one repeat, with a
-    --min-accuracy no model reaches on these test labels."""
+def colour_folder(tmp_path_factory):
+    """The colour arrays as an image folder of PNGs in class folders, every fifth image 4 pixels larger (so that
+    only --image-size makes one size of them)."""
+    arrays = colour_arrays()
+    splits = {}
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        splits[split] = {name: [np.asarray(Image.fromarray(image).resize((24, 24), Image.BILINEAR))
+                                if i % 5 == 0 else image for i, image in enumerate(x[y == k])]
+                         for k, name in enumerate(CLASSES)}
+    return write_image_folder(tmp_path_factory.mktemp("folder") / "photos", splits)
+
+
+@pytest.fixture(scope="module")
+def model_run(tmp_path_factory, colour_folder, user_model):
+    """Every installed framework's twin of the user's torch module (ending in log_softmax), from its own weights,
+    on an image folder of mixed sizes, one repeat, with a --min-accuracy no model reaches on these labels."""
     if not backends.is_available("torch"):
         pytest.skip(backends.install_hint("torch"))
     names = frameworks(len(backends.available()), distinct=True) if len(backends.available()) > 1 else ["torch"]
     out = tmp_path_factory.mktemp("run") / "out"
-    rc = main(["compare", "--no-progress", "--no-floor", "--out", str(out), "--frameworks", ",".join(names),
-               "--data", str(colour_npz), "--model", user_model, "--keep-weights", "--repeats", "1",
-               "--min-accuracy", "0.9"])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+        rc = main(["compare", "--no-progress", "--no-floor", "--out", str(out), "--frameworks", ",".join(names),
+                   "--data", str(colour_folder), "--image-size", f"{SIZE[0]},{SIZE[1]}", "--model", user_model,
+                   "--keep-weights", "--repeats", "1", "--min-accuracy", "0.9"])
     return rc, names, out, json.loads((out / "results.json").read_text())
 
 
 def test_a_run_on_colour_images_names_its_classes(model_run):
     rc, names, out, doc = model_run
     assert doc["data"]["input_shape"] == [*SIZE, 3] and doc["data"]["class_names"] == CLASSES
+    assert doc["data"]["options"] == {"image_size": list(SIZE)} and "resized" in " ".join(doc["data"]["notes"])
     for label in names:
         figures = doc["frameworks"][label]
         assert np.array(figures["confusion_matrix"]).shape == (3, 3)
@@ -107,9 +128,17 @@ def test_the_model_read_is_the_spec_written_and_printed(model_run, user_model, c
     assert main(["spec", user_model, "--input-shape", f"{SIZE[0]},{SIZE[1]},3"]) == 0
     assert Spec.from_dict(json.loads(capsys.readouterr().out)) == written
     assert written.input_shape == (*SIZE, 3) and written.num_classes == 3
-    assert [i.type for i in written.info if i.params] == ["conv2d", "dense"]
+    assert [i.type for i in written.info if i.params] == ["conv2d", "dense"] and written.output == "log_softmax"
     assert doc["config"]["network"] == f"read from {user_model}"
     assert doc["config"]["initial_weights"] == "the model's own"
+
+
+def test_keep_weights_starts_every_twin_from_the_models_own_weights(model_run):
+    rc, names, out, doc = model_run
+    spec = Spec.from_dict(doc["config"]["spec"])
+    started = {doc["frameworks"][label]["runs"][0]["start_weights_sha256"] for label in names}
+    assert len(started) == 1 and None not in started, "every twin from the same weights"
+    assert started != {digest(initial_weights(spec, doc["config"]["seeds"][0]))}, "not the seed's canonical ones"
 
 
 def test_min_accuracy_fails_the_run_after_writing_it(model_run):

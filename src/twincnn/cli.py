@@ -134,10 +134,10 @@ def cmd_audit(args) -> int:
 def cmd_port(args) -> int:
     from .port import port
 
-    from .compare.command import data_options
+    from .data import options
 
     return port(args.source, args.dest, spec_path=args.spec, data_path=args.data, tolerance=args.tolerance,
-                data_options=data_options(args))
+                data_options=options(args))
 
 
 def cmd_check(args) -> int:

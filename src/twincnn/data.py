@@ -157,6 +157,8 @@ def load(path=None, *, color_mode: str | None = None, image_size: tuple[int, int
         raise DataError(f"color mode {color_mode!r} is not one of {', '.join(COLOR_MODES)}")
     if image_size is not None and (len(image_size) != 2 or min(image_size) < 1):
         raise DataError(f"image size {image_size!r} is not (height, width) in pixels")
+    if image_size is not None:  # one spelling (a list from JSON, a tuple from the command line): one cache entry
+        image_size = tuple(int(v) for v in image_size)
     folder_options = color_mode is not None or image_size is not None
     if path is None:
         if folder_options:
@@ -164,13 +166,37 @@ def load(path=None, *, color_mode: str | None = None, image_size: tuple[int, int
         return _load_bundled()
     path = Path(path)
     if path.is_dir() and _is_image_folder(path):
-        return _load_image_folder(path, color_mode, image_size)
+        return _two_classes_at_least(_load_image_folder(path, color_mode, image_size), path)
     if not path.exists():
         raise DataError(f"{path}: no such file or directory; pass {LAYOUTS}")
     loader, layout = _directory_loader(path) if path.is_dir() else (_load_npz_file, "an .npz file")
     if folder_options:
         raise _folder_options_error(path, layout)
-    return loader(path)
+    return _two_classes_at_least(loader(path), path)
+
+
+def _two_classes_at_least(dataset: Dataset, path) -> Dataset:
+    if dataset.num_classes < 2:
+        raise DataError(f"{path}: one class only ({dataset.class_names[0]!r}); a classifier needs two or more")
+    return dataset
+
+
+def check_fits(spec, dataset: Dataset, network: str) -> None:
+    """One line naming both shapes where the network's input or output does not match the data."""
+    if spec.input_shape != dataset.input_shape:
+        raise DataError(f"the network ({network}) takes images of {shape_text(spec.input_shape)}, the data's "
+                        f"are {shape_text(dataset.input_shape)} ({dataset.source}); give a network that fits "
+                        f"the data")
+    if spec.num_classes != dataset.num_classes:
+        raise DataError(f"the network ({network}) gives {spec.num_classes} class scores, the data has "
+                        f"{dataset.num_classes} classes ({dataset.source}); give a network with "
+                        f"{dataset.num_classes} outputs")
+
+
+def options(args) -> dict:
+    """load()'s options that a command line set (an image folder's colour mode and image size)."""
+    return {key: value for key, value in (("color_mode", args.color_mode), ("image_size", args.image_size))
+            if value is not None}
 
 
 def _folder_options_error(what, layout) -> DataError:
@@ -311,7 +337,8 @@ def _load_idx_dir(directory: Path) -> Dataset:
     return _validated(arrays, directory, str(directory), sha256_of(*files), "IDX files (MNIST layout)")
 
 
-def _shape_text(shape) -> str:
+def shape_text(shape) -> str:
+    """(32, 32, 3) -> '32x32x3'."""
     return "x".join(str(d) for d in shape)
 
 
@@ -333,8 +360,8 @@ def _validated(arrays: dict, path, source: str, digest: str, layout: str, class_
         arrays[f"y_{split}"] = _labels(y, f"y_{split}", path)
     x_train, x_test = arrays["x_train"], arrays["x_test"]
     if x_train.shape[1:] != x_test.shape[1:]:
-        raise DataError(f"{path}: x_train images are {_shape_text(x_train.shape[1:])} but x_test images are "
-                        f"{_shape_text(x_test.shape[1:])}; both splits need one image shape (H x W x C)")
+        raise DataError(f"{path}: x_train images are {shape_text(x_train.shape[1:])} but x_test images are "
+                        f"{shape_text(x_test.shape[1:])}; both splits need one image shape (H x W x C)")
     if x_train.dtype != x_test.dtype:
         raise DataError(f"{path}: x_train is {x_train.dtype} but x_test is {x_test.dtype}; store both splits "
                         f"alike (uint8 pixels 0..255, or float32 model inputs)")

@@ -121,23 +121,33 @@ def list_folder(root: Path) -> Listing:
 
 
 def _class_folders(split_dir: Path) -> list[str]:
-    return sorted(entry.name for entry in os.scandir(split_dir) if entry.is_dir())
+    try:
+        return sorted(entry.name for entry in os.scandir(split_dir) if entry.is_dir())
+    except OSError as exc:
+        _unreadable(exc)
 
 
 def _images_in(root: Path, folder: str) -> tuple[list[tuple[str, tuple[int, int]]], int]:
     """([(relative path, (size, mtime_ns))] of the images at any depth under root/folder, sorted; the
     number of other files)."""
     images, others = [], 0
-    for directory, subdirs, names in os.walk(root / folder):
+    for directory, subdirs, names in os.walk(root / folder, onerror=_unreadable):
         subdirs.sort()
         relative = Path(directory).relative_to(root).as_posix()
         for name in sorted(names):
             if name.lower().endswith(IMAGE_EXTENSIONS):
-                stat = os.stat(os.path.join(directory, name))
+                try:
+                    stat = os.stat(os.path.join(directory, name))
+                except OSError as exc:  # a broken link, a file removed meanwhile
+                    _unreadable(exc)
                 images.append((f"{relative}/{name}", (stat.st_size, stat.st_mtime_ns)))
             else:
                 others += 1
     return images, others
+
+
+def _unreadable(exc: OSError):
+    raise DataError(f"{exc.filename}: cannot be read ({exc.strerror}); fix its permissions or remove it") from None
 
 
 # -- decoding ----------------------------------------------------------------------------------------------

@@ -20,7 +20,8 @@ from .files import replace_atomically
 from .zoo import load_spec
 from .weights import worst_mismatch
 
-VERIFY_SAMPLES = 10_000  # the whole MNIST test set; as many random inputs where the data is not given
+VERIFY_SAMPLES = 10_000  # test images: the whole MNIST test set
+RANDOM_SAMPLES = 256  # random inputs where no data is given: a large model's 10,000 would fill memory
 NEUTRAL = "safetensors"  # the framework-neutral file (weightsfile.py): any twin, or plain NumPy, reads it
 
 
@@ -89,7 +90,8 @@ def port(source, dest, spec_path=None, data_path=None, tolerance=1e-4, log=print
         raise UserError(f"{source}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     dest_logits, write = _prepare(dst_name, spec, weights)
 
-    x, _, described = inputs_for(spec, data_path, VERIFY_SAMPLES, data_options=data_options)
+    x, _, described = inputs_for(spec, data_path, VERIFY_SAMPLES, data_options=data_options,
+                                 random_samples=RANDOM_SAMPLES)
     a, b = source_logits(x), dest_logits(x)
     worst = worst_mismatch(b, a, "logits")
     agree = float(np.mean(a.argmax(1) == b.argmax(1)))

@@ -26,8 +26,6 @@ def load_source(source: str, spec_path: str | None = None):
 
 
 def _from_factory(path: Path, name: str):
-    from . import usercode
-
     if not path.is_file():
         raise UserError(f"{path}: no such file")
     module_name = usercode.module_name(path)  # how a traceback's frames are known as the user's

@@ -67,6 +67,7 @@ NAME_PREFIXES = {"conv2d": "conv", "depthwiseconv2d": "dw", "maxpool2d": "pool",
                  "globalavgpool2d": "gap", "flatten": "flatten", "dense": "fc", "batchnorm": "bn", "dropout": "drop",
                  "layernorm": "ln", "activation": "act", "zeropad2d": "zpad", "add": "add", "concatenate": "concat"}
 INPUT = "input"  # the name by which "inputs" refers to the image
+SPEC_KEYS = ("input_shape", "layers", "output", "description")  # a spec's top-level keys (description: free text)
 OUTPUTS = ("logits", "softmax", "log_softmax")  # the output heads: what the model returns from its logits
 MERGES = ("add", "concatenate")  # the types that read two or more inputs
 # Each type's settings besides "type" and "activation"
@@ -225,7 +226,7 @@ class Spec:
 
     # -- plain data in and out ---------------------------------------------
     def to_dict(self) -> dict:
-        """Plain data; "output" only for a head, so that a spec of logits reads as it always has."""
+        """Plain data; "output" is left out where it is "logits"."""
         head = {} if self.output == "logits" else {"output": self.output}
         return {"input_shape": list(self.input_shape), "layers": [dict(layer) for layer in self.layers], **head}
 
@@ -241,6 +242,9 @@ class Spec:
         """A spec from plain data; ``input_shape`` (the data's images) stands in where it names none."""
         if not isinstance(data, dict) or "layers" not in data:
             raise SpecError("a spec is a JSON object with 'input_shape' and 'layers'")
+        unknown = sorted(set(data) - set(SPEC_KEYS))
+        if unknown:
+            raise SpecError(f"unknown key(s) {unknown}; a spec holds {', '.join(SPEC_KEYS)}")
         if "input_shape" not in data and input_shape is None:
             raise SpecError("the spec names no input_shape; add \"input_shape\": [H, W, C]")
         return cls(input_shape=data.get("input_shape", input_shape), layers=data["layers"],

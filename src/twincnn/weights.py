@@ -6,6 +6,7 @@ in the layout spec.py documents. Every backend converts to and from this layout 
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 
@@ -107,3 +108,11 @@ def worst_mismatch(a, b, name: str = "array") -> Mismatch:
     diff = np.where(np.isnan(diff), np.inf, diff)
     index = np.unravel_index(int(np.argmax(diff)), diff.shape)
     return Mismatch(float(diff[index]), f"{name}{[int(i) for i in index]}", float(a[index]), float(b[index]))
+
+
+def digest(weights: dict) -> str:
+    """SHA-256 of canonical weights as float32, in their order: equal exactly where the weights are bit for bit."""
+    h = hashlib.sha256()
+    for name, value in weights.items():
+        h.update(name.encode() + b"\0" + np.ascontiguousarray(value, np.float32).tobytes())
+    return h.hexdigest()

@@ -66,7 +66,8 @@ def take_cpu_share(threads: int, local_rank: int) -> None:
     os.sched_setaffinity(0, (allowed[start:] + allowed[:start])[:threads])
 
 
-def shutdown() -> None:
+def shutdown(completed: bool = False) -> None:
+    """Leave the distributed runtime (``completed``: every rank reached the end; its shutdown waits for all)."""
     jax.distributed.shutdown()
 
 

@@ -200,8 +200,8 @@ def _keras_layer(info, padding=None):
     raise ValueError(f"{name}: the Keras twin has no layer type {info.type!r}")
 
 
-# The attribute that keeps the spec's output head on a twin, which computes the logits: save_file and the reader
-# (check reads twins built from files) apply it where the model's own output is asked for.
+# The attribute that keeps the spec's output head on a twin, which computes the logits: the reader reads it (check
+# reads twins built from files); save_file writes the head from the spec.
 OUTPUT_HEAD = "twincnn_output"
 
 

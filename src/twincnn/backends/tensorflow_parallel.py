@@ -69,7 +69,8 @@ def initialize(threads: int | None) -> dict:
     return {"rank": config["task"]["index"], "world": len(config["cluster"]["worker"]), "backend": backend}
 
 
-def shutdown() -> None:
+def shutdown(completed: bool = False) -> None:
+    """Drop the strategy (``completed``: every rank reached the end; nothing more to wait for here)."""
     _STRATEGY.clear()
 
 

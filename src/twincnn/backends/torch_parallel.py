@@ -32,7 +32,11 @@ def initialize(threads: int | None) -> dict:
     return {"rank": dist.get_rank(), "world": dist.get_world_size(), "backend": dist.get_backend()}
 
 
-def shutdown() -> None:
+def shutdown(completed: bool = False) -> None:
+    """Leave the process group. ``completed``: every rank reached the end, so all wait for each other first:
+    gloo's teardown while a peer still closes its connections can abort the process (std::terminate)."""
+    if completed:
+        dist.barrier()
     dist.destroy_process_group()
 
 

@@ -172,40 +172,17 @@ def data_parallel_workers(names: list[str], args, threads: int) -> tuple[list[st
             [r for _ in names for r in (1, ranks)])
 
 
-def data_options(args) -> dict:
-    """data.load's options that the command line set (an image folder's colour mode and image size)."""
-    return {key: value for key, value in (("color_mode", args.color_mode), ("image_size", args.image_size))
-            if value is not None}
-
-
 def network_for(args, dataset: data.Dataset, workdir: Path) -> tuple[Spec, str, str | None]:
     """(spec, what it is, a file of the model's own weights or None): --model read in a worker process (the
     parent imports no framework), --spec, or the notebook's CNN built for the data's images and classes."""
     if args.model:
         spec, weights = read_in_worker(args.model, args.spec, dataset.input_shape, workdir, args.keep_weights)
         return spec, f"read from {args.model}", str(weights) if weights else None
-    if args.keep_weights:
-        raise UserError("--keep-weights starts from the weights of --model; name a model, or leave it out")
     if args.spec:
         return load_spec(args.spec, dataset.input_shape), f"spec {args.spec}", None
     spec = default_spec_for(dataset.input_shape, dataset.num_classes)
     h, w, c = dataset.input_shape
     return spec, f"the notebook's CNN built for {h}x{w}x{c} images in {dataset.num_classes} classes", None
-
-
-def check_fits(spec: Spec, dataset: data.Dataset, network: str) -> None:
-    """One line naming both shapes where the network's input or output does not match the data."""
-    if spec.input_shape != dataset.input_shape:
-        raise UserError(f"the network ({network}) takes images of {_shape(spec.input_shape)}, the data's are "
-                        f"{_shape(dataset.input_shape)} ({dataset.source}); give a network that fits the data")
-    if spec.num_classes != dataset.num_classes:
-        raise UserError(f"the network ({network}) gives {spec.num_classes} class scores, the data has "
-                        f"{dataset.num_classes} classes ({dataset.source}); give a network with "
-                        f"{dataset.num_classes} outputs")
-
-
-def _shape(shape: tuple) -> str:
-    return "x".join(map(str, shape))
 
 
 def make_plan(args, workdir: Path) -> Plan:
@@ -216,21 +193,24 @@ def make_plan(args, workdir: Path) -> Plan:
     labels, ranks = worker_labels(names), [1] * len(names)
     if args.ranks > 1:
         names, labels, ranks = data_parallel_workers(names, args, threads)
-    options = data_options(args)
-    dataset = data.load(args.data, **options)
-    spec, network, weights = network_for(args, dataset, workdir)
-    check_fits(spec, dataset, network)
-    subset = (QUICK_TRAIN, QUICK_TEST) if args.quick else None
-    if subset:
-        dataset = dataset.subset(*subset)
+    if args.keep_weights and not args.model:
+        raise UserError("--keep-weights starts from the weights of --model; name a model, or leave it out")
     if args.protocol == "notebook" and args.device == "cuda":
         raise UserError("--protocol notebook reproduces a CPU run; use --device cpu")
-    steps_per_epoch = math.ceil(len(dataset.y_train) / args.batch_size)
-    block_steps = block_steps_for(args, steps_per_epoch)
-    repeats = args.repeats or DEFAULT_REPEATS
     commit = machine.git_commit()  # once: it runs git
     out = Path(args.out) if args.out else default_out(commit=commit)
     refuse_nonempty(out)
+    # what takes time last: decoding an image folder, reading a model in a process of its own
+    options = data.options(args)
+    dataset = data.load(args.data, **options)
+    spec, network, weights = network_for(args, dataset, workdir)
+    data.check_fits(spec, dataset, network)
+    subset = (QUICK_TRAIN, QUICK_TEST) if args.quick else None
+    if subset:
+        dataset = dataset.subset(*subset)
+    steps_per_epoch = math.ceil(len(dataset.y_train) / args.batch_size)
+    block_steps = block_steps_for(args, steps_per_epoch)
+    repeats = args.repeats or DEFAULT_REPEATS
     return Plan(names=names, labels=labels, ranks=ranks, spec=spec, dataset=dataset, subset=subset,
                 repeats=repeats, epochs=args.epochs or default_epochs(len(block_ends(steps_per_epoch, block_steps))),
                 steps_per_epoch=steps_per_epoch, block_steps=block_steps,
@@ -252,7 +232,8 @@ def headline(plan: Plan) -> str:
             f"{interleaving(plan.block_steps, plan.steps_per_epoch)}" + (" [QUICK DEMO]" if plan.quick else "")
             + f"\n  network: {plan.network}, {plan.spec.total_params:,} parameters"
             + ("; each repeat starts from its own weights" if plan.initial_weights else "")
-            + f"\n  data: {plan.dataset.source}, {_shape(plan.dataset.input_shape)} images ({plan.dataset.pixel_scale}), "
+            + f"\n  data: {plan.dataset.source}, {data.shape_text(plan.dataset.input_shape)} images "
+              f"({plan.dataset.pixel_scale}), "
               f"{plan.dataset.num_classes} classes" + "".join(f"; {note}" for note in plan.dataset.notes))
 
 

@@ -21,6 +21,8 @@ def build_run(job: dict, messages: dict, images: int) -> dict:
     return {
         "framework": job["framework"], "label": job["label"], "seed": job["seed"], "variant": job["variant"],
         "threads": messages["ready"]["threads"], "pid": messages["ready"]["pid"],
+        # the canonical weights it started from (None: the framework's own initialisers)
+        "start_weights_sha256": messages["ready"].get("start_weights_sha256"),
         # what its timed epochs hold besides training steps ("" if nothing): the backend's NOTEBOOK_TIMING
         # in the notebook protocol
         "timing_includes": messages["ready"]["timing_includes"],

@@ -123,12 +123,16 @@ def report_markdown(doc: dict) -> str:
 
 
 def confusion_lines(matrix: list, class_names: list | None) -> list[str]:
-    """The confusion matrix as text, each row and column headed by its class name."""
-    names = class_names or [str(k) for k in range(len(matrix))]
+    """The confusion matrix as text, each row and column headed by its class name (cut to NAME_WIDTH
+    characters, so that a hundred classes stay a table)."""
+    names = [n[:NAME_WIDTH] for n in (class_names or [str(k) for k in range(len(matrix))])]
     width = max(5, *(len(str(v)) for row in matrix for v in row), *(len(n) for n in names))
     label = max(len(n) for n in names)
-    return ([" " * label + " " + " ".join(f"{n[:width]:>{width}}" for n in names)]
+    return ([" " * label + " " + " ".join(f"{n:>{width}}" for n in names)]
             + [f"{n:>{label}} " + " ".join(f"{v:{width}d}" for v in row) for n, row in zip(names, matrix)])
+
+
+NAME_WIDTH = 10  # characters of a class name that head a confusion matrix's row and column
 
 
 def refuse_nonempty(out: Path) -> None:

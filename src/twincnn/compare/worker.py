@@ -29,7 +29,7 @@ from ..errors import UserError
 from ..progress import Progress
 from ..spec import Spec
 from .schedule import block_ends
-from ..weights import initial_weights
+from ..weights import digest, initial_weights
 
 
 def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
@@ -178,10 +178,13 @@ def run_job(job: dict, channel: Channel) -> None:
     fair = job["protocol"] == "fair"
     seed = job["seed"]
     model = twin.build(spec, seed=seed, device=job["device"])
+    start = None  # the framework's own initial weights (the notebook protocol)
     if job.get("initial_weights"):  # the user's model's own weights (--keep-weights), in every repeat
-        backend.set_weights(model, spec, weightsfile.load(job["initial_weights"], spec)[0])
+        start = weightsfile.load(job["initial_weights"], spec)[0]
     elif fair:
-        backend.set_weights(model, spec, initial_weights(spec, seed))
+        start = initial_weights(spec, seed)
+    if start is not None:
+        backend.set_weights(model, spec, start)
     validates = not fair and backend.NOTEBOOK_VALIDATION  # the notebook validated inside Keras's timing
     trainer = twin.make_trainer(model, spec, lr=job["lr"], adam="keras" if fair else "native",
                                    variant=job["variant"], device=job["device"], seed=seed,
@@ -196,6 +199,7 @@ def run_job(job: dict, channel: Channel) -> None:
                                                  "process_group_backend": group["backend"],
                                                  "engine": parallel.ENGINE} if parallel else {})}
     channel.send("ready", threads=threads, environment=environment, pid=os.getpid(),
+                 start_weights_sha256=digest(start) if start is not None else None,
                  timing_includes="" if fair else backend.NOTEBOOK_TIMING)
     clock = EpochClock(channel, trainer, job, x_test, y_test)
     trainer.run(job["epochs"], job["batch_size"], lambda epoch: orders[epoch - 1] if orders else None, clock,

@@ -54,8 +54,14 @@ class Worker:
         return self.process.stdout.readline()
 
     def failed(self, event: str):
-        """The worker has gone: raise why, once it has exited."""
-        code = self.process.wait()
+        """The worker has gone: raise why, once it has exited (one that reported a crash but hangs in its teardown,
+        waiting for peers that will never answer, is ended)."""
+        try:
+            code = self.process.wait(timeout=ROOT_CAUSE_WAIT_SECONDS if self.crashed_at else None)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            code = 1  # it reported its exception: a bug, not a kill from outside
         if code < 0:  # a signal from outside (the out-of-memory killer, a user's kill): not a bug here
             raise UserError(f"the {self.label} worker was killed by {signal.Signals(-code).name} before "
                             f"sending '{event}'; nothing was written (out of memory? see dmesg)")

@@ -26,7 +26,8 @@ from .. import backends, data, quiet
 from ..errors import UserError
 from ..backends.interface import KERAS_ADAM_EPSILON
 from ..files import replace_atomically
-from ..spec import Spec
+from ..cli import add_data_options
+from ..spec import Spec, default_spec_for
 from ..weights import initial_weights, worst_mismatch
 from ..zoo import load_spec
 
@@ -51,6 +52,7 @@ def train(framework: str, spec: Spec, start: dict, x, y, batches, lr: float, thr
     but the first (compilation, warm-up)."""
     backend, parallel = backends.load(framework), backends.load_parallel(framework)
     group = parallel.initialize(threads)
+    completed = False
     try:
         if np.shape(batches)[1] % group["world"]:
             raise UserError(f"a global batch of {np.shape(batches)[1]} cannot be split evenly over {group['world']} "
@@ -67,9 +69,10 @@ def train(framework: str, spec: Spec, start: dict, x, y, batches, lr: float, thr
                 trainer.sync()
                 seconds.append(time.perf_counter() - began)
         trainer.sync()
+        completed = True
         return {**group, "engine": parallel.ENGINE, "step_seconds": seconds[1:]}, backend.get_weights(model, spec)
     finally:
-        parallel.shutdown()
+        parallel.shutdown(completed)  # a rank that failed waits for no other: its error comes first
 
 
 def save_weights(path: Path, weights: dict) -> None:
@@ -103,8 +106,10 @@ def parse(argv) -> argparse.Namespace:
     p.add_argument("--threads", type=int, help="intra-op threads of this rank (default: the framework's)")
     p.add_argument("--seed", type=int, default=0, help="the start weights and the batch order")
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--spec", help="a JSON spec file or zoo:NAME (default: the notebook's CNN)")
-    p.add_argument("--data", help="an MNIST-layout .npz or IDX directory (default: bundled MNIST)")
+    p.add_argument("--spec", help="a JSON spec file or zoo:NAME (default: the notebook's CNN, built for the data's "
+                                  "images and classes)")
+    p.add_argument("--data", help="a dataset as `twincnn compare --data` takes (default: bundled MNIST)")
+    add_data_options(p)
     return p.parse_args(argv)
 
 
@@ -132,8 +137,10 @@ def gather(folder: Path, world: int) -> dict:
 def from_launcher(argv) -> int:
     args = parse(argv)
     framework = backends.canonical_name(args.framework)
-    spec = load_spec(args.spec)
-    dataset = data.load(args.data)
+    dataset = data.load(args.data, **data.options(args))
+    spec = load_spec(args.spec, dataset.input_shape) if args.spec else \
+        default_spec_for(dataset.input_shape, dataset.num_classes)
+    data.check_fits(spec, dataset, args.spec or "the notebook's CNN")
     x, y = dataset.images("train"), dataset.labels("train")
     if args.steps < 2:
         raise UserError(f"--steps {args.steps}: at least 2 (the first step is not timed)")
