@@ -201,3 +201,38 @@ def test_keep_weights_needs_a_model(colour_npz, capsys, tmp_path):
 def test_a_dataset_loads_with_its_class_names(colour_npz):
     dataset = data.load(colour_npz)
     assert dataset.class_names == tuple(CLASSES) and dataset.input_shape == (*SIZE, 3)
+
+
+@pytest.fixture(scope="module")
+def mobilenet(tmp_path_factory):
+    """keras.applications' MobileNetV2 (alpha 0.35, untrained) for 32x32 colour images in two classes, ending in
+    softmax as keras.applications models do, saved as a .keras file; and colour data it fits."""
+    keras = pytest.importorskip("keras", reason=backends.install_hint("tensorflow"))
+    folder = tmp_path_factory.mktemp("mnv2")
+    model = keras.applications.MobileNetV2(alpha=0.35, weights=None, input_shape=(32, 32, 3), classes=2)
+    model.save(folder / "mnv2.keras")
+    arrays = colour_arrays(128, 64, size=(32, 32), classes=2)
+    return folder / "mnv2.keras", write(folder / "colour.npz", arrays, ["plain", "red"])
+
+
+@pytest.mark.slow  # a 150-layer network read, twinned and trained in every framework
+@pytest.mark.parametrize("framework", list(backends.BACKENDS))
+def test_a_keras_applications_model_is_the_same_function_as_each_twin(mobilenet, framework, capsys):
+    path, npz = mobilenet
+    if not backends.is_available(framework):
+        pytest.skip(backends.install_hint(framework))
+    assert main(["check", str(path), "--twin", framework, "--data", str(npz), "--samples", "64"]) == 0
+    out = capsys.readouterr().out
+    assert "output softmax" in out and "verdict: the same function" in out, out
+
+
+@pytest.mark.slow
+def test_a_keras_applications_model_compares_in_every_framework(mobilenet, tmp_path, capsys):
+    path, npz = mobilenet
+    names = backends.available()
+    assert main(["compare", "--no-progress", "--no-floor", "--out", str(tmp_path / "out"), "--model", str(path),
+                 "--data", str(npz), "--repeats", "1", "--quick"]) == 0
+    doc = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert doc["config"]["frameworks"] == names and len(doc["verdicts"]) == len(names) - 1
+    assert Spec.from_dict(doc["config"]["spec"]).output == "softmax"
+    assert all(np.array(doc["frameworks"][n]["confusion_matrix"]).shape == (2, 2) for n in names)
