@@ -397,3 +397,21 @@ def test_keras_resnet50_reads_and_matches_the_reference(keras, read_model):
     logits = read.predict(x)
     assert_close(logits, reference.forward(read.spec, read.get_weights(), x), scaled(LOGIT_ATOL, logits),
                  "ResNet50")
+
+
+def test_a_model_of_open_height_and_width_is_read_at_the_size_given(keras, read_model):
+    """A fully convolutional classifier (keras.Input((None, None, C))) is read at the data's size, on its own
+    variables: what the reading sets, the user's model holds."""
+    layers = keras.layers
+    model = keras.Sequential([keras.Input((None, None, 3)), layers.Conv2D(4, 3, activation="relu"),
+                              layers.GlobalAveragePooling2D(), layers.Dense(2)])
+    read = read_model(model, (12, 10, 3))
+    assert read.spec.input_shape == (12, 10, 3) and [i.type for i in read.spec.info] == \
+        ["conv2d", "activation", "globalavgpool2d", "dense"]
+    weights = set_random(read)
+    x = images((12, 10, 3))
+    assert_close(np.asarray(model(x)), reference.forward(read.spec, weights, x), LOGIT_ATOL, "the user's own model")
+    with pytest.raises(UserError, match=r"input shape \(None, None, 3\); .* of a fixed size"):
+        read_model(model)
+    with pytest.raises(UserError, match=r"takes input of shape \(None, None, 3\), not \(12, 10, 1\)"):
+        read_model(model, (12, 10, 1))

@@ -115,11 +115,12 @@ def label_of(model, read) -> str:
 
 
 def read_source(source: str, spec_path: str | None = None, input_shape: tuple | None = None):
-    """The model ``source`` names, read into a spec by its framework's reader. ``input_shape`` (H, W, C) is used
-    where the model does not say what it takes (a PyTorch module); a model that says keeps its own."""
+    """The model ``source`` names, read into a spec by its framework's reader at ``input_shape`` (H, W, C): the
+    size a PyTorch module or a Keras model of open height and width is read at (a module: MNIST's where none is
+    given); a Keras model of another fixed size is refused."""
     model = load_source(source, spec_path)
     reader = backends.load_reader(backends.framework_of(model))
-    return reader.read_model(model, (input_shape or MNIST_SHAPE) if reader.NEEDS_INPUT_SHAPE else None)
+    return reader.read_model(model, input_shape or (MNIST_SHAPE if reader.NEEDS_INPUT_SHAPE else None))
 
 
 @dataclass(frozen=True)

@@ -147,16 +147,29 @@ class _Runner:
         return values
 
 
-NEEDS_INPUT_SHAPE = False  # a built Keras model knows its input's shape
+NEEDS_INPUT_SHAPE = False  # a built Keras model knows its input's shape (one of open height and width: the one given)
 
 
 def read_model(model, input_shape: tuple | None = None) -> ReadKerasModel:
     """The spec of a Keras Sequential or functional model, with access to its weights and outputs; UserError
     naming the first layer the spec cannot express, or an ``input_shape`` (H, W, C) that is not the model's."""
-    read = _Reader(model).read()
+    read = _Reader(_at_size(model, input_shape)).read()
     if input_shape is not None and tuple(input_shape) != read.spec.input_shape:
         raise UserError(f"{model.name}: takes input of shape {read.spec.input_shape}, not {tuple(input_shape)}")
     return read
+
+
+def _at_size(model, input_shape: tuple | None):
+    """A model whose input leaves its height or width open (None), called on a keras.Input of ``input_shape``: the
+    same layers and variables, at the one size a spec has. Any other model as it is."""
+    shape = tuple(getattr(model, "input_shape", None) or ())
+    if input_shape is None or len(shape) != 4 or None not in shape[1:3]:
+        return model
+    keras = _backend().keras
+    if any(given not in (None, wanted) for given, wanted in zip(shape[1:], input_shape)):
+        raise UserError(f"{model.name}: takes input of shape {shape[1:]}, not {tuple(input_shape)}")
+    image = keras.Input(tuple(input_shape))
+    return keras.Model(image, model(image), name=model.name)
 
 
 class _Reader:
