@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -176,6 +177,8 @@ def read_in_worker(source: str, spec_path: str | None, input_shape: tuple, workd
     command += ["--keep-weights"] if keep_weights else []
     done = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                           text=True)
+    if done.returncode < 0:  # a signal from outside (the out-of-memory killer, a user's kill)
+        raise UserError(f"reading {source} was stopped by {signal.Signals(-done.returncode).name} (out of memory?)")
     if done.returncode == USER_ERROR_EXIT:  # its last line says what; any before it are the user's own frames
         *frames, line = done.stderr.strip().splitlines() or ["(no message)"]
         sys.stderr.write("".join(f"{frame}\n" for frame in frames))
@@ -184,6 +187,8 @@ def read_in_worker(source: str, spec_path: str | None, input_shape: tuple, workd
         sys.stderr.write(done.stderr)
         raise ProcessFailed(f"reading {source} failed in a process of its own (exit {done.returncode}; its "
                             f"traceback is above)")
+    if quiet.is_verbose():  # what the frameworks and the user's code said on the way
+        sys.stderr.write(done.stderr)
     from .spec import Spec
 
     spec = Spec.from_dict(json.loads((workdir / SPEC_FILE).read_text()))

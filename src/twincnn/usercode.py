@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import site
 import sys
 import traceback
 from pathlib import Path
@@ -14,8 +15,10 @@ from pathlib import Path
 from . import backends
 
 MODULE_PREFIX = "_twincnn_user_"  # the names sources.py gives the modules it loads from users' files
+# Python, every installed package (the user's own site-packages too) and twincnn: never a user's file
 _NOT_USER = tuple(str(Path(root).resolve()) for root in {sys.prefix, sys.base_prefix, sys.exec_prefix,
-                                                          Path(__file__).parent})
+                                                          Path(__file__).parent, *site.getsitepackages(),
+                                                          site.getusersitepackages()})
 
 
 def module_name(path: Path) -> str:
