@@ -25,7 +25,8 @@ def messages(seconds, losses=None, accuracy=0.9, predictions=None, steps=10, med
               "cpu_seconds": 2 * s / blocks, "waiting_cpu_seconds": 0.001 * i, "other_cpu_share": 0.01,
               "major_page_faults": 7 * i // blocks}
              for i, s in enumerate(seconds) for k in range(blocks)]
-    return {"ready": {"threads": {"intra_op_threads": 2}, "pid": pid, "timing_includes": ""},
+    return {"ready": {"threads": {"intra_op_threads": 2}, "pid": pid, "timing_includes": "",
+                      "start_weights_sha256": f"sha-{pid}"},
             "epochs": epochs, "blocks": timed,
             "done": {"predictions": list(Y_TEST if predictions is None else predictions)}}
 
@@ -144,6 +145,7 @@ def test_build_run_keeps_the_job_and_each_epoch_s_curves():
     run = build_run(job("b", label="b-tuned", seed=43), messages([5.0, 3.0], losses=[0.8, 0.4], accuracy=0.7), 100)
     assert (run["framework"], run["label"], run["seed"], run["variant"]) == ("b", "b-tuned", 43, "tuned")
     assert run["threads"] == {"intra_op_threads": 2} and run["later_epoch_seconds"] == 3.0
+    assert run["start_weights_sha256"] == "sha-100"
     assert run["history"] == {"epoch_seconds": [5.0, 3.0], "block_seconds": [[5.0], [3.0]],
                               "train_loss": [0.8, 0.4], "test_loss": [0.4, 0.2], "test_accuracy": [0.7, 0.7]}
 

@@ -254,3 +254,56 @@ def test_one_class_is_refused(tmp_path):
     arrays = tiny_arrays()
     arrays["y_train"][:], arrays["y_test"][:] = 0, 0
     assert data_refusal(write(tmp_path, arrays)).endswith("one class only ('0'); a classifier needs two or more")
+
+
+def test_folder_options_for_the_bundled_mnist_are_refused_naming_it():
+    with pytest.raises(data.DataError) as err:
+        data.load(color_mode="rgb")
+    assert str(err.value) == ("the bundled MNIST: the colour mode and image size (--color-mode, --image-size) apply "
+                              "to image folders only, not to an .npz file; leave them out")
+
+
+def test_an_image_size_of_one_pixel_is_a_size_and_of_none_is_not(tmp_path):
+    path = write(tmp_path, tiny_arrays())
+    assert "apply to image folders only" in data_refusal(path, image_size=(1, 1))
+    assert data_refusal(path, image_size=(0, 4)) == "image size (0, 4) is not (height, width) in pixels"
+    assert data_refusal(path, image_size=(4,)) == "image size (4,) is not (height, width) in pixels"
+
+
+def test_the_one_class_refusal_names_the_file(tmp_path):
+    arrays = tiny_arrays()
+    arrays["y_train"][:], arrays["y_test"][:] = 1, 1
+    path = write(tmp_path, arrays, ["a", "b"])  # two names, one class used: the names say two classes
+    assert data.load(path).num_classes == 2
+    arrays["y_train"][:], arrays["y_test"][:] = 0, 0
+    assert data_refusal(write(tmp_path, arrays)) == f"{path}: one class only ('0'); a classifier needs two or more"
+
+
+def test_class_names_are_kept_as_a_tuple_and_skipped_files_are_reported():
+    x = np.zeros((2, 3, 3, 1), np.uint8)
+    ds = data.Dataset(x, np.array([0, 1]), x, np.array([1, 0]), "src", "abc", ["a", "b"], (), "folder", 3)
+    assert ds.class_names == ("a", "b") and ds.stats()["skipped_files"] == 3
+
+
+def test_check_fits_names_both_shapes_and_both_class_counts():
+    from twincnn.spec import default_spec_for
+
+    x = np.zeros((2, 20, 20, 3), np.uint8)
+    ds = data.Dataset(x, np.array([0, 1]), x, np.array([1, 2]), "colour.npz", "abc")
+    data.check_fits(default_spec_for((20, 20, 3), 3), ds, "the CNN")  # fits: nothing raised
+    with pytest.raises(data.DataError) as err:
+        data.check_fits(default_spec_for((28, 28, 1), 3), ds, "spec s.json")
+    assert str(err.value) == ("the network (spec s.json) takes images of 28x28x1, the data's are 20x20x3 "
+                              "(colour.npz); give a network that fits the data")
+    with pytest.raises(data.DataError) as err:
+        data.check_fits(default_spec_for((20, 20, 3), 10), ds, "spec s.json")
+    assert str(err.value) == ("the network (spec s.json) gives 10 class scores, the data has 3 classes "
+                              "(colour.npz); give a network with 3 outputs")
+
+
+def test_options_are_what_the_command_line_set():
+    from argparse import Namespace
+
+    assert data.options(Namespace(color_mode=None, image_size=None)) == {}
+    assert data.options(Namespace(color_mode="rgb", image_size=(8, 9))) == {"color_mode": "rgb", "image_size": (8, 9)}
+    assert data.options(Namespace(color_mode=None, image_size=(8, 9))) == {"image_size": (8, 9)}
