@@ -18,6 +18,7 @@ def test_bundled_mnist_is_the_real_one(mnist):
     assert mnist.sha256 == data.BUNDLED_SHA256
     assert mnist.x_train.shape == (60_000, 28, 28, 1) and mnist.x_test.shape == (10_000, 28, 28, 1)
     assert mnist.class_names == tuple("0123456789") and mnist.input_shape == (28, 28, 1)
+    assert mnist.layout == ".npz file"
     assert mnist.num_classes == 10 and mnist.pixel_scale == "uint8 / 255" and mnist.notes == ()
     assert mnist.y_train[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
     assert mnist.y_test[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]

@@ -431,3 +431,10 @@ def test_twincnn_data_refuses_mixed_sizes_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"twincnn data: error: {root / 'train' / 'dog' / 'big.png'}: 8x8 pixels (HxW)")
     assert len(err.strip().splitlines()) == 1
+
+
+def test_a_folder_of_one_class_is_refused_naming_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    one = {"only": random_images(2, (4, 4, 3))}
+    folder = write_image_folder(tmp_path / "f", {"train": one, "test": one})
+    assert data_refusal(folder) == f"{folder}: one class only ('only'); a classifier needs two or more"

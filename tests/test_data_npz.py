@@ -132,6 +132,8 @@ def test_class_names_not_a_list_of_strings(tmp_path, names, problem):
 def test_class_names_twice(tmp_path):
     path = write(tmp_path, colour_arrays(), ["cat", "dog", "cat"])
     assert data_refusal(path) == f"{path}: class_names names 'cat' twice; give each class its own name"
+    path = write(tmp_path, colour_arrays(), ["cat", "dog", "dog"])  # the name given twice, not the first name
+    assert data_refusal(path) == f"{path}: class_names names 'dog' twice; give each class its own name"
 
 
 def test_class_names_of_bytes_that_are_not_utf8(tmp_path):
@@ -281,8 +283,8 @@ def test_the_one_class_refusal_names_the_file(tmp_path):
 
 def test_class_names_are_kept_as_a_tuple_and_skipped_files_are_reported():
     x = np.zeros((2, 3, 3, 1), np.uint8)
-    ds = data.Dataset(x, np.array([0, 1]), x, np.array([1, 0]), "src", "abc", ["a", "b"], (), "folder", 3)
-    assert ds.class_names == ("a", "b") and ds.stats()["skipped_files"] == 3
+    ds = data.Dataset(x, np.array([0, 1]), x, np.array([1, 0]), "src", "abc", ["a", "b"], ["a note"], "folder", 3)
+    assert ds.class_names == ("a", "b") and ds.notes == ("a note",) and ds.stats()["skipped_files"] == 3
 
 
 def test_check_fits_names_both_shapes_and_both_class_counts():
