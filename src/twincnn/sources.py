@@ -119,9 +119,7 @@ def read_source(source: str, spec_path: str | None = None, input_shape: tuple | 
     """The model ``source`` names, read into a spec by its framework's reader at ``input_shape`` (H, W, C): the
     size a PyTorch module or a Keras model of open height and width is read at (a module: MNIST's where none is
     given); a Keras model of another fixed size is refused."""
-    model = load_source(source, spec_path)
-    reader = backends.load_reader(backends.framework_of(model))
-    return reader.read_model(model, input_shape or (MNIST_SHAPE if reader.NEEDS_INPUT_SHAPE else None))
+    return read_pair([load_source(source, spec_path)], input_shape)[0]
 
 
 @dataclass(frozen=True)
