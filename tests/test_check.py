@@ -226,9 +226,10 @@ def test_twin_of_a_users_model_is_the_same_function_in_every_framework(framework
 
 def test_a_twin_is_held_to_the_users_model_not_to_its_own_weights(monkeypatch):
     """A twin that kept its own initial weights instead of A's is called different, at its first layer."""
-    from twincnn.sources import TwinOf, TwinRead
+    from twincnn.backends import torch as torch_backend
+    from twincnn.sources import TwinOf
 
-    monkeypatch.setattr(TwinRead, "set_weights", lambda self, weights: None)
+    monkeypatch.setattr(torch_backend, "set_weights", lambda model, spec, weights: None)
     result = check(load_source(f"{MODELS}:keras_strided"), TwinOf("torch"), samples=32)
     assert not result.same and "conv1 (conv2d" in result.first_divergence
 

@@ -148,7 +148,7 @@ def test_resnet_block_weights_round_trip_and_logits_match_the_reference(keras, r
     assert list(got) == list(read.spec.weight_shapes())
     for name, value in weights.items():
         np.testing.assert_array_equal(got[name], value, err_msg=name)
-    assert read.model.get_layer("block1_projection_bn").moving_variance.numpy() == pytest.approx(
+    assert read.model.model.get_layer("block1_projection_bn").moving_variance.numpy() == pytest.approx(
         weights["bn3/moving_variance"])
     assert_reading_matches_reference(read, images((8, 8, 3)), "resnet block")
 

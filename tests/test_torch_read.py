@@ -63,12 +63,22 @@ def test_notebook_model_gradients_match_twincnns_twin():
 
 def test_predict_and_gradients_leave_the_modules_mode():
     read = read_model(CNN(), (28, 28, 1))
-    read.module.train()
+    read.model.module.train()
     read.predict(images((28, 28, 1), n=2))
-    assert read.module.training and read.module.conv1.training
-    read.module.eval()
+    assert read.model.module.training and read.model.module.conv1.training
+    read.model.module.eval()
     read.loss_and_grads(images((28, 28, 1), n=2), np.array([1, 2]))
-    assert not read.module.training and not read.module.fc1.training
+    assert not read.model.module.training and not read.model.module.fc1.training
+
+
+def test_predict_and_gradients_leave_each_submodules_own_mode():
+    """A module kept partly in eval mode (a frozen part) is left so, not set to its parent's mode."""
+    read = read_model(CNN(), (28, 28, 1))
+    read.model.module.train()
+    read.model.module.conv1.eval()
+    read.predict(images((28, 28, 1), n=2))
+    read.loss_and_grads(images((28, 28, 1), n=2), np.array([1, 2]))
+    assert read.model.module.training and not read.model.module.conv1.training
 
 
 # -- 2. a residual block written without twincnn's names -------------------------------------------------
@@ -115,7 +125,7 @@ def test_residual_block_reads_as_a_graph_spec():
     assert list(got) == list(read.spec.weight_shapes())
     for name, value in weights.items():
         assert np.array_equal(got[name], value), name
-    assert np.array_equal(read.module.b.weight.detach().numpy(), weights["conv2/kernel"].transpose(3, 2, 0, 1))
+    assert np.array_equal(read.model.module.b.weight.detach().numpy(), weights["conv2/kernel"].transpose(3, 2, 0, 1))
     assert_reading_matches_reference(read, images((12, 10, 3)), "residual block")
 
 
@@ -435,7 +445,7 @@ def test_flatten_spellings_read_alike():
         assert_close(read.get_weights(), first.get_weights(), 0.0, f"{spelling}: canonical weights")
         assert_reading_matches_reference(read, x, spelling)
     # the dense kernel comes back in (H, W, C) row order: its rows are not PyTorch's (C, H, W) ones
-    torch_rows = first.module.fc.weight.detach().numpy().T
+    torch_rows = first.model.module.fc.weight.detach().numpy().T
     assert not np.array_equal(first.get_weights()["fc1/kernel"], torch_rows)
 
 

@@ -107,12 +107,12 @@ def read_pair(models: list, input_shape: tuple | None):
         if shape is None and readers[i].NEEDS_INPUT_SHAPE:
             shape = MNIST_SHAPE
         read[i] = readers[i].read_model(models[i], shape)
-    return [TwinRead(m.framework, read[own[0]].spec) if isinstance(m, TwinOf) else r for m, r in zip(models, read)]
+    return [twin_read(m.framework, read[own[0]].spec) if isinstance(m, TwinOf) else r for m, r in zip(models, read)]
 
 
 def label_of(model, read) -> str:
     """The framework a model is of, as tables name it."""
-    return read.label if isinstance(read, TwinRead) else backends.BACKENDS[backends.framework_of(model)].label
+    return read.label or backends.BACKENDS[backends.framework_of(model)].label
 
 
 def read_source(source: str, spec_path: str | None = None, input_shape: tuple | None = None):
@@ -129,37 +129,18 @@ class TwinOf:
     framework: str
 
 
-class TwinRead:
-    """twincnn's own twin of ``spec`` in ``framework``, seen as a read model is (check --twin): weights, logits and
-    gradients through the backend's contract. Per-layer outputs, which only locate a difference, are the NumPy
-    reference's on the twin's weights (every twin is held to that reference by twincnn's tests)."""
+def twin_read(framework: str, spec, seed: int = 0):
+    """twincnn's own twin of ``spec`` in ``framework``, seen as a read model is (check --twin). Per-layer outputs,
+    which only locate a difference, are the NumPy reference's on the twin's weights (every twin is held to that
+    reference by twincnn's tests)."""
+    from . import reference
+    from .backends.interface import ReadModel
 
-    def __init__(self, framework: str, spec, seed: int = 0):
-        self.framework, self.spec = backends.canonical_name(framework), spec
-        self.backend = backends.load(self.framework)
-        self.model = self.backend.build(spec, seed=seed)
-        self.paths, self.notes = {}, []
-
-    @property
-    def label(self) -> str:
-        return f"twincnn's {backends.BACKENDS[self.framework].label} twin"
-
-    def get_weights(self) -> dict:
-        return self.backend.get_weights(self.model, self.spec)
-
-    def set_weights(self, weights: dict) -> None:
-        self.backend.set_weights(self.model, self.spec, weights)
-
-    def predict(self, x, batch_size: int = 1000):
-        return self.backend.predict(self.model, x, batch_size)
-
-    def loss_and_grads(self, x, y):
-        return self.backend.loss_and_grads(self.model, self.spec, x, y)
-
-    def activations(self, x) -> dict:
-        from . import reference
-
-        return reference.activations(self.spec, self.get_weights(), x)
+    name = backends.canonical_name(framework)
+    backend = backends.load(name)
+    model = backend.build(spec, seed=seed)
+    return ReadModel(backend, model, spec, lambda x: reference.activations(spec, backend.get_weights(model, spec), x),
+                     label=f"twincnn's {backends.BACKENDS[name].label} twin")
 
 
 SPEC_FILE, WEIGHTS_FILE = "model_spec.json", "model_weights.safetensors"

@@ -10,7 +10,7 @@ dicts (spec.py); load_file raises ValueError, with a one-line message, for a fil
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
@@ -144,6 +144,35 @@ class Backend(Protocol):
 
     def save_file(self, model, spec: Spec, path) -> None:
         """Write the twin; a format that carries the architecture ends the model in spec.output's head."""
+
+
+@dataclass
+class ReadModel:
+    """A model seen as a spec: a user's model as its framework's reader reads it, or twincnn's own twin of a
+    spec (check --twin). Weights, logits and gradients go through the backend's own get_weights, set_weights,
+    predict and loss_and_grads, the functions every twin is tested through; ``model`` is what they take (a
+    reader wraps the user's model so that they can). ``activations`` gives every spec layer's output, which
+    only locates where two models part."""
+
+    backend: Any  # the backend module (twincnn.backends.<name>)
+    model: Any
+    spec: Spec
+    activations: Callable[[np.ndarray], dict]
+    notes: list = field(default_factory=list)  # where the model computes something the spec does not say exactly
+    paths: dict = field(default_factory=dict)  # spec layer name -> where in the model it was read from
+    label: str = ""  # what tables call it, where the model's framework alone does not say (a twin)
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        return self.backend.get_weights(self.model, self.spec)
+
+    def set_weights(self, weights: dict) -> None:
+        self.backend.set_weights(self.model, self.spec, weights)
+
+    def predict(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+        return self.backend.predict(self.model, x, batch_size)
+
+    def loss_and_grads(self, x: np.ndarray, y: np.ndarray) -> tuple[float, dict]:
+        return self.backend.loss_and_grads(self.model, self.spec, x, y)
 
 
 def _members(protocol) -> tuple[list[str], list[str]]:

@@ -230,7 +230,8 @@ def build(spec: Spec, seed: int | None = None, device: str = "cpu") -> keras.Mod
 
 def _variables(model: keras.Model, spec: Spec, trainable_only: bool = False):
     """(canonical name, variable) in spec order; Keras's layout and names (kernel, gamma, moving_mean ...)
-    are the canonical ones."""
+    are the canonical ones. ``model`` is a twin or a user's model as read (tensorflow_read.ReadNet):
+    get_layer(name) holds a spec layer's variables in both."""
     names = spec.trainable_weight_shapes() if trainable_only else spec.weight_shapes()
     for name in names:
         layer, key = name.split("/")
@@ -257,11 +258,14 @@ _LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 def loss_and_grads(model: keras.Model, spec: Spec, x: np.ndarray, y: np.ndarray):
     """Mean sparse cross-entropy from logits on one batch in training mode (batch statistics, dropout; the
-    moving statistics move as in a training step) and the gradients of the trainable weights."""
+    moving statistics move as in a training step) and the gradients of the trainable weights, watched by name:
+    the spec trains every weight, a user's frozen Keras layer too."""
     names, variables = zip(*_variables(model, spec, trainable_only=True))
+    variables = [var.value for var in variables]
     with tf.GradientTape() as tape:
+        tape.watch(variables)
         loss = _LOSS(tf.constant(y), model(tf.constant(x, tf.float32), training=True))
-    grads = tape.gradient(loss, list(variables))
+    grads = tape.gradient(loss, variables)
     return float(loss), {name: np.array(g.numpy()) for name, g in zip(names, grads)}
 
 

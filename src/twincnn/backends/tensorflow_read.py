@@ -11,9 +11,9 @@ layer: "<layer> (<class>): not expressible in a twincnn spec: <what is missing>"
 A softmax or log-softmax that gives the model's output (a Dense's activation, an Activation or Softmax layer)
 is the spec's output head; anywhere else it is refused. The reading works on the logits before the head.
 
-The reading keeps the model: its weights are the spec's canonical weights (Keras's layouts are the canonical
-ones), and its logits, losses and ``activations`` come from running the model's own layers, one by one, keeping
-every spec layer's output.
+The reading is a ReadModel that keeps the model: its weights are the spec's canonical weights (Keras's layouts
+are the canonical ones), and backends.tensorflow's own functions get and set them, predict and take gradients on
+it, wrapped as a ReadNet that runs the model's own layers one by one, keeping every spec layer's output.
 """
 
 from __future__ import annotations
@@ -21,13 +21,14 @@ from __future__ import annotations
 import inspect
 import re
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Callable
 
 import numpy as np
 
 from ..errors import UserError
 from ..spec import INPUT, Spec, SpecError, _names, same_padding
-from ..weights import check_layout
+from .interface import ReadModel
 
 NOT_EXPRESSIBLE = "not expressible in a twincnn spec"
 _SPEC_ACTIVATIONS = "relu, relu6, sigmoid, tanh, elu (alpha 1), silu/swish, gelu, leaky_relu or linear"
@@ -74,50 +75,22 @@ class _Entry:
     value: Callable | None = None  # {id(KerasTensor): value} -> this layer's inference output
 
 
-class ReadKerasModel:
-    """A user's Keras model read as a spec: canonical weights in and out, logits, losses and every spec
-    layer's output, all computed by the model itself."""
+class ReadNet:
+    """The user's Keras model as backends.tensorflow's functions take a twin: called, it gives the logits (before
+    its output head, if it has one), computed by the model's own layers; get_layer(name) holds spec layer
+    ``name``'s variables under their canonical keys (kernel, gamma, moving_mean ...)."""
 
-    def __init__(self, model, spec: Spec, entries: list, paths: dict, notes: list, runner: "_Runner"):
-        self.model, self.spec, self.paths, self.notes = model, spec, paths, notes
-        self._entries = dict(zip((info.name for info in spec.info), entries))
-        self._logits = entries[-1]  # the last Dense's output: the model's own, or what its head reads
-        self._variables = {f"{name}/{key}": var for name, entry in self._entries.items()
-                           for key, var in entry.variables.items()}
+    def __init__(self, model, entries: dict, runner: "_Runner"):
+        self.model = model  # the user's
+        self._entries = entries  # spec layer name -> _Entry
+        self._logits = list(entries.values())[-1]  # the last Dense's output: the model's own, or its head's input
         self._runner = runner
 
-    def get_weights(self) -> dict[str, np.ndarray]:
-        """Canonical weights, in spec.weight_shapes() order."""
-        return {name: np.array(self._variables[name].numpy()) for name in self.spec.weight_shapes()}
+    def get_layer(self, name: str) -> SimpleNamespace:
+        return SimpleNamespace(**self._entries[name].variables)
 
-    def set_weights(self, weights: dict) -> None:
-        check_layout(self.spec, weights)
-        for name in self.spec.weight_shapes():
-            self._variables[name].assign(np.asarray(weights[name], np.float32))
-
-    def _logits_of(self, x, training: bool):
-        """The model's logits (before its output head, if it has one), computed by its own layers."""
+    def __call__(self, x, training: bool = False):
         return self._logits.value(self._runner.run(x, training))
-
-    def predict(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-        """Logits of the model itself, in inference mode."""
-        out = [np.asarray(self._logits_of(np.asarray(x[start:start + batch_size], np.float32), training=False))
-               for start in range(0, len(x), batch_size)]
-        return np.concatenate(out) if out else np.zeros((0, self.spec.num_classes), np.float32)
-
-    def loss_and_grads(self, x: np.ndarray, y: np.ndarray):
-        """Mean sparse cross-entropy from logits on one batch in training mode (batch statistics, dropout; the
-        moving statistics move as in a training step) and the gradients of spec.trainable_weight_shapes().
-        Frozen Keras layers get gradients too: the spec trains every weight. With an output head this is the
-        loss of the head's output too: -log softmax(z)_y, the NLL of log_softmax(z)."""
-        tf = _backend().tf
-        names = list(self.spec.trainable_weight_shapes())
-        variables = [self._variables[name].value for name in names]
-        with tf.GradientTape() as tape:
-            tape.watch(variables)
-            loss = _backend()._LOSS(tf.constant(y), self._logits_of(tf.constant(x, tf.float32), training=True))
-        grads = tape.gradient(loss, variables)
-        return float(loss), {name: np.array(g.numpy()) for name, g in zip(names, grads)}
 
     def activations(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Every spec layer's output in inference mode, by spec name. The model's own layers compute them, in
@@ -150,7 +123,7 @@ class _Runner:
 NEEDS_INPUT_SHAPE = False  # a built Keras model knows its input's shape (one of open height and width: the one given)
 
 
-def read_model(model, input_shape: tuple | None = None) -> ReadKerasModel:
+def read_model(model, input_shape: tuple | None = None) -> ReadModel:
     """The spec of a Keras Sequential or functional model, with access to its weights and outputs; UserError
     naming the first layer the spec cannot express, or an ``input_shape`` (H, W, C) that is not the model's."""
     read = _Reader(_at_size(model, input_shape)).read()
@@ -186,7 +159,7 @@ class _Reader:
         self.head = getattr(model, self.tfb.OUTPUT_HEAD, "logits")
 
     # -- the graph ---------------------------------------------------------------------------------
-    def read(self) -> ReadKerasModel:
+    def read(self) -> ReadModel:
         keras, model = self.keras, self.model
         inputs, outputs = self._graph(model, f"model {getattr(model, 'name', '?')}")
         where = f"{model.name} ({type(model).__name__})"
@@ -212,7 +185,8 @@ class _Reader:
         spec = self._spec(shape, entries)
         paths = {info.name: entry.call.path for info, entry in zip(spec.info, entries)}
         runner = _Runner(keras, self.input, calls, self.resolve)
-        return ReadKerasModel(model, spec, entries, paths, self.notes, runner)
+        net = ReadNet(model, dict(zip((info.name for info in spec.info), entries)), runner)
+        return ReadModel(_backend(), net, spec, net.activations, self.notes, paths)
 
     def _graph(self, model, where):
         """(inputs, outputs) of a Sequential or functional model's graph; UserError for any other model."""

@@ -199,6 +199,10 @@ class TwinNet(nn.Module):
             self.add_module(info.name, module)
         self.set_plan(pool_before_relu=False)
 
+    def spec_layer(self, name: str) -> nn.Module:
+        """The module holding spec layer ``name``'s weights."""
+        return getattr(self, name)
+
     def set_plan(self, pool_before_relu: bool) -> None:
         """The steps forward takes: (what it calls, activation after it: (name, negative slope) or None,
         the names of the outputs it reads, the name of its output). What it calls is a module's name, or
@@ -302,13 +306,18 @@ _TORCH_KEY = {"kernel": "weight", "bias": "bias", "gamma": "weight", "beta": "bi
 
 
 def _named(model: nn.Module, spec: Spec, which: str):
-    """(canonical name, info, key, tensor) for each weight, or each trainable weight's gradient, in spec order."""
+    """(canonical name, info, key, tensor) for each weight, or each trainable weight's gradient, in spec order.
+    ``model`` is a TwinNet or a user's module as read (torch_read.ReadNet): spec_layer(name) holds a layer's
+    weights in both."""
     names = spec.weight_shapes() if which == "param" else spec.trainable_weight_shapes()
     infos = {info.name: info for info in spec.param_layers}
     for name in names:
         layer, key = name.split("/")
-        tensor = getattr(getattr(model, layer), _TORCH_KEY[key])
-        yield name, infos[layer], key, tensor if which == "param" else tensor.grad
+        tensor = getattr(model.spec_layer(layer), _TORCH_KEY[key])
+        if which == "param":
+            yield name, infos[layer], key, tensor
+        else:  # a weight the loss does not reach has no gradient: zero
+            yield name, infos[layer], key, tensor.grad if tensor.grad is not None else torch.zeros_like(tensor)
 
 
 def get_weights(model: nn.Module, spec: Spec) -> dict[str, np.ndarray]:
@@ -336,13 +345,15 @@ def to_input(x: np.ndarray, device="cpu", channels_last=False) -> torch.Tensor:
 
 @contextmanager
 def _mode(model: nn.Module, training: bool):
-    """The model in training or eval mode inside, in the mode it had afterwards."""
-    was_training = model.training
+    """Every submodule in training or eval mode inside, each in the mode it had afterwards (a user's module may
+    keep some of its parts in eval mode)."""
+    before = [(module, module.training) for module in model.modules()]
     model.train(training)
     try:
         yield
     finally:
-        model.train(was_training)
+        for module, was_training in before:
+            module.training = was_training
 
 
 def predict(model: nn.Module, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:

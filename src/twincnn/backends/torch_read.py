@@ -7,8 +7,9 @@ own layers, explicit padding, a zero pad that one convolution alone reads folded
 canonical(read.spec) == read.spec and every spec layer keeps one fx node whose output it is.
 
 A softmax or log-softmax over the classes (dim 1 of the (N, classes) logits) that the module returns is the
-spec's output head; anywhere else it is refused. predict, loss_and_grads and activations work on the logits
-before it: the output of the Linear the spec ends in.
+spec's output head; anywhere else it is refused. The reading is a ReadModel: its weights, logits and gradients
+go through backends.torch's own functions, which take the module wrapped as a ReadNet whose forward gives the
+logits before the head (the output of the Linear the spec ends in).
 
 The user's view(x.size(0), -1) flattens in (C, H, W) order and the spec's flatten in (H, W, C) order: nothing
 in the module changes for that, the weights of the dense layer after it are permuted on the way in and out
@@ -22,7 +23,6 @@ import math
 import operator
 import os
 import re
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,9 +33,9 @@ from torch import nn
 
 from ..errors import UserError
 from ..spec import INPUT, Spec, SpecError, _names, canonical
-from ..weights import check_layout
-from .torch import (_TORCH_KEY, ChannelLayerNorm, GlobalAvgPool2d, KerasBatchNorm, SameAvgPool2d, TwinNet,
-                    _from_torch, _to_torch)
+from . import torch as backend
+from .interface import ReadModel
+from .torch import ChannelLayerNorm, GlobalAvgPool2d, KerasBatchNorm, SameAvgPool2d, TwinNet, _mode, to_input
 
 # twincnn's own modules: traced as single calls (their forward branches on the input's rank, which fx cannot
 # trace, and their settings are plain attributes to read)
@@ -46,7 +46,7 @@ _SHAPE_BATCH = 2  # the shape run's batch: 2, so that a reshape that hard-codes 
 NEEDS_INPUT_SHAPE = True  # a module says nothing of the image it takes
 
 
-def read_model(module: nn.Module, input_shape: tuple[int, int, int]) -> "ReadTorchModel":
+def read_model(module: nn.Module, input_shape: tuple[int, int, int]) -> ReadModel:
     """The spec of ``module`` (which takes NCHW input of canonical ``input_shape`` (H, W, C)) and a handle on
     its weights in the canonical layout; UserError, one line naming the layer, for what a spec cannot say."""
     input_shape = _checked_input_shape(input_shape)
@@ -55,96 +55,52 @@ def read_model(module: nn.Module, input_shape: tuple[int, int, int]) -> "ReadTor
     return _Reader(graph, module, input_shape, _shapes(graph, module, input_shape)).read()
 
 
-class ReadTorchModel:
-    """A user's nn.Module seen as a twincnn spec: the spec, notes on what differs, and the module's weights,
-    outputs and gradients in the canonical layout."""
+class ReadNet(nn.Module):
+    """The user's module as backends.torch's functions take a twin: forward gives the logits (the output of the
+    Linear the spec ends in, which the module returns or its output head reads), spec_layer(name) the module
+    holding spec layer ``name``'s weights. Its parameters are the module's own."""
 
-    def __init__(self, module, spec, notes, paths, graph, nodes, weighted, flat_orders):
+    def __init__(self, module: nn.Module, weighted: dict, logits_layer: str):
+        super().__init__()
         self.module = module
-        self.spec = spec  # canonical
-        self.notes = notes  # where the module computes something the spec does not say exactly
-        self.paths = paths  # spec layer name -> the module path or fx node it was read from
-        self._graph = graph
-        self._nodes = nodes  # spec layer name -> the fx node whose output it is (None: a pad avg_pool applies)
-        self._weighted = weighted  # spec layer name -> the nn.Module holding its weights
-        self._flat_orders = flat_orders  # spec layer name -> the (H, W, C) its flat output was flattened from
+        self._weighted = weighted  # spec layer name -> the user's nn.Module holding its weights
+        self._logits_layer = logits_layer
 
-    def __repr__(self):
-        return f"ReadTorchModel({type(self.module).__name__}: {self.spec.describe()})"
+    def spec_layer(self, name: str) -> nn.Module:
+        return self._weighted[name]
 
-    def _tensors(self, names):
-        infos = {info.name: info for info in self.spec.param_layers}
-        for name in names:
-            layer, key = name.split("/")
-            yield name, infos[layer], key, getattr(self._weighted[layer], _TORCH_KEY[key])
-
-    def get_weights(self) -> dict[str, np.ndarray]:
-        """Canonical weights, in spec.weight_shapes() order (copies: training does not change them)."""
-        return {name: np.array(_from_torch(info, key, t.detach().cpu().numpy()), order="C")
-                for name, info, key, t in self._tensors(self.spec.weight_shapes())}
-
-    def set_weights(self, weights: dict) -> None:
-        """Canonical weights into the module's own parameters and buffers, in place."""
-        check_layout(self.spec, weights)
-        with torch.no_grad():
-            for name, info, key, t in self._tensors(self.spec.weight_shapes()):
-                value = np.ascontiguousarray(_to_torch(info, key, np.asarray(weights[name], np.float32)))
-                t.copy_(torch.from_numpy(value))
-
-    def _input(self, x: np.ndarray) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         like = _first_tensor(self.module)
-        # cloned into NCHW strides: a permuted tensor with one channel counts as contiguous while its strides
-        # are channels-last ones, which convolutions carry on and x.view(x.size(0), -1) then refuses
-        nchw = torch.from_numpy(np.asarray(x, np.float32)).permute(0, 3, 1, 2)
-        return nchw.clone(memory_format=torch.contiguous_format).to(device=like.device, dtype=like.dtype)
-
-    def _logits(self, x: torch.Tensor) -> torch.Tensor:
-        """The module's logits on x: the output of the Linear the spec ends in, which the module returns, or its
-        output head reads."""
         caught = []
-        hook = self._weighted[self.spec.info[-1].name].register_forward_hook(
-            lambda module, args, out: caught.append(out))
+        hook = self._weighted[self._logits_layer].register_forward_hook(lambda module, args, out: caught.append(out))
         try:
-            self.module(x)
+            self.module(x.to(device=like.device, dtype=like.dtype))
         finally:
             hook.remove()
         return caught[-1]
 
-    def predict(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-        """Logits for canonical x (N, H, W, C) in eval mode; the module keeps the modes it had."""
-        out = []
-        with _modes(self.module, training=False), torch.no_grad():
-            for start in range(0, len(x), batch_size):
-                out.append(self._logits(self._input(x[start:start + batch_size])).float().cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, self.spec.num_classes), np.float32)
 
-    def loss_and_grads(self, x: np.ndarray, y: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
-        """Mean cross-entropy of the logits on one batch in training mode (batch statistics, dropout; the
-        moving statistics move as a training step moves them) and the canonical gradients of the trainable
-        weights. With an output head this is the loss of its output too: -log softmax(z)_y, the NLL of
-        log_softmax(z)."""
-        self.module.zero_grad(set_to_none=True)
-        with _modes(self.module, training=True):
-            logits = self._logits(self._input(x))
-            labels = torch.as_tensor(np.asarray(y), dtype=torch.long, device=logits.device)
-            loss = F.cross_entropy(logits, labels)
-        loss.backward()
-        grads = {}
-        for name, info, key, t in self._tensors(self.spec.trainable_weight_shapes()):
-            grad = t.grad if t.grad is not None else torch.zeros_like(t)
-            grads[name] = np.array(_from_torch(info, key, grad.detach().cpu().numpy()), order="C")
-        return float(loss.detach()), grads
+@dataclass
+class _Activations:
+    """Every spec layer's output for canonical x (N, H, W, C) in eval mode, in the canonical layout (NHWC images;
+    flat features flattened from an image in (H, W, C) order until a dense layer), recorded from one run of
+    the traced graph."""
 
-    def activations(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        """Every spec layer's output for canonical x (N, H, W, C) in eval mode, in the canonical layout
-        (NHWC images; flat features flattened from an image in (H, W, C) order until a dense layer)."""
-        wanted = {node for node in self._nodes.values() if node is not None}
-        with _modes(self.module, training=False), torch.no_grad():
-            recorder = _Recorder(self._graph, keep=wanted)
-            recorder.run(self._input(x))
+    module: nn.Module
+    spec: Spec
+    graph: fx.GraphModule
+    nodes: dict  # spec layer name -> the fx node whose output it is (None: a pad avg_pool applies)
+    flat_orders: dict  # spec layer name -> the (H, W, C) its flat output was flattened from
+
+    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        wanted = {node for node in self.nodes.values() if node is not None}
+        like = _first_tensor(self.module)
+        with _mode(self.module, training=False), torch.no_grad():
+            recorder = _Recorder(self.graph, keep=wanted)
+            recorder.run(to_input(x, like.device).to(like.dtype))
         out = {INPUT: np.asarray(x, np.float32)}
         for info in self.spec.info:
-            node = self._nodes[info.name]
+            node = self.nodes[info.name]
             if node is None:  # the zero pad that avg_pool2d(count_include_pad=True) applies inside
                 (top, bottom), (left, right) = info.padding
                 out[info.name] = np.pad(out[info.inputs[0]], ((0, 0), (top, bottom), (left, right), (0, 0)))
@@ -157,7 +113,7 @@ class ReadTorchModel:
         if len(info.output_shape) == 3:
             return np.ascontiguousarray(array.transpose(0, 2, 3, 1))
         array = array.reshape(len(array), -1)  # a global average pool that kept its 1x1 image
-        order = self._flat_orders[info.name]
+        order = self.flat_orders[info.name]
         if order is not None:  # flattened in (C, H, W) order by PyTorch; the spec's is (H, W, C)
             h, w, c = order
             array = array.reshape(len(array), c, h, w).transpose(0, 2, 3, 1).reshape(len(array), -1)
@@ -181,18 +137,6 @@ class _Recorder(fx.Interpreter):
             if node.name in self.keep:
                 self.outputs[node.name] = result.detach().clone()
         return result
-
-
-@contextmanager
-def _modes(module: nn.Module, training: bool):
-    """Every submodule in training or eval mode inside, each in the mode it had afterwards."""
-    before = [(m, m.training) for m in module.modules()]
-    module.train(training)
-    try:
-        yield
-    finally:
-        for m, was in before:
-            m.training = was
 
 
 def _first_tensor(module: nn.Module) -> torch.Tensor:
@@ -245,7 +189,7 @@ def _shapes(graph: fx.GraphModule, module: nn.Module, input_shape: tuple) -> dic
     zeros = torch.zeros((_SHAPE_BATCH, c, h, w), device=like.device, dtype=like.dtype)
     recorder = _Recorder(graph)
     try:
-        with _modes(module, training=False), torch.no_grad():
+        with _mode(module, training=False), torch.no_grad():
             recorder.run(zeros)
     except RuntimeError as exc:  # PyTorch's error for a shape that does not fit a layer
         raise UserError(f"{type(module).__name__}: does not run on an input of shape (N, {c}, {h}, {w}) "
@@ -437,7 +381,7 @@ class _Reader:
     layers: list = field(default_factory=list)
     head: str = "logits"  # the output head a final softmax or log_softmax gives
 
-    def read(self) -> ReadTorchModel:
+    def read(self) -> ReadModel:
         order = {node: i for i, node in enumerate(self.graph.graph.nodes)}
         for node in self.graph.graph.nodes:
             self._refuse_aliasing(node, order)
@@ -822,7 +766,7 @@ class _Reader:
         pad = layer.inputs[0]
         return pad is not INPUT and pad.layer["type"] == "zeropad2d" and len(readers[id(pad)]) == 1
 
-    def _result(self) -> ReadTorchModel:
+    def _result(self) -> ReadModel:
         output = next(n for n in self.graph.graph.nodes if n.op == "output")
         value = self.values.get(output.args[0]) if isinstance(output.args[0], fx.Node) else None
         if not isinstance(value, _Layer):
@@ -845,12 +789,10 @@ class _Reader:
         paths = {name: layer.path for name, layer in zip(names, self.layers)}
         notes = [f"{name} ({layer.path}): {layer.note}" for name, layer in zip(names, self.layers) if layer.note]
         notes += self._unused_parameters()
-        return ReadTorchModel(
-            self.module, canon, notes, paths, self.graph,
-            nodes={name: layer.node.name if layer.node is not None else None
-                   for name, layer in zip(names, self.layers)},
-            weighted={name: layer.module for name, layer in zip(names, self.layers) if layer.module is not None},
-            flat_orders=_flat_orders(canon))
+        weighted = {name: layer.module for name, layer in zip(names, self.layers) if layer.module is not None}
+        nodes = {name: layer.node.name if layer.node is not None else None for name, layer in zip(names, self.layers)}
+        return ReadModel(backend, ReadNet(self.module, weighted, names[-1]), canon,
+                         _Activations(self.module, canon, self.graph, nodes, _flat_orders(canon)), notes, paths)
 
     def _spec(self, dicts) -> Spec:
         # twincnn's own twin computes its spec's logits and keeps the spec's head
