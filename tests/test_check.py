@@ -224,6 +224,23 @@ def test_twin_of_a_users_model_is_the_same_function_in_every_framework(framework
         assert what in out.out
 
 
+@pytest.mark.parametrize("source, twin", [("TorchMnistNet", "tensorflow"), ("TorchMnistNet", "jax"),
+                                          ("keras_mnist_convnet", "torch")])
+def test_a_model_with_dropout_is_the_same_function_as_its_twin(source, twin):
+    """Dropout draws its masks at random: the training-mode passes are compared with it off in both models, and
+    each dropout layer has its own rate back afterwards."""
+    require(twin)
+    from twincnn.sources import TwinOf
+
+    model = load_source(f"{MODELS}:{source}")
+    result = check(model, TwinOf(twin), samples=64)
+    assert result.same, result.report
+    assert "gradients (training mode, dropout off;" in result.report
+    rates = ([model.dropout1.p, model.dropout2.p] if source.startswith("Torch")
+             else [layer.rate for layer in model.layers if "dropout" in layer.name])
+    assert rates == ([0.25, 0.5] if source.startswith("Torch") else [0.5])
+
+
 def test_a_twin_is_held_to_the_users_model_not_to_its_own_weights(monkeypatch):
     """A twin that kept its own initial weights instead of A's is called different, at its first layer."""
     from twincnn.backends import torch as torch_backend

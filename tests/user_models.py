@@ -69,6 +69,21 @@ def keras_cnn_softmax():
     return keras_cnn("softmax")
 
 
+def keras_mnist_convnet():
+    """Keras's MNIST convnet example (keras.io/examples/vision/mnist_convnet), as written there: dropout before
+    its softmax Dense."""
+    return keras.Sequential([
+        keras.Input(shape=(28, 28, 1)),
+        keras.layers.Conv2D(32, kernel_size=(3, 3), activation="relu"),
+        keras.layers.MaxPooling2D(pool_size=(2, 2)),
+        keras.layers.Conv2D(64, kernel_size=(3, 3), activation="relu"),
+        keras.layers.MaxPooling2D(pool_size=(2, 2)),
+        keras.layers.Flatten(),
+        keras.layers.Dropout(0.5),
+        keras.layers.Dense(10, activation="softmax"),
+    ])
+
+
 class TorchCNNSoftmax(CNN):
     """The notebook's PyTorch class returning probabilities through an nn.Softmax(dim=1) module."""
 

@@ -2,8 +2,8 @@
 
 Both are read into canonical specs (backends' readers), compared layer by layer; A's weights are copied into B
 through the canonical layout (unless kept as they are), then both run on the same inputs: logits in inference
-mode, gradients of the loss in training mode, BatchNorm's moving statistics after that pass, and one Adam step
-computed from each model's gradients. Where they differ, the first layer whose output differs is named.
+mode, gradients of the loss in training mode (dropout off in both: its masks are random), BatchNorm's moving
+statistics after that pass, and one Adam step computed from each model's gradients. Where they differ, the first layer whose output differs is named.
 """
 
 from __future__ import annotations
@@ -254,20 +254,22 @@ def compare_numerics(a, b, x, y, gradients: bool = True, adam: bool = True) -> t
                         _scaled(LOGIT_RTOL, logits_a))]
     if not gradients:
         return found, np.inf
-    passes = [_training_pass(a, b, batch) for batch in gradient_batches(a, x, y)]
-    # dropout draws another mask on every pass: A against itself would measure that, not rounding
-    dropout = any(i.type == "dropout" and i.config["rate"] > 0 for i in a.spec.info)
-    for run in passes:
-        if run["worst"].max_abs > run["tolerance"] and not dropout:
-            _widened_to_rounding(a, run)
+    # dropout draws its masks at random: training-mode passes are compared with it off, as the reference has it
+    dropout = any(i.type == "dropout" and i.config["rate"] > 0 for i in (*a.spec.info, *b.spec.info))
+    with a.without_dropout(), b.without_dropout():
+        passes = [_training_pass(a, b, batch) for batch in gradient_batches(a, x, y)]
+        for run in passes:
+            if run["worst"].max_abs > run["tolerance"]:
+                _widened_to_rounding(a, run)
+    mode = "training mode, dropout off" if dropout else "training mode"
     passes.sort(key=lambda p: p["worst"].max_abs / p["tolerance"])
     run = passes[(len(passes) - 1) // 2]
     widened = run["own"] is not None and run["tolerance"] > _scaled(GRAD_RTOL, run["grads"][0])
     (loss_a, loss_b), (grads_a, grads_b) = run["loss"], run["grads"]
     (start_a, start_b), (after_a, after_b) = run["start"], run["after"]
-    found.append(Comparison("loss (training mode)", worst_mismatch(np.float64(loss_b), np.float64(loss_a), "loss"),
+    found.append(Comparison(f"loss ({mode})", worst_mismatch(np.float64(loss_b), np.float64(loss_a), "loss"),
                             _scaled(LOGIT_RTOL, np.float64(loss_a))))
-    found.append(Comparison(f"gradients (training mode; the median of {len(passes)} batches of {GRAD_BATCH}"
+    found.append(Comparison(f"gradients ({mode}; the median of {len(passes)} batches of {GRAD_BATCH}"
                             + (f"; tolerance {ROUNDING_FACTOR:g}x how far A's own move when its inputs move by one "
                                f"ulp)" if widened else ")"), run["worst"], run["tolerance"]))
     moving = [k for k in a.spec.weight_shapes() if k not in a.spec.trainable_weight_shapes()]
@@ -368,7 +370,7 @@ def check(model_a, model_b, *, input_shape=None, keep_weights=False, data_path=N
             lines.append(f"first layer whose output differs (inference mode): {found[0]}")
         else:
             lines.append("every layer's inference-mode output agrees: the difference is in training mode "
-                         "(BatchNorm's batch statistics or momentum, dropout)")
+                         "(BatchNorm's batch statistics or momentum)")
     if not result.same:
         lines += [f"likely cause: {cause}" for cause in likely_causes(a, b, pairs, found[1] if found else None,
                                                                        keep_weights)]

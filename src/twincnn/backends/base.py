@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from contextlib import contextmanager
 from typing import Callable
 
 import numpy as np
@@ -41,3 +42,16 @@ class BaseTrainer:
     def predict(self, x: np.ndarray) -> np.ndarray:
         self.sync()
         return type(self).predict_logits(self.model, x)
+
+
+@contextmanager
+def attributes_set(objects, name: str, value):
+    """Each object's attribute ``name`` set to ``value`` inside, back to its own value afterwards."""
+    before = [(obj, getattr(obj, name)) for obj in objects]
+    for obj, _ in before:
+        setattr(obj, name, value)
+    try:
+        yield
+    finally:
+        for obj, old in before:
+            setattr(obj, name, old)

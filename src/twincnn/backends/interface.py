@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Callable, ContextManager, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -121,6 +121,11 @@ class Backend(Protocol):
         or without an output head: -log softmax(z)_y is also the NLL of log_softmax(z), so it is the loss of
         either head's output."""
 
+    def without_dropout(self, model) -> ContextManager[None]:
+        """Inside, the model's dropout layers pass their input through in training mode too, as the NumPy
+        reference's do, so that a training-mode pass is a function of the weights and the batch alone (its masks
+        are random); each layer's rate as it was afterwards. For a twin and a user's model as read alike."""
+
     def layer_summary(self, model, spec: Spec) -> list[tuple[str, tuple, int]]:
         """(name, output shape, weights incl. BatchNorm's moving statistics) per spec layer, changing nothing."""
 
@@ -173,6 +178,9 @@ class ReadModel:
 
     def loss_and_grads(self, x: np.ndarray, y: np.ndarray) -> tuple[float, dict]:
         return self.backend.loss_and_grads(self.model, self.spec, x, y)
+
+    def without_dropout(self) -> ContextManager[None]:
+        return self.backend.without_dropout(self.model)
 
 
 def _members(protocol) -> tuple[list[str], list[str]]:

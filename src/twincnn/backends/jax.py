@@ -28,7 +28,7 @@ from ..spec import INPUT, Spec
 from ..weights import check_layout
 from .defaults import signature_default
 from .interface import KERAS_ADAM_EPSILON, TrainerConfig
-from .base import BaseTrainer
+from .base import BaseTrainer, attributes_set
 
 NAME = "jax"
 # The notebook validated inside Keras fit's timing; a JAX loop does only what it says.
@@ -330,6 +330,12 @@ def loss_and_grads(model: TwinNet, spec: Spec, x: np.ndarray, y: np.ndarray):
     loss, grads = _loss_and_grads(model, jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.int32))
     return float(loss), {name: np.array(grads[layer][attr].get_value()).reshape(shape)
                          for name, shape, (layer, attr), var in _variables(model, spec) if isinstance(var, nnx.Param)}
+
+
+def without_dropout(model: TwinNet):
+    """nnx.Dropout with rate 0 returns its input in training mode too; the rate is part of the model's graph, so
+    the compiled programs it changes are compiled again, not reused."""
+    return attributes_set([m for _, m in nnx.iter_modules(model) if isinstance(m, nnx.Dropout)], "rate", 0.0)
 
 
 def layer_summary(model: TwinNet, spec: Spec) -> list[tuple[str, tuple, int]]:

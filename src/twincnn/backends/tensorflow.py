@@ -23,7 +23,7 @@ from ..spec import INPUT, MERGES, WINDOWED, Spec, canonical, real_cells, same_pa
 from ..weights import check_layout  # noqa: E402
 from .defaults import signature_default  # noqa: E402
 from .interface import KERAS_ADAM_EPSILON, TrainerConfig  # noqa: E402
-from .base import BaseTrainer  # noqa: E402
+from .base import BaseTrainer, attributes_set  # noqa: E402
 
 NAME = "tensorflow"
 NOTEBOOK_VALIDATION = True  # the notebook's fit() validated every epoch inside the timed call
@@ -267,6 +267,20 @@ def loss_and_grads(model: keras.Model, spec: Spec, x: np.ndarray, y: np.ndarray)
         loss = _LOSS(tf.constant(y), model(tf.constant(x, tf.float32), training=True))
     grads = tape.gradient(loss, variables)
     return float(loss), {name: np.array(g.numpy()) for name, g in zip(names, grads)}
+
+
+def _dropout_layers(model) -> list:
+    """Every keras.layers.Dropout in ``model``, nested models' included."""
+    found = []
+    for layer in getattr(model, "layers", ()):
+        found += [layer] if isinstance(layer, keras.layers.Dropout) else _dropout_layers(layer)
+    return found
+
+
+def without_dropout(model: keras.Model):
+    """Keras's Dropout with rate 0 returns its input in training mode too. ``model`` a twin, or a user's model as
+    read (tensorflow_read.ReadNet, whose layers are the user model's)."""
+    return attributes_set(_dropout_layers(model), "rate", 0.0)
 
 
 def layer_summary(model: keras.Model, spec: Spec) -> list[tuple[str, tuple, int]]:

@@ -86,6 +86,10 @@ class ReadNet:
         self._logits = list(entries.values())[-1]  # the last Dense's output: the model's own, or its head's input
         self._runner = runner
 
+    @property
+    def layers(self) -> list:
+        return self.model.layers
+
     def get_layer(self, name: str) -> SimpleNamespace:
         return SimpleNamespace(**self._entries[name].variables)
 

@@ -19,7 +19,7 @@ from ..spec import INPUT, Spec, real_cells
 from ..weights import check_layout
 from .defaults import signature_default
 from .interface import KERAS_ADAM_EPSILON, TrainerConfig
-from .base import BaseTrainer
+from .base import BaseTrainer, attributes_set
 
 NAME = "torch"
 NOTEBOOK_VALIDATION = False  # the notebook's PyTorch loop evaluated after the timed loop
@@ -376,6 +376,11 @@ def loss_and_grads(model: nn.Module, spec: Spec, x: np.ndarray, y: np.ndarray):
     grads = {name: np.array(_from_torch(info, key, g.detach().cpu().numpy()), order="C")
              for name, info, key, g in _named(model, spec, "grad")}
     return float(loss.detach()), grads
+
+
+def without_dropout(model: nn.Module):
+    """nn.Dropout with p=0 is the identity in training mode too (the reader refuses the other dropouts)."""
+    return attributes_set([m for m in model.modules() if isinstance(m, nn.Dropout)], "p", 0.0)
 
 
 def layer_summary(model: nn.Module, spec: Spec) -> list[tuple[str, tuple, int]]:
