@@ -136,6 +136,26 @@ def test_same_framework_twice_is_the_a_a_self_test(tmp_path, tiny_dir):
     assert [r["history"]["train_loss"] for r in a] == [r["history"]["train_loss"] for r in b]
 
 
+def test_precision_out_of_time_stops_after_the_planned_repeats_and_says_so(tmp_path, tiny_dir, capsys):
+    """A target no run reaches, in a time no repeat fits: the planned repeats (at least 3), each followed by the
+    pair's half-width against the target, then one line saying it was not reached; results.json records it."""
+    name = frameworks(1)[0]
+    rc, out = compare(tmp_path, "--frameworks", f"{name},{name}", "--data", str(tiny_dir), "--epochs", "1",
+                      "--repeats", "2", "--precision", "0.001", "--max-minutes", "0.001")
+    printed = capsys.readouterr().out
+    assert rc == 0
+    doc = json.loads((out / "results.json").read_text())
+    asked = doc["precision"]
+    assert asked["stopped"] == "out of time" and asked["target"] == 0.001 and asked["max_minutes"] == 0.001
+    assert asked["planned_repeats"] == asked["repeats"] == 3 and doc["config"]["seeds"] == [42, 43, 44]
+    (verdict,) = doc["verdicts"]
+    low, high = verdict["ci"]
+    assert asked["reached"] == pytest.approx((high - low) / 2 / verdict["ratio"]) and asked["reached"] > 0.001
+    assert f"after 3 repeats: {name}/{name}#2 " in printed and "(target ±0.1%)" in printed
+    assert "precision: ±0.1% not reached in 0.001 minutes" in printed
+    assert "not reached in 0.001 minutes" in (out / "report.md").read_text()
+
+
 def test_single_framework_has_no_verdict(tmp_path, tiny_dir):
     name = frameworks(1)[0]
     rc, out = compare(tmp_path, "--frameworks", name, "--data", str(tiny_dir), "--epochs", "1", "--repeats", "1",
@@ -171,6 +191,8 @@ def test_notebook_protocol_runs_each_framework_its_own_way(tmp_path, tiny_dir):
     (["--data", "/nonexistent"], "no such file or directory"),
     (["--spec", "/nonexistent.json"], "no such spec file"),
     (["--device", "cuda", "--protocol", "notebook"], "--protocol notebook reproduces a CPU run"),
+    (["--max-minutes", "5"], "--max-minutes bounds the repeats --precision adds; give --precision P as well"),
+    (["--precision", "0.03"], "one framework has none: name two or more with --frameworks"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, message):
     rc, out = compare(tmp_path, *(args if "--frameworks" in args else ["--frameworks", frameworks(1)[0]] + args))

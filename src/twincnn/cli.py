@@ -251,6 +251,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also train each framework data-parallel on its own distributed engine, as this many "
                         "processes sharing --threads; reports each one's scaling and judges them against each "
                         "other (default 1: one process each)")
+    p.add_argument("--precision", type=_fraction, metavar="P",
+                   help="after the planned repeats, add repeats until every verdict's CI is within ±P of its ratio "
+                        "(e.g. 0.03), or another repeat would pass --max-minutes; the run says which")
+    p.add_argument("--max-minutes", type=_positive_float, metavar="M",
+                   help="with --precision: the minutes of training the repeats may take (default 30)")
     p.add_argument("--noise-threshold", type=_fraction, default=0.03,
                    help="a time ratio within 1 ± this is 'within noise' (default 0.03)")
     p.add_argument("--data", help="an .npz, an image folder (train/ and test/ with a folder per class), CIFAR-10 "

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .compare.precision import REACHED
 from .errors import UserError
 from .files import replace_atomically
 from .tables import render
@@ -51,6 +52,16 @@ def _isa_note(doc: dict) -> str:
     return f", at {', '.join(levels)}" if levels else ""
 
 
+def _precision_note(doc: dict) -> str:
+    """', ±3.0 % asked: reached (±2.6 %)': what --precision asked and got ('' where it was not asked)."""
+    asked = doc.get("precision")
+    if not asked:
+        return ""
+    reached = "no upper bound" if asked["reached"] is None else f"±{asked['reached']:.1%}"
+    got = "reached" if asked["stopped"] == REACHED else f"not reached in {asked['max_minutes']:g} min"
+    return f", ±{asked['target']:.1%} asked: {got} ({reached})"
+
+
 def rows_of(docs: list[dict]) -> list[dict]:
     """One row per verdict (or per single-framework run), tagged with its machine, run and set-up: a CPU and
     a CUDA run of one machine are separate rows."""
@@ -61,7 +72,7 @@ def rows_of(docs: list[dict]) -> list[dict]:
         common = {"machine": doc["machine"]["machine_id"], "run": doc["_path"].parent.name,
                   "setup": f"{cfg['protocol']}/{cfg['variant']}, {cfg['epochs']} ep x {cfg['repeats']}, "
                            f"{cfg['device']}, {cfg['threads']} threads"
-                           + (" quick" if cfg.get("quick") else "") + _isa_note(doc),
+                           + (" quick" if cfg.get("quick") else "") + _isa_note(doc) + _precision_note(doc),
                   "commit": (env.get("git_commit") or "no git")[:8], "versions": versions,
                   "flags": len(doc["noise"]["flags"]),
                   "accuracy": {k: v["test_accuracy"] for k, v in doc["frameworks"].items()}}

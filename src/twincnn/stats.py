@@ -72,31 +72,44 @@ def _units(groups, within: str) -> tuple[np.ndarray, str]:
     return (np.array([g.mean() for g in groups]), "repeats") if len(groups) > 1 else (groups[0], within)
 
 
-def ratio_interval(groups, confidence: float = CONFIDENCE, within: str = "epochs") -> Interval:
+def _spread(values: np.ndarray, spread_from: int | None) -> tuple[float, int]:
+    """(standard deviation, its degrees of freedom): of every unit, or of the first ``spread_from`` only. The
+    second is Stein's two-stage interval: where the number of units was decided from the spread of the first
+    ones (--precision), t on that spread covers the ratio exactly, which the spread of all of them does not (a
+    run would stop on a spread that happened to come out small)."""
+    first = values if spread_from is None else values[:spread_from]
+    return float(first.std(ddof=1)), len(first) - 1
+
+
+def ratio_interval(groups, confidence: float = CONFIDENCE, within: str = "epochs",
+                   spread_from: int | None = None) -> Interval:
     """CI of the time ratio from per-repeat lists of paired log ratios: Student's t on the repeat means (on
-    the paired units inside the repeat, named ``within``, where there is one repeat)."""
+    the paired units inside the repeat, named ``within``, where there is one repeat); their spread from the
+    first ``spread_from`` repeats where given (_spread)."""
     from scipy import stats
 
     values, unit = _units(groups, within)
     units, center = len(values), float(values.mean())
     if units < 2:  # one epoch of one repeat: nothing to estimate a spread from
         return Interval(math.exp(center), 0.0, math.inf, units, unit, confidence)
-    half = float(stats.t.ppf(1 - (1 - confidence) / 2, units - 1)) * float(values.std(ddof=1)) / math.sqrt(units)
+    spread, dof = _spread(values, spread_from)
+    half = float(stats.t.ppf(1 - (1 - confidence) / 2, dof)) * spread / math.sqrt(units)
     return Interval(math.exp(center), math.exp(center - half), math.exp(center + half), units, unit, confidence)
 
 
-def p_value(groups) -> float:
-    """Two-sided p-value of "equal speed" on the same units as ratio_interval (1.0 where no spread exists)."""
+def p_value(groups, spread_from: int | None = None) -> float:
+    """Two-sided p-value of "equal speed" on the same units and spread as ratio_interval (1.0 where no spread
+    exists)."""
     from scipy import stats
 
     values, _ = _units(groups, "epochs")  # pragma: no mutate (the unit's name is not used here)
     if len(values) < 2:
         return 1.0
-    spread = float(values.std(ddof=1))
+    spread, dof = _spread(values, spread_from)
     if spread == 0:
         return 0.0 if values.mean() != 0 else 1.0
     t = float(values.mean()) / (spread / math.sqrt(len(values)))
-    return float(2 * stats.t.sf(abs(t), len(values) - 1))
+    return float(2 * stats.t.sf(abs(t), dof))
 
 
 def holm_confidences(p_values, confidence: float = CONFIDENCE) -> list[float]:

@@ -9,7 +9,7 @@ import signal
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .. import __version__, backends, data, machine, stats
@@ -21,6 +21,7 @@ from ..zoo import load_spec
 from ..sources import read_in_worker
 from .output import (atomic_directory, refuse_nonempty, report_markdown, scaling_lines, side_by_side, verdict_lines,
                      write_json)
+from . import precision
 from .schedule import block_ends, judged
 from .workers import run_repeat
 from .figures import aggregate, build_run, epoch_name, verdicts
@@ -122,6 +123,8 @@ class Plan:
     progress: bool
     quick: bool
     noise_threshold: float
+    precision: float | None  # --precision: repeats added until every verdict's half-width is this or less
+    max_minutes: float  # ... while one more repeat fits in this many minutes of training
     min_accuracy: float | None
     measure_floor: bool  # the CPU's matmul rate before and after training
     out_chosen: bool  # --out named the directory (else it sits in results/<machine-id>/)
@@ -195,6 +198,11 @@ def make_plan(args, workdir: Path) -> Plan:
         names, labels, ranks = data_parallel_workers(names, args, threads)
     if args.keep_weights and not args.model:
         raise UserError("--keep-weights starts from the weights of --model; name a model, or leave it out")
+    if args.max_minutes and args.precision is None:
+        raise UserError("--max-minutes bounds the repeats --precision adds; give --precision P as well")
+    if args.precision is not None and len(labels) < 2:
+        raise UserError("--precision narrows the verdicts' intervals, and one framework has none: name two or more "
+                        "with --frameworks")
     if args.protocol == "notebook" and args.device == "cuda":
         raise UserError("--protocol notebook reproduces a CPU run; use --device cpu")
     commit = machine.git_commit()  # once: it runs git
@@ -211,6 +219,8 @@ def make_plan(args, workdir: Path) -> Plan:
     steps_per_epoch = math.ceil(len(dataset.y_train) / args.batch_size)
     block_steps = block_steps_for(args, steps_per_epoch)
     repeats = args.repeats or DEFAULT_REPEATS
+    if args.precision is not None:
+        repeats = max(repeats, precision.MIN_REPEATS)
     return Plan(names=names, labels=labels, ranks=ranks, spec=spec, dataset=dataset, subset=subset,
                 repeats=repeats, epochs=args.epochs or default_epochs(len(block_ends(steps_per_epoch, block_steps))),
                 steps_per_epoch=steps_per_epoch, block_steps=block_steps,
@@ -219,7 +229,8 @@ def make_plan(args, workdir: Path) -> Plan:
                 seeds=[args.seed + i for i in range(repeats)], commit=commit, out=out, network=network,
                 data=args.data, data_options=options, initial_weights=weights, protocol=args.protocol,
                 batch_size=args.batch_size, lr=args.lr, device=args.device, progress=not args.no_progress,
-                quick=args.quick, noise_threshold=args.noise_threshold, min_accuracy=args.min_accuracy,
+                quick=args.quick, noise_threshold=args.noise_threshold, precision=args.precision,
+                max_minutes=args.max_minutes or precision.DEFAULT_MAX_MINUTES, min_accuracy=args.min_accuracy,
                 # the floor is a CPU matmul rate: it says nothing of a GPU's, so a CUDA run has none
                 measure_floor=not args.no_floor and args.device == "cpu", out_chosen=bool(args.out))
 
@@ -270,17 +281,36 @@ def quiet_second() -> dict:
     return before
 
 
-def train_repeats(plan: Plan, log) -> tuple[dict, dict]:
-    """({label: [run per repeat]}, {label: the worker's environment}): every repeat, one after another."""
+def train_repeats(plan: Plan, log) -> tuple[dict, dict, list[int], dict | None]:
+    """({label: [run per repeat]}, {label: the worker's environment}, the seeds run, what --precision did or None):
+    the planned repeats one after another, then, with --precision, one more at a time until the verdicts'
+    intervals are as narrow as asked or another repeat would pass --max-minutes."""
     runs = {label: [] for label in plan.labels}
-    environments = {}
-    for repeat, seed in enumerate(plan.seeds):
-        log(f"repeat {repeat + 1}/{plan.repeats} (seed {seed})")
-        jobs = plan.jobs(seed)
+    environments, seeds, seconds = {}, list(plan.seeds), []
+    started = time.monotonic()
+    while True:
+        repeat = len(seconds)
+        if repeat == len(seeds):
+            seeds.append(seeds[-1] + 1)
+        log(f"repeat {repeat + 1}/{plan.repeats} (seed {seeds[repeat]})" if repeat < plan.repeats else
+            f"repeat {repeat + 1}, added for --precision {plan.precision:g} (seed {seeds[repeat]})")
+        begun = time.monotonic()
+        jobs = plan.jobs(seeds[repeat])
         for job, messages in zip(jobs, run_repeat(jobs, repeat)):
             runs[job["label"]].append(build_run(job, messages, len(plan.dataset.y_train)))
             environments.setdefault(job["label"], messages["ready"]["environment"])
-    return runs, environments
+        seconds.append(time.monotonic() - begun)
+        if len(seconds) < plan.repeats:
+            continue
+        if plan.precision is None:
+            return runs, environments, seeds, None
+        judged = verdicts(runs, plan.noise_threshold, plan.pairs(), spread_from=plan.repeats)
+        log(precision.progress_line(judged, plan.precision, len(seconds), seconds))
+        elapsed = time.monotonic() - started
+        reason = precision.stop_reason(judged, plan.precision, elapsed, seconds, plan.max_minutes * 60)
+        if reason:
+            return runs, environments, seeds, precision.record(plan.precision, plan.max_minutes, plan.repeats,
+                                                               len(seconds), reason, judged, elapsed)
 
 
 def hardware_floor(plan: Plan, matmul_before: float | None, matmul_after: float | None) -> dict | None:
@@ -337,6 +367,8 @@ class Measured:
 
     runs: dict
     environments: dict
+    seeds: list[int]  # every repeat's, those --precision added included
+    precision: dict | None  # what --precision did (precision.record)
     before: dict
     after: dict
     floor: dict | None
@@ -349,19 +381,23 @@ def measure(plan: Plan, log) -> Measured:
     before = quiet_second()
     measure_floor = plan.measure_floor
     matmul_before = matmul_gflops(plan.threads) if measure_floor else None
-    runs, environments = train_repeats(plan, log)
+    runs, environments, seeds, precise = train_repeats(plan, log)
     matmul_after = matmul_gflops(plan.threads) if measure_floor else None
     after = machine.load_reading()
-    return Measured(runs, environments, before, after, hardware_floor(plan, matmul_before, matmul_after), allocator)
+    return Measured(runs, environments, seeds, precise, before, after, hardware_floor(plan, matmul_before, matmul_after),
+                    allocator)
 
 
 def document(plan: Plan, measured: Measured) -> dict:
-    """results.json: settings, machine, environment, data, the verdicts, scaling, noise and every run."""
+    """results.json: settings, machine, environment, data, the verdicts, scaling, noise and every run. The repeats
+    and seeds are those run (--precision may add to the planned ones)."""
+    spread_from = plan.repeats if plan.precision is not None else None  # the planned repeats' (precision.py)
+    plan = replace(plan, repeats=len(measured.seeds), seeds=measured.seeds)
     runs, floor = measured.runs, measured.floor
     y_test = plan.dataset.labels("test")
     results = {label: aggregate(runs[label], y_test, floor and floor["floor_seconds"], plan.dataset.class_names)
                for label in plan.labels}
-    judged = verdicts(runs, plan.noise_threshold, plan.pairs()) if len(plan.labels) > 1 else []
+    judged = verdicts(runs, plan.noise_threshold, plan.pairs(), spread_from) if len(plan.labels) > 1 else []
     flags, advice = noise_report(plan, runs, judged, floor, measured.before, measured.after, plan.noise_threshold)
     return {
         "schema": SCHEMA,
@@ -391,6 +427,7 @@ def document(plan: Plan, measured: Measured) -> dict:
         "verdicts": judged,
         "scaling": scaling(plan, judged),
         "noise": {"flags": flags, "advice": advice},
+        "precision": measured.precision,
         "frameworks": results,
     }
 

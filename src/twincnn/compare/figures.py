@@ -107,20 +107,22 @@ def steady_blocks(run: dict) -> list[float]:
     return [seconds[epoch - 1][block - 1] for epoch, block in judged(len(seconds), len(seconds[0]))]
 
 
-def verdicts(runs: dict, noise_threshold: float = stats.NOISE_THRESHOLD, pairs=None) -> list[dict]:
+def verdicts(runs: dict, noise_threshold: float = stats.NOISE_THRESHOLD, pairs=None,
+             spread_from: int | None = None) -> list[dict]:
     """The steady-state verdict of each pair (a, b) of labels (default: each framework against the first one
     named), plus labelled extras. With two or more comparisons their family-wise error is held at 5 % by
     Holm's method: each interval is at the confidence level its comparison was tested at (97.5 % or 95 %
-    for two comparisons)."""
+    for two comparisons). ``spread_from``: the repeats whose spread the intervals take (stats._spread: a run
+    that --precision lengthened), default all."""
     labels = list(runs)
     pairs = pairs or [(labels[0], other) for other in labels[1:]]
     within = "blocks" if len(runs[labels[0]][0]["history"]["block_seconds"][-1]) > 1 else "epochs"
     groups = {pair: [stats.log_ratios(steady_blocks(a), steady_blocks(b)) for a, b in zip(runs[pair[0]], runs[pair[1]])]
               for pair in pairs}
-    levels = stats.holm_confidences([stats.p_value(groups[pair]) for pair in pairs])
+    levels = stats.holm_confidences([stats.p_value(groups[pair], spread_from) for pair in pairs])
     out = []
     for (first, other), level in zip(pairs, levels):
-        interval = stats.ratio_interval(groups[first, other], confidence=level, within=within)
+        interval = stats.ratio_interval(groups[first, other], confidence=level, within=within, spread_from=spread_from)
         verdict = stats.judge(first, other, interval, noise_threshold).to_dict()
         repeats = list(zip(runs[first], runs[other]))
         shape = runs[first][0]["history"]["block_seconds"]

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .. import stats
+from . import precision
 from ..errors import UserError
 from ..stats import confidence_label
 from ..tables import render
@@ -67,6 +68,8 @@ def verdict_lines(doc: dict) -> list[str]:
             lines.append(f"  family-wise error held at 5 % ({v['family']})")
         lines.append(f"  accuracy {a} − {b}: {v['accuracy_gap'] * 100:+.2f} pp; same prediction on "
                      f"{v['prediction_agreement']:.2%} of test images")
+    if doc.get("precision"):
+        lines.append(precision.summary(doc["precision"]))
     noise = doc["noise"]
     if noise["flags"]:
         lines.append("the machine was noisy: " + "; ".join(noise["flags"]))
