@@ -496,6 +496,21 @@ def test_load_flags_name_the_epochs_where_other_processes_took_the_cpu():
     assert stats.load_flags(three)[0].endswith("a repeat 1 epoch 1 10%")
 
 
+def test_each_repeats_outside_load_is_weighed_by_its_blocks_time_and_advised_on():
+    def run(blocks):
+        return {"schedule": [{"epoch": 1, "seconds": seconds, "other_cpu_share": share} for seconds, share in blocks]}
+
+    # repeat 1: (1 * 0.0 + 3 * 0.2 + 1 * 0.1) / 5 = 14 % over both workers' blocks; an unmeasured block is left out
+    first = {"a": run([(1.0, 0.0), (3.0, 0.2)]), "b": run([(1.0, 0.1), (9.0, None)])}
+    assert stats.repeat_load(list(first.values())) == pytest.approx(0.14)
+    assert stats.repeat_load([run([(1.0, None)])]) is None
+    quiet = {"a": run([(2.0, 0.099)]), "b": run([(2.0, 0.099)])}
+    runs = {label: [first[label], quiet[label], first[label]] for label in ("a", "b")}
+    (advice,) = stats.load_advice(runs)
+    assert advice.startswith("other processes took ≥ 10% of the CPU during repeat(s) 1 (14%), 3 (14%): ")
+    assert stats.load_advice({label: [quiet[label]] for label in ("a", "b")}) == []
+
+
 def test_an_outlier_flag_names_where_it_ran():
     times = {f"repeat {r} epoch 2": 10.0 for r in range(1, 8)} | {"repeat 8 epoch 2": 20.0}
     flags = stats.noise_flags({"c": times})

@@ -296,6 +296,27 @@ def load_flags(runs: dict) -> list[str]:
             f"{named}{more}"]
 
 
+def repeat_load(runs: list[dict]) -> float | None:
+    """The share of the CPU other processes took during one repeat's timed blocks (its runs, one per worker),
+    averaged over the blocks by their durations; None where it was not measured."""
+    blocks = [b for run in runs for b in run["schedule"] if b["other_cpu_share"] is not None]
+    seconds = sum(b["seconds"] for b in blocks)
+    return sum(b["other_cpu_share"] * b["seconds"] for b in blocks) / seconds if seconds > 0 else None
+
+
+def load_advice(runs: dict) -> list[str]:
+    """Advice where other processes took OTHER_LOAD_LIMIT or more of the CPU during a repeat ({label: [run, ...]}):
+    what their load added to the spread between repeats is no property of the frameworks."""
+    repeats = zip(*runs.values())
+    loaded = [(i, share) for i, share in enumerate((repeat_load(list(r)) for r in repeats), 1)
+              if share is not None and share >= OTHER_LOAD_LIMIT]
+    if not loaded:
+        return []
+    named = ", ".join(f"{i} ({share:.0%})" for i, share in loaded)
+    return [f"other processes took ≥ {OTHER_LOAD_LIMIT:.0%} of the CPU during repeat(s) {named}: their load widens "
+            f"the interval; rerun with the machine otherwise idle rather than adding repeats"]
+
+
 def steal_share(before: dict, after: dict) -> float | None:
     """Share of CPU time stolen between two /proc/stat readings (None where not available)."""
     try:

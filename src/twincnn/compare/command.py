@@ -300,6 +300,9 @@ def train_repeats(plan: Plan, log) -> tuple[dict, dict, list[int], dict | None]:
             runs[job["label"]].append(build_run(job, messages, len(plan.dataset.y_train)))
             environments.setdefault(job["label"], messages["ready"]["environment"])
         seconds.append(time.monotonic() - begun)
+        load = stats.repeat_load([label_runs[-1] for label_runs in runs.values()])
+        if load is not None:
+            log(f"  repeat {repeat + 1}: other processes took {load:.0%} of the CPU during its timed blocks")
         if len(seconds) < plan.repeats:
             continue
         if plan.precision is None:
@@ -341,6 +344,7 @@ def noise_report(plan: Plan, runs: dict, judged: list, floor: dict | None, befor
     advice = [f"{v['frameworks'][0]} vs {v['frameworks'][1]}: a CI within ±{noise_threshold:.0%} needs "
               f"about --repeats {stats.repeats_for(_interval(v), plan.repeats, noise_threshold)}"
               for v in judged if stats.repeats_for(_interval(v), plan.repeats, noise_threshold) > plan.repeats]
+    advice += stats.load_advice({label: runs[label] for label in plan.labels})
     if plan.repeats == 1 and judged:
         advice.insert(0, "1 repeat: the CI covers noise within one process only, not differences between "
                          "processes; use --repeats 3 or more")
