@@ -242,7 +242,7 @@ def headline(plan: Plan) -> str:
             f"{n_train:,}/{n_test:,} images, {plan.threads} threads, {processes(plan)} per framework and repeat, "
             f"{interleaving(plan.block_steps, plan.steps_per_epoch)}" + (" [QUICK DEMO]" if plan.quick else "")
             + f"\n  network: {plan.network}, {plan.spec.total_params:,} parameters"
-            + ("; each repeat starts from its own weights" if plan.initial_weights else "")
+            + ("; each repeat starts from the model's own weights" if plan.initial_weights else "")
             + f"\n  data: {plan.dataset.source}, {data.shape_text(plan.dataset.input_shape)} images "
               f"({plan.dataset.pixel_scale}), "
               f"{plan.dataset.num_classes} classes" + "".join(f"; {note}" for note in plan.dataset.notes))
