@@ -518,8 +518,9 @@ def test_an_outlier_flag_names_where_it_ran():
 
 
 # -- --precision: repeats added until the interval is as narrow as asked ------------------------------------------
-# Noise levels: the simulated machine above (2 % per block, 1 % per process), and the reference machine as measured
-# (docs/verdict.md, "On a real machine": judged blocks scatter by about 3 % within a repeat, repeat means by 1.3-1.6 %).
+# Noise levels, each worker's: the simulated machine above (2 % per block, 1 % per process; the 2-core AMD EPYC of
+# docs/verdict.md is quieter), and a 2-core Intel Xeon as measured in an 18-repeat TensorFlow/PyTorch run (judged
+# block ratios 4.6 % within a repeat, repeat means 2.6 %: 3.2 % per block and 1.4 % per process for each worker).
 PRECISION_NOISE = {"simulated": {"epoch_noise": 0.02, "process_noise": 0.01},
                    "measured": {"epoch_noise": 0.03, "process_noise": 0.015}}
 PRECISION_MAX_REPEATS = 20
