@@ -124,6 +124,24 @@ def test_verdicts_judge_each_framework_against_the_first():
     assert verdicts(runs, noise_threshold=0.9)[0]["text"].startswith("b 1.9")  # far outside any threshold
 
 
+def test_verdicts_of_a_lengthened_run_take_their_spread_and_holm_order_from_the_planned_repeats():
+    """spread_from (a --precision run): each interval and each Holm p-value on the first repeats' spread. Here
+    a/b's planned repeats agree exactly and its later ones scatter, so on the planned spread a/b is tested first
+    (97.5 %), on every repeat's a/c is."""
+    seeds = range(42, 47)
+    b_logs, c_logs = [0.1, 0.1, 0.1, 0.5, -0.3], [0.1, 0.2, 0.3, 0.2, 0.2]
+    runs = {"a": [build_run(job("a", seed=s), messages([9.0, 2.0, 2.0]), 600) for s in seeds],
+            "b": [build_run(job("b", seed=s), messages([4.0] + [2.0 / math.exp(d)] * 2), 600) for s, d in zip(seeds, b_logs)],
+            "c": [build_run(job("c", seed=s), messages([4.0] + [2.0 / math.exp(d)] * 2), 600) for s, d in zip(seeds, c_logs)]}
+    groups = [[[d, d] for d in logs] for logs in (b_logs, c_logs)]
+    for spread_from, levels in ((3, (0.975, 0.95)), (None, (0.95, 0.975))):
+        judged = verdicts(runs, spread_from=spread_from)
+        assert tuple(v["confidence"] for v in judged) == pytest.approx(levels)
+        for v, g in zip(judged, groups):
+            expected = stats.ratio_interval(g, confidence=v["confidence"], spread_from=spread_from)
+            assert v["ci"] == pytest.approx([expected.low, expected.high]) and v["ratio"] == pytest.approx(expected.ratio)
+
+
 def test_a_one_repeat_verdict_pairs_its_blocks_and_says_what_each_twin_s_timing_includes():
     def run(label, seconds, blocks=1, includes=""):
         worker = messages(seconds, blocks=blocks)

@@ -504,11 +504,14 @@ def test_each_repeats_outside_load_is_weighed_by_its_blocks_time_and_advised_on(
     first = {"a": run([(1.0, 0.0), (3.0, 0.2)]), "b": run([(1.0, 0.1), (9.0, None)])}
     assert stats.repeat_load(list(first.values())) == pytest.approx(0.14)
     assert stats.repeat_load([run([(1.0, None)])]) is None
+    assert stats.repeat_load([run([(0.3, 0.2), (0.2, 0.1)])]) == pytest.approx(0.16)  # half a second in all
     quiet = {"a": run([(2.0, 0.099)]), "b": run([(2.0, 0.099)])}
     runs = {label: [first[label], quiet[label], first[label]] for label in ("a", "b")}
     (advice,) = stats.load_advice(runs)
     assert advice.startswith("other processes took ≥ 10% of the CPU during repeat(s) 1 (14%), 3 (14%): ")
     assert stats.load_advice({label: [quiet[label]] for label in ("a", "b")}) == []
+    on_limit = {"a": [run([(2.0, 0.1)])], "b": [run([(2.0, 0.1)])]}  # exactly 10 % is advised on
+    assert stats.load_advice(on_limit)[0].startswith("other processes took ≥ 10% of the CPU during repeat(s) 1 (10%)")
 
 
 def test_an_outlier_flag_names_where_it_ran():

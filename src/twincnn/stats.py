@@ -77,7 +77,7 @@ def _spread(values: np.ndarray, spread_from: int | None) -> tuple[float, int]:
     second is Stein's two-stage interval: where the number of units was decided from the spread of the first
     ones (--precision), t on that spread covers the ratio exactly, which the spread of all of them does not (a
     run would stop on a spread that happened to come out small)."""
-    first = values if spread_from is None else values[:spread_from]
+    first = values[:spread_from]  # [:None]: every unit
     return float(first.std(ddof=1)), len(first) - 1
 
 

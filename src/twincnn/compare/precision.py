@@ -28,7 +28,7 @@ def half_width(verdict: dict) -> float:
 
 def widest(verdicts: list[dict]) -> float:
     """The largest half-width among the verdicts: the one the target waits for."""
-    return max((half_width(v) for v in verdicts), default=0.0)
+    return max(half_width(v) for v in verdicts)
 
 
 def stop_reason(verdicts: list[dict], target: float, elapsed: float, repeat_seconds: list[float],
