@@ -59,7 +59,8 @@ def test_progress_and_summary_lines_name_what_was_asked_and_got():
                       "reached": pytest.approx(0.03), "stopped": precision.OUT_OF_TIME, "minutes": 10.0}
     assert precision.summary(record).startswith("precision: ±2.0% not reached in 10 minutes: ±3.0% after 9 repeats")
     done = precision.record(0.02, 10, 4, 6, precision.REACHED, [verdict(1.0, 0.985, 1.015)], 90)
-    assert precision.summary(done).startswith("precision: ±2.0% reached (±1.5%) after 6 repeats, 1.5 min")
+    assert precision.summary(done) == ("precision: ±2.0% reached (±1.5%) after 6 repeats, 1.5 min; the intervals "
+                                       "take their spread from the 4 planned repeats (Stein)")
     unbounded = precision.record(0.02, 10, 3, 3, precision.OUT_OF_TIME, [verdict(1.0, 0.5, None)], 60)
     assert unbounded["reached"] is None
     assert precision.summary(unbounded).startswith("precision: ±2.0% not reached in 10 minutes: no upper bound after 3")
