@@ -588,3 +588,10 @@ def test_an_interval_on_the_planned_repeats_spread_uses_theirs_alone():
         moved = [[g[0] + shift] for g in groups]
         iv = stats.ratio_interval(moved, spread_from=3)
         assert (iv.low <= 1 <= iv.high) == (stats.p_value(moved, spread_from=3) >= 0.05)
+
+
+def test_a_verdicts_interval_is_read_back_from_what_results_json_holds():
+    bounded = stats.ratio_interval([[0.1, 0.12], [0.11, 0.1], [0.09, 0.1]], confidence=0.975)
+    unbounded = stats.ratio_interval([[0.1]])
+    for interval in (bounded, unbounded):
+        assert stats.interval_of(stats.judge("a", "b", interval).to_dict()) == interval

@@ -64,6 +64,14 @@ class Interval:
         return (self.high - self.low) / 2 / self.ratio
 
 
+def interval_of(verdict: dict) -> Interval:
+    """The Interval a verdict (Verdict.to_dict(), as results.json holds it) was judged on; its "ci" has None for
+    an unbounded upper end."""
+    low, high = verdict["ci"]
+    return Interval(verdict["ratio"], low, math.inf if high is None else high, verdict["units"], verdict["unit"],
+                    verdict["confidence"])
+
+
 def _units(groups, within: str) -> tuple[np.ndarray, str]:
     """The independent units: one mean log ratio per repeat (the paired values where there is one repeat)."""
     groups = [np.asarray(g, float) for g in groups if len(g)]  # pragma: no mutate (float: as in log_ratios)

@@ -342,8 +342,8 @@ def noise_report(plan: Plan, runs: dict, judged: list, floor: dict | None, befor
         flags.append("the workers trained on different thread counts: "
                      + ", ".join(f"{label} {n}" for label, n in in_force.items()))
     advice = [f"{v['frameworks'][0]} vs {v['frameworks'][1]}: a CI within ±{noise_threshold:.0%} needs "
-              f"about --repeats {stats.repeats_for(_interval(v), plan.repeats, noise_threshold)}"
-              for v in judged if stats.repeats_for(_interval(v), plan.repeats, noise_threshold) > plan.repeats]
+              f"about --repeats {stats.repeats_for(stats.interval_of(v), plan.repeats, noise_threshold)}"
+              for v in judged if stats.repeats_for(stats.interval_of(v), plan.repeats, noise_threshold) > plan.repeats]
     advice += stats.load_advice({label: runs[label] for label in plan.labels})
     if plan.repeats == 1 and judged:
         advice.insert(0, "1 repeat: the CI covers noise within one process only, not differences between "
@@ -461,9 +461,3 @@ def below_accuracy(results: dict, minimum: float | None) -> list[str]:
         return []
     return [f"{label}: median test accuracy {r['test_accuracy']:.2%} is below --min-accuracy {minimum:.2%}"
             for label, r in results.items() if r["test_accuracy"] < minimum]
-
-
-def _interval(verdict: dict) -> stats.Interval:
-    low, high = verdict["ci"]
-    return stats.Interval(verdict["ratio"], low, math.inf if high is None else high, verdict["units"],
-                          verdict["unit"], verdict["confidence"])

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 
+from .. import stats
 
 REACHED, OUT_OF_TIME = "reached", "out of time"
 DEFAULT_MAX_MINUTES = 30.0
@@ -22,8 +23,7 @@ MIN_REPEATS = 3  # an interval over fewer repeats has too few degrees of freedom
 def half_width(verdict: dict) -> float:
     """A verdict's relative half-width (0.05: ±5 %), at its own confidence (Holm's where it is in a family);
     infinite for an interval without an upper bound (one timed unit)."""
-    low, high = verdict["ci"]
-    return math.inf if high is None else (high - low) / 2 / verdict["ratio"]
+    return stats.interval_of(verdict).half_width
 
 
 def widest(verdicts: list[dict]) -> float:
