@@ -538,7 +538,7 @@ def run_to_precision(rng, true_a, noise, target, max_repeats=PRECISION_MAX_REPEA
     groups = simulate(rng, true_a=true_a, repeats=DEFAULT["repeats"], **shape, **noise)
     while True:
         interval = stats.ratio_interval(groups, spread_from=DEFAULT["repeats"])
-        verdict = {"ci": [interval.low, interval.high], "ratio": interval.ratio}
+        verdict = stats.judge("a", "b", interval).to_dict()
         if stop_reason([verdict], target, len(groups), [1.0] * len(groups), max_repeats):
             return interval, len(groups)
         groups += simulate(rng, true_a=true_a, repeats=1, first_repeat=len(groups), **shape, **noise)
