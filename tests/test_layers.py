@@ -1,12 +1,14 @@
-"""Every layer type in every pair of twins: equal logits in inference mode, equal gradients in training mode,
-BatchNorm's batch and moving statistics, dropout in expectation, the NumPy reference against each twin,
+"""Every layer type: each twin's logits in inference mode against the NumPy reference, each twin's gradients in
+training mode against the reference twin's, BatchNorm's batch and moving statistics, dropout in expectation,
 and `twincnn summary` for each type. Each test prints its worst mismatch (pytest -s shows them)."""
+
+import functools
 
 import numpy as np
 import pytest
 
 from tests.helpers import (DROPOUT_SIGMAS, GRAD_ATOL, LOGIT_ATOL, MOVING_STAT_ATOL, NORM_GRAD_ATOL, assert_close,
-                           built_twins, draw_clear_of_kinks, scaled)
+                           built_twins, draw_clear_of_kinks, require, scaled)
 from twincnn import reference, zoo
 from twincnn.spec import (FLATTEN, GLOBAL_AVG_POOL, Spec, activation, add, avgpool, batchnorm, concatenate, conv,
                           dense, depthwise, dropout, layernorm, pool, zeropad)
@@ -84,27 +86,32 @@ def without_dropout(spec: Spec) -> Spec:
                                         for layer in spec.layers))
 
 
-def twins(pair, spec, seed):
-    """Both twins holding the same random weights (kernels, non-zero biases, BatchNorm statistics away from 0/1)."""
-    weights = random_weights(spec, seed)
-    return built_twins(pair, spec, weights, seed), weights
-
-
 def inputs(spec, seed, n=16):
     rng = np.random.default_rng(seed)
     x = (rng.standard_normal((n, *spec.input_shape)) + 0.5).astype(np.float32)
     return x, rng.integers(0, spec.num_classes, n)
 
 
-@pytest.mark.parametrize("name", list(CASES) + list(ZOO))
-def test_logits_equal_in_inference_mode(pair, name):
-    a, b = pair
-    spec = {**CASES, **ZOO}[name]
-    (model_a, model_b), _ = twins(pair, spec, 1)
-    x, _ = inputs(spec, 1)
-    logits_a, logits_b = a.predict(model_a, x), b.predict(model_b, x)
-    m = assert_close(logits_b, logits_a, scaled(LOGIT_ATOL, logits_a), f"{b.NAME} vs {a.NAME}, {name}: logits")
-    print(f"{name}: {b.NAME} vs {a.NAME}: logits {m}")
+@functools.cache
+def gradient_case(name: str) -> tuple:
+    """(spec without dropout, its random weights, a batch of four whose reference forward keeps clear of every
+    kink) for case ``name``."""
+    spec = without_dropout({**CASES, **ZOO}[name])
+    weights = random_weights(spec, 2)
+    x, y = draw_clear_of_kinks(spec, weights, lambda seed: inputs(spec, seed, n=4), training=True)
+    return spec, weights, x, y
+
+
+@functools.cache
+def training_pass(framework: str, name: str) -> tuple:
+    """(loss, gradients, moving statistics after the pass) of ``framework``'s twin of case ``name`` in training
+    mode, holding the case's weights: the reference twin's is computed once for every twin compared with it."""
+    backend = require(framework)
+    spec, weights, x, y = gradient_case(name)
+    (model,) = built_twins([backend], spec, weights, 2)
+    loss, grads = backend.loss_and_grads(model, spec, x, y)
+    after = backend.get_weights(model, spec)
+    return loss, grads, {key: after[key] for key in spec.weight_shapes() if key not in spec.trainable_weight_shapes()}
 
 
 @pytest.mark.parametrize("name", list(CASES) + list(ZOO))
@@ -112,11 +119,9 @@ def test_gradients_equal_in_training_mode(pair, name):
     """Training mode: BatchNorm normalises with the batch statistics (and updates its moving ones). A batch of
     four, so that one whose ReLU inputs all keep clear of the kink exists among a few draws."""
     a, b = pair
-    spec = without_dropout({**CASES, **ZOO}[name])
-    (model_a, model_b), weights = twins(pair, spec, 2)
-    x, y = draw_clear_of_kinks(spec, weights, lambda seed: inputs(spec, seed, n=4), training=True)
-    loss_a, grads_a = a.loss_and_grads(model_a, spec, x, y)
-    loss_b, grads_b = b.loss_and_grads(model_b, spec, x, y)
+    spec = gradient_case(name)[0]
+    (loss_a, grads_a, moving_a), (loss_b, grads_b, moving_b) = (training_pass(a.NAME, name),
+                                                                training_pass(b.NAME, name))
     assert abs(loss_a - loss_b) <= scaled(LOGIT_ATOL, loss_a), f"{name}: loss {loss_a} vs {loss_b}"
     assert list(grads_a) == list(grads_b) == list(spec.trainable_weight_shapes())
     for key in grads_a:
@@ -125,11 +130,10 @@ def test_gradients_equal_in_training_mode(pair, name):
     # float32 error grows with the gradients' size: a batch of four gives some of order 1
     atol = scaled(atol, np.concatenate([g.ravel() for g in grads_a.values()]))
     m = assert_close(grads_b, grads_a, atol, f"{b.NAME} vs {a.NAME}, {name}: gradients")
-    # the step moved BatchNorm's moving statistics the same way in both
-    moving = [key for key in spec.weight_shapes() if key not in spec.trainable_weight_shapes()]
-    if moving:
-        after_a, after_b = a.get_weights(model_a, spec), b.get_weights(model_b, spec)
-        assert_close({k: after_b[k] for k in moving}, {k: after_a[k] for k in moving}, MOVING_STAT_ATOL,
+    # the pass moved BatchNorm's moving statistics the same way in both
+    assert list(moving_a) == list(moving_b)
+    if moving_a:
+        assert_close(moving_b, moving_a, MOVING_STAT_ATOL,
                      f"{b.NAME} vs {a.NAME}, {name}: moving statistics after a training-mode pass")
     print(f"{name}: {b.NAME} vs {a.NAME}: loss |Δ| {abs(loss_a - loss_b):.3g}, gradients {m}")
 

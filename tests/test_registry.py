@@ -92,8 +92,8 @@ register("fake", fake_registration("twincnn_fake_backend"))
 
 def test_pair_fixtures_and_kernel_benchmarks_collect_a_fourth_framework(tmp_path):
     """In a pytest run where a plugin registers the fake framework before conftest.py is read, the
-    framework and pair fixtures and the kernel benchmarks are parametrized over it, and its kernel
-    benchmarks skip with the reason."""
+    framework and pair fixtures (against the reference twin, the first registered) and the kernel benchmarks are
+    parametrized over it, and its kernel benchmarks skip with the reason."""
     require("torch")
     (tmp_path / "twincnn_fake_backend.py").write_text(FAKE_BACKEND_SOURCE)
     (tmp_path / "fake_plugin.py").write_text(FAKE_PLUGIN.format(folder=str(tmp_path)))
@@ -105,7 +105,9 @@ def test_pair_fixtures_and_kernel_benchmarks_collect_a_fourth_framework(tmp_path
     assert collect.returncode == 0, collect.stdout[-2000:] + collect.stderr[-2000:]
     ids = collect.stdout.splitlines()
     assert "tests/test_interface.py::test_backend_conforms[fake]" in ids
-    assert any(i.startswith("tests/test_transfer.py::") and "torch-fake" in i for i in ids), ids[:20]
+    reference = next(iter(backends.BACKENDS))
+    assert any(i.startswith("tests/test_transfer.py::") and f"{reference}-fake" in i for i in ids), ids[:20]
+    assert not any("torch-fake" in i for i in ids), "a pair other than the reference twin's was collected"
     assert "tests/benchmarks/test_kernels.py::test_dispatch[fake]" in ids
     ran = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "fake_plugin", "-q", "-rs", "-p", "no:randomly", "--benchmark-disable",

@@ -24,32 +24,40 @@ class Drift:
     relative: float
 
 
-def trajectory_drift(src, dst, spec: Spec, x, y, steps=50, batch_size=64, lr=1e-3, adam="keras", seed=0,
-                     nudge=False) -> list[Drift]:
-    """Train two twins from the same weights on identical batches; their distance after each step.
+def trajectory(backend, spec: Spec, x, y, steps=50, batch_size=64, lr=1e-3, adam="keras", seed=0,
+               nudge=False) -> list[dict]:
+    """The canonical weights after each of ``steps`` training steps of ``backend``'s tuned twin, from
+    initial_weights(spec, seed) on batches drawn by ``seed``: every twin given the same arguments sees the same
+    start and the same batches.
 
     adam='keras' gives PyTorch Keras's Adam update (twincnn's fair protocol);
     adam='native' leaves each framework its stock Adam (Keras eps 1e-7 vs PyTorch eps 1e-8, other formula).
-    nudge=True moves dst's kernels up by one float32 ulp: with src == dst this measures how fast
+    nudge=True starts from kernels one float32 ulp up: against the same twin without it, this measures how fast
     training itself amplifies a rounding difference -- the floor any cross-framework drift sits on.
     """
     start = initial_weights(spec, seed)
-    nudged = {k: np.nextafter(v, np.float32(np.inf)) if k.endswith("/kernel") and nudge else v
-              for k, v in start.items()}
-    runs = []
-    for backend, weights in ((src, start), (dst, nudged)):
-        model = backend.build(spec, seed=seed)
-        backend.set_weights(model, spec, weights)
-        trainer = backend.make_trainer(model, spec, lr=lr, adam=adam, variant="tuned")
-        trainer.set_data(x, y)
-        runs.append((backend, model, trainer))
+    if nudge:
+        start = {k: np.nextafter(v, np.float32(np.inf)) if k.endswith("/kernel") else v for k, v in start.items()}
+    model = backend.build(spec, seed=seed)
+    backend.set_weights(model, spec, start)
+    trainer = backend.make_trainer(model, spec, lr=lr, adam=adam, variant="tuned")
+    trainer.set_data(x, y)
     order = np.random.default_rng(seed).permutation(len(x))
-    drift = []
+    weights = []
     for i in range(steps):
-        idx = order[(i * batch_size) % len(x):][:batch_size]
-        for _, _, trainer in runs:
-            trainer.step(idx)
-        (a, ma, _), (b, mb, _) = runs
-        wa, wb = a.get_weights(ma, spec), b.get_weights(mb, spec)
-        drift.append(Drift(i + 1, worst_mismatch(wb, wa), relative_distance(wa, wb)))
-    return drift
+        trainer.step(order[(i * batch_size) % len(x):][:batch_size])
+        weights.append(backend.get_weights(model, spec))
+    return weights
+
+
+def drift(reference: list[dict], other: list[dict]) -> list[Drift]:
+    """Step by step, how far ``other``'s weights are from ``reference``'s (two trajectories of equal length)."""
+    assert len(reference) == len(other), f"trajectories of {len(reference)} and {len(other)} steps"
+    return [Drift(i + 1, worst_mismatch(b, a), relative_distance(a, b)) for i, (a, b) in enumerate(zip(reference, other))]
+
+
+def trajectory_drift(src, dst, spec: Spec, x, y, steps=50, **options) -> list[Drift]:
+    """Train two twins from the same weights on identical batches (``options``: those of trajectory(), nudge
+    applying to ``dst`` only); their distance after each step."""
+    nudge = options.pop("nudge", False)
+    return drift(trajectory(src, spec, x, y, steps, **options), trajectory(dst, spec, x, y, steps, nudge=nudge, **options))
