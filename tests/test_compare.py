@@ -4,6 +4,8 @@ Each compare here starts real worker processes (one per framework and repeat), s
 and small; the statistics behind the verdict are tested on synthetic times in test_stats.py.
 """
 
+import contextlib
+import io
 import json
 import os
 import signal
@@ -122,12 +124,23 @@ def test_fair_idiomatic_twins_train_alike(tmp_path, tiny_dir):
     assert_same_training(json.loads((out / "results.json").read_text()), "idiomatic")
 
 
-def test_same_framework_twice_is_the_a_a_self_test(tmp_path, tiny_dir):
+@pytest.fixture(scope="module")
+def a_a_run(tmp_path_factory, tiny_dir):
+    """One framework twice under `--precision` with no time to spare: the A/A self-test, stopped after its
+    planned repeats (at least 3). (name, out folder, results.json, what it printed)"""
     name = frameworks(1)[0]
-    rc, out = compare(tmp_path, "--frameworks", f"{name},{name}", "--data", str(tiny_dir), "--epochs", "2",
-                      "--repeats", "1")
-    assert rc == 0
-    doc = json.loads((out / "results.json").read_text())
+    out = tmp_path_factory.mktemp("a_a") / "out"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        rc = main(["compare", "--no-progress", "--no-floor", "--out", str(out), "--frameworks", f"{name},{name}",
+                   "--data", str(tiny_dir), "--epochs", "1", "--repeats", "2", "--precision", "0.001",
+                   "--max-minutes", "0.001"])
+    assert rc == 0, printed.getvalue()
+    return name, out, json.loads((out / "results.json").read_text()), printed.getvalue()
+
+
+def test_same_framework_twice_is_the_a_a_self_test(a_a_run):
+    name, _, doc, _ = a_a_run
     (verdict,) = doc["verdicts"]
     assert verdict["frameworks"] == [name, f"{name}#2"]
     # two processes, the same seed: the same computation, so identical models
@@ -136,15 +149,10 @@ def test_same_framework_twice_is_the_a_a_self_test(tmp_path, tiny_dir):
     assert [r["history"]["train_loss"] for r in a] == [r["history"]["train_loss"] for r in b]
 
 
-def test_precision_out_of_time_stops_after_the_planned_repeats_and_says_so(tmp_path, tiny_dir, capsys):
+def test_precision_out_of_time_stops_after_the_planned_repeats_and_says_so(a_a_run):
     """A target no run reaches, in a time no repeat fits: the planned repeats (at least 3), each followed by the
     pair's half-width against the target, then one line saying it was not reached; results.json records it."""
-    name = frameworks(1)[0]
-    rc, out = compare(tmp_path, "--frameworks", f"{name},{name}", "--data", str(tiny_dir), "--epochs", "1",
-                      "--repeats", "2", "--precision", "0.001", "--max-minutes", "0.001")
-    printed = capsys.readouterr().out
-    assert rc == 0
-    doc = json.loads((out / "results.json").read_text())
+    name, out, doc, printed = a_a_run
     asked = doc["precision"]
     assert asked["stopped"] == "out of time" and asked["target"] == 0.001 and asked["max_minutes"] == 0.001
     assert asked["planned_repeats"] == asked["repeats"] == 3 and doc["config"]["seeds"] == [42, 43, 44]
