@@ -1,5 +1,7 @@
 """Reference comparison in the tinygrad/micrograd style: one stated tolerance, the worst element on failure."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -130,6 +132,14 @@ def assert_gpu_logits_match_reference(backend, spec, what):
 
     assert_twin_matches_reference(backend, spec, data.load().images("test")[:1000], random_weights(spec, 0), what,
                                   device="cuda", atol=LOGIT_ATOL)
+
+
+def shell_environment(**extra) -> dict:
+    """This process's environment as a user's shell would give a fresh process: without the log variables
+    twincnn sets while quieting the frameworks, nor TWINCNN_VERBOSE (which in-process CLI runs leave behind)."""
+    set_by_twincnn = {"TWINCNN_VERBOSE"} | {name for entry in backends.BACKENDS.values()
+                                           for name in entry.quiet_environment}
+    return {**{key: value for key, value in os.environ.items() if key not in set_by_twincnn}, **extra}
 
 
 def require(name: str):

@@ -17,6 +17,7 @@ import zipfile
 
 import pytest
 
+from tests.helpers import shell_environment
 from twincnn.cli import main
 from twincnn.errors import UserError
 from twincnn.spec import DEFAULT_SPEC
@@ -177,7 +178,8 @@ def test_keras_load_file_propagates_other_errors(monkeypatch, tmp_path):
 
 # -- The quiet Keras import: silent when it works, says why when it fails --------------------------
 def _import_tensorflow_backend(extra_path=None):
-    env = dict(os.environ)
+    """Importing the Keras twin in a fresh process started from a user's shell."""
+    env = shell_environment()
     if extra_path is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(extra_path), env.get("PYTHONPATH", "")])
     return subprocess.run([sys.executable, "-c", "import twincnn.backends.tensorflow"],
@@ -258,8 +260,9 @@ def noisy_framework(monkeypatch, tmp_path):
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(sys, "meta_path", [finder for finder in sys.meta_path
                                            if not isinstance(finder, quiet.QuietImports)])
-    monkeypatch.delenv("TWINCNN_TEST_LOG", raising=False)
-    monkeypatch.delenv("TWINCNN_VERBOSE", raising=False)
+    for name in ("TWINCNN_TEST_LOG", "TWINCNN_VERBOSE"):  # absent, and absent again afterwards: delenv alone
+        monkeypatch.setenv(name, "")                       # records nothing for an absent variable, and what
+        monkeypatch.delenv(name)                           # quiet.start() then sets would outlive the test
     entry = dataclasses.replace(backends.BACKENDS["torch"], quiet_environment={"TWINCNN_TEST_LOG": "quiet"},
                                 quiet_imports=("twincnn_noisy_ok", "twincnn_noisy_broken"))
     monkeypatch.setattr(backends, "BACKENDS", {"noisy": entry})

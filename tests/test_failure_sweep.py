@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import child_processes, environment_of, frameworks, require, session_processes
+from tests.helpers import child_processes, environment_of, frameworks, require, session_processes, shell_environment
 from tests.mnist_files import tiny_arrays, write_npz
 from twincnn import backends
 from twincnn.cli import main
@@ -179,10 +179,8 @@ def test_a_package_the_user_s_file_imports_but_is_not_installed_is_one_line(tmp_
 def _check_keras_file(tmp_path, *options):
     """`twincnn check` of a file that imports Keras first, in a fresh process whose shell set no log variable."""
     (tmp_path / "k.py").write_text("import keras\n\n\ndef build():\n    return keras.Sequential()\n")
-    environment = {key: value for key, value in os.environ.items()
-                   if key not in ("TF_CPP_MIN_LOG_LEVEL", "TWINCNN_VERBOSE")}
     return subprocess.run([sys.executable, "-m", "twincnn", *options, "check", "k.py:nope", "k.py:build"],
-                          cwd=tmp_path, capture_output=True, text=True, env=environment)
+                          cwd=tmp_path, capture_output=True, text=True, env=shell_environment())
 
 
 @pytest.mark.tensorflow
