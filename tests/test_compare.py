@@ -399,6 +399,7 @@ def test_a_worker_wraps_up_before_the_next_go_and_exits_after_the_schedule(monke
 
 
 @pytest.mark.slow  # four epochs under two CPU hogs: CI runs it with the slow tests
+@pytest.mark.alone  # the hogs must be the only load: another test beside it would be one more
 def test_a_cpu_hog_started_mid_training_flags_the_run_and_names_the_epochs(tmp_path, tiny_dir, monkeypatch):
     """Competing load that starts after the quiet second and the first epoch is seen in the per-block
     reading of /proc/stat, not in the reading before training: the run is flagged, naming loaded epochs,
@@ -430,6 +431,7 @@ def test_a_cpu_hog_started_mid_training_flags_the_run_and_names_the_epochs(tmp_p
 
 
 @pytest.mark.slow
+@pytest.mark.alone  # the bursty load must be the only load
 def test_quick_names_a_1_5x_faster_twin_under_bursty_load(tmp_path, monkeypatch):
     """Under bursty competing load (every CPU busy 0.2 s, idle 0.3 s), `--quick` at the default repeats
     still names the faster of two workers whose steps differ by 1.5× (the same framework, one of them
