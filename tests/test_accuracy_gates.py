@@ -81,13 +81,13 @@ def test_five_epoch_gate(gate_run):
 # Agreement of the fair twins on real MNIST, against controls that break one fairness rule each.
 # 30 steps of batch 64 on the first 6,400 training images, predictions on the first 2,000 test images.
 # Measured (seeds 2, 3, 4), Keras vs PyTorch: fair twins agree on 100 %, 100 %, 99.95 %; the same PyTorch twin
-# from other initial weights agrees on 77-80 %, with PyTorch's stock Adam on 92-98 %. Every pair runs it. Later in training rounding
+# from other initial weights agrees on 77-80 %, with PyTorch's stock Adam on 92-98 %. Each twin runs it against the reference twin. Later in training rounding
 # differences can grow into visible ones (see test_training_equivalence.py), so the check stops at 30 steps.
 AGREEMENT_STEPS, AGREEMENT_SEED = 30, 3
 FAIR_MIN_AGREEMENT = 0.99
 
 
-PREDICTIONS = {}  # (framework, initial weights' seed, adam) -> predictions: each is shared by every pair it is in
+PREDICTIONS = {}  # (framework, initial weights' seed, adam) -> predictions: each is shared by every comparison it is in
 
 
 def _predictions(backend, images, labels, test_images, init_seed, adam="keras"):

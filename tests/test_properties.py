@@ -42,7 +42,7 @@ def divisors(n):
 
 @st.composite
 def specs(draw):
-    """Every layer type, in small sizes: the 'ci' profile runs 30 of these over every pair of twins."""
+    """Every layer type, in small sizes: the 'ci' profile runs 30 of these for each twin."""
     layers, channels = [], 1
     for _ in range(draw(st.integers(1, 3))):
         filters, strides = draw(st.integers(1, 8)), draw(st.integers(1, 2))

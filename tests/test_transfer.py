@@ -1,4 +1,4 @@
-"""Weight transfer between every pair of twins through the canonical layout: bit-exact round trips,
+"""Weight transfer between each twin and the reference twin through the canonical layout: bit-exact round trips,
 equal logits, equal gradients."""
 
 import numpy as np
