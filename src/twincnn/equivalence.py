@@ -1,4 +1,4 @@
-"""Training-trajectory equivalence: how far two twins drift apart on identical batches."""
+"""Training-trajectory equivalence: how far two twins drift apart on identical batches (trajectory, then drift)."""
 
 from __future__ import annotations
 
@@ -53,11 +53,5 @@ def trajectory(backend, spec: Spec, x, y, steps=50, batch_size=64, lr=1e-3, adam
 def drift(reference: list[dict], other: list[dict]) -> list[Drift]:
     """Step by step, how far ``other``'s weights are from ``reference``'s (two trajectories of equal length)."""
     assert len(reference) == len(other), f"trajectories of {len(reference)} and {len(other)} steps"
-    return [Drift(i + 1, worst_mismatch(b, a), relative_distance(a, b)) for i, (a, b) in enumerate(zip(reference, other))]
-
-
-def trajectory_drift(src, dst, spec: Spec, x, y, steps=50, **options) -> list[Drift]:
-    """Train two twins from the same weights on identical batches (``options``: those of trajectory(), nudge
-    applying to ``dst`` only); their distance after each step."""
-    nudge = options.pop("nudge", False)
-    return drift(trajectory(src, spec, x, y, steps, **options), trajectory(dst, spec, x, y, steps, nudge=nudge, **options))
+    return [Drift(step, worst_mismatch(b, a), relative_distance(a, b))
+            for step, (a, b) in enumerate(zip(reference, other), start=1)]
