@@ -34,15 +34,26 @@ from ..zoo import load_spec
 GATHER_TIMEOUT_S = 600  # how long rank 0 waits for the other ranks' files on shared storage
 
 
+PARENT_GONE = threading.Event()  # set before the job folder is removed: a file missing after that is no bug
+
+
 def exit_when_parent_goes(job_folder: Path) -> None:
     """Standard input closes when the parent ends, however it ends: then this rank ends too, and removes the
     parent's job folder, which a parent killed by a signal could not remove. The parent closes standard input
     only after its ranks have exited, so a live parent's folder is never touched."""
     def watch():
         sys.stdin.read()
+        PARENT_GONE.set()
         shutil.rmtree(job_folder, ignore_errors=True)  # the other ranks remove it too
         os._exit(1)
     threading.Thread(target=watch, daemon=True).start()
+
+
+def wait_for_the_watcher_if_the_parent_went() -> None:
+    """Where the rank's work failed because the parent went (its files removed under it), leave the ending to
+    the watcher: ending here first would kill the watcher's thread halfway through removing the job folder."""
+    if PARENT_GONE.is_set():
+        threading.Event().wait()  # the watcher's os._exit ends the process
 
 
 def train(framework: str, spec: Spec, start: dict, x, y, batches, lr: float, threads: int | None,
@@ -87,11 +98,15 @@ def from_parent() -> int:
     job = json.loads(sys.stdin.readline())
     folder = Path(job["folder"])
     exit_when_parent_goes(folder)
-    start = dict(np.load(folder / "start.npz"))
-    arrays = np.load(folder / "data.npz")
-    group, weights = train(job["framework"], Spec.from_dict(job["spec"]), start, arrays["x"], arrays["y"],
-                           arrays["batches"], job["lr"], job["threads"], eps=job["eps"])
-    save_weights(folder / f"rank{group['rank']}.npz", weights)
+    try:
+        start = dict(np.load(folder / "start.npz"))
+        arrays = np.load(folder / "data.npz")
+        group, weights = train(job["framework"], Spec.from_dict(job["spec"]), start, arrays["x"], arrays["y"],
+                               arrays["batches"], job["lr"], job["threads"], eps=job["eps"])
+        save_weights(folder / f"rank{group['rank']}.npz", weights)
+    except BaseException:
+        wait_for_the_watcher_if_the_parent_went()
+        raise
     return 0
 
 
