@@ -134,12 +134,12 @@ def assert_gpu_logits_match_reference(backend, spec, what):
                                   device="cuda", atol=LOGIT_ATOL)
 
 
-def shell_environment(**extra) -> dict:
+def shell_environment() -> dict:
     """This process's environment as a user's shell would give a fresh process: without the log variables
     twincnn sets while quieting the frameworks, nor TWINCNN_VERBOSE (which in-process CLI runs leave behind)."""
     set_by_twincnn = {"TWINCNN_VERBOSE"} | {name for entry in backends.BACKENDS.values()
                                            for name in entry.quiet_environment}
-    return {**{key: value for key, value in os.environ.items() if key not in set_by_twincnn}, **extra}
+    return {key: value for key, value in os.environ.items() if key not in set_by_twincnn}
 
 
 def require(name: str):
