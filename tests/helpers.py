@@ -143,11 +143,20 @@ def shell_environment() -> dict:
 
 
 def require(name: str):
-    """The backend module, or a skip that says how to install it."""
+    """The backend module (its functions answered by a process of its own where it cannot run in this one:
+    backends.twin), or a skip that says how to install it."""
     try:
-        return backends.load(name)
+        return backends.twin(name)
     except backends.FrameworkMissing as exc:
         pytest.skip(str(exc))
+
+
+def on_module(framework, function):
+    """``function(the backend module)`` run where the module is: in this process, or in the twin's own
+    (backends/isolated.py; ``function`` then crosses by name: a module-level function)."""
+    from twincnn.backends.isolated import TwinProcess
+
+    return framework.apply(function) if isinstance(framework, TwinProcess) else function(framework)
 
 
 # Where the kernel benchmarks keep their minima for the lower-bound summary (tests/benchmarks/conftest.py).
@@ -281,15 +290,11 @@ def fake_registration(module: str):
 
 
 def register(name: str, entry, setattr_=setattr) -> None:
-    """Add ``entry`` to the registry and to what is derived from it, as backends/__init__.py derives it at
-    import; ``setattr_`` is monkeypatch.setattr in a test (undone after it), plain setattr in a plugin."""
+    """Add ``entry`` to the registry (everything else about a framework is read from it at each call);
+    ``setattr_`` is monkeypatch.setattr in a test (undone after it), plain setattr in a plugin."""
     from twincnn import backends
 
     setattr_(backends, "BACKENDS", {**backends.BACKENDS, name: entry})
-    setattr_(backends, "ALIASES", {**backends.ALIASES, **{alias: name for alias in entry.aliases}})
-    setattr_(backends, "FILE_FORMATS", {**backends.FILE_FORMATS,
-                                        **{suffix: (name, c) for suffix, c in entry.file_formats.items()}})
-    setattr_(backends, "ISA_CAPS", {**backends.ISA_CAPS, name: entry.isa_cap})
 
 
 def assert_reading_matches_reference(read, x, what):

@@ -5,7 +5,10 @@ import types
 import numpy as np
 import pytest
 
+from tests.helpers import on_module, require
+from twincnn import backends
 from twincnn.backends import interface
+from twincnn.spec import DEFAULT_SPEC
 from twincnn.backends.base import BaseTrainer
 from twincnn.weights import initial_weights, worst_mismatch
 
@@ -20,14 +23,22 @@ def test_interface_names_what_the_code_calls():
 
 
 def test_backend_conforms(framework):
-    problems = interface.conformance(framework)
+    problems = on_module(framework, interface.conformance)
     assert problems == [], f"{framework.NAME}: {'; '.join(problems)}"
-    assert isinstance(framework, interface.Backend)
+    assert on_module(framework, is_backend)
 
 
-def test_made_trainer_is_a_trainer(framework, model, spec):
-    trainer = framework.make_trainer(model, spec, variant="tuned")
-    assert isinstance(trainer, framework.Trainer) and isinstance(trainer, interface.Trainer)
+def is_backend(module) -> bool:
+    return isinstance(module, interface.Backend)
+
+
+def made_trainer_is_a_trainer(module) -> bool:
+    trainer = module.make_trainer(module.build(DEFAULT_SPEC, seed=0), DEFAULT_SPEC, variant="tuned")
+    return isinstance(trainer, module.Trainer) and isinstance(trainer, interface.Trainer)
+
+
+def test_made_trainer_is_a_trainer(framework):
+    assert on_module(framework, made_trainer_is_a_trainer)
 
 
 @pytest.mark.parametrize("option,value,choices", [("variant", "fast", "idiomatic or tuned"),
@@ -40,13 +51,19 @@ def test_an_unknown_option_is_refused_alike_by_every_backend(framework, model, s
             framework.make_predictor(model, value)
 
 
-def test_make_trainer_validates_its_options_once_into_the_trainers_config(framework, model, spec):
+def trainer_config_in_force(module) -> tuple:
+    trainer = module.make_trainer(module.build(DEFAULT_SPEC, seed=0), DEFAULT_SPEC, lr=2e-3, adam="native",
+                                  variant="tuned", seed=7)
+    return isinstance(trainer, BaseTrainer), trainer.config, trainer.variant, trainer.seed
+
+
+def test_make_trainer_validates_its_options_once_into_the_trainers_config(framework):
     """Every backend's Trainer is a BaseTrainer built from one TrainerConfig: the options given are the
     ones in force (a backend reading a default instead of the caller's value fails here)."""
-    trainer = framework.make_trainer(model, spec, lr=2e-3, adam="native", variant="tuned", seed=7)
-    assert isinstance(trainer, BaseTrainer)
-    assert trainer.config == interface.TrainerConfig(lr=2e-3, adam="native", variant="tuned", seed=7)
-    assert (trainer.variant, trainer.seed) == ("tuned", 7)
+    is_base, config, variant, seed = on_module(framework, trainer_config_in_force)
+    assert is_base
+    assert config == interface.TrainerConfig(lr=2e-3, adam="native", variant="tuned", seed=7)
+    assert (variant, seed) == ("tuned", 7)
 
 
 def test_base_trainer_predicts_after_the_queued_steps_have_finished():
@@ -100,10 +117,18 @@ def test_adam_s_epsilon_is_the_one_given(framework, spec):
 
 
 def test_notebook_validation_is_keras_only_and_its_timing_says_so(framework):
-    """Only Keras's fit() validated inside the notebook's timing; the other loops evaluate afterwards. What a
-    notebook epoch's time holds besides its steps names the validation pass where there is one."""
-    assert framework.NOTEBOOK_VALIDATION is (framework.NAME == "tensorflow")
+    """Only Keras's fit() validated inside the notebook's timing (on whichever backend Keras runs); the other loops
+    evaluate afterwards. What a notebook epoch's time holds besides its steps names the validation pass where
+    there is one."""
+    assert framework.NOTEBOOK_VALIDATION is ("keras" in backends.BACKENDS[framework.NAME].model_packages)
     assert ("validation pass" in framework.NOTEBOOK_TIMING) is framework.NOTEBOOK_VALIDATION
+
+
+@pytest.fixture(params=backends.NATIVE)
+def native_framework(request):
+    """A native twin's module, whose copies with a name missing or changed test conformance() itself (each twin's
+    own conformance is test_backend_conforms')."""
+    return require(request.param)
 
 
 def _fake_backend(framework, drop=None, **replace):
@@ -117,14 +142,16 @@ def _fake_backend(framework, drop=None, **replace):
 
 
 @pytest.mark.parametrize("drop", ["loss_and_grads", "NOTEBOOK_VALIDATION", "save_file"])
-def test_a_missing_name_is_reported(framework, drop):
+def test_a_missing_name_is_reported(native_framework, drop):
+    framework = native_framework
     assert interface.conformance(_fake_backend(framework)) == []  # the copy itself conforms
     problems = interface.conformance(_fake_backend(framework, drop=drop))
     assert len(problems) == 1 and drop in problems[0], problems
     assert not isinstance(_fake_backend(framework, drop=drop), interface.Backend)
 
 
-def test_wrong_kinds_are_reported(framework):
+def test_wrong_kinds_are_reported(native_framework):
+    framework = native_framework
     class HalfTrainer:  # no run(), no sync()
         def set_data(self, x, y): ...
 
@@ -140,9 +167,10 @@ def test_wrong_kinds_are_reported(framework):
                         "Trainer lacks sync()", "Trainer lacks run()"], problems
 
 
-def test_wrong_signatures_are_reported(framework):
+def test_wrong_signatures_are_reported(native_framework):
     """A name that is there but takes other parameters (another name, a missing default, a parameter more)
     is reported with both signatures."""
+    framework = native_framework
     class OffTrainer(framework.Trainer):
         def step(self, rows): ...  # another parameter name
 

@@ -7,13 +7,17 @@ import numpy as np
 import pytest
 
 from tests.helpers import LOGIT_ATOL, assert_close, assert_same_argmax
-from twincnn import weightsfile
+from twincnn import backends, weightsfile
 from twincnn.cli import main
 from twincnn.spec import DEFAULT_SPEC, FLATTEN, Spec, canonical, conv, dense, pool
 from twincnn.weights import random_weights
 
 # Native file suffix per framework, for the round trips below (each twin's own format).
-NATIVE = {"tensorflow": ".keras", "torch": ".pt", "jax": ".msgpack"}
+
+
+def own_suffix(name: str) -> str:
+    """The first of the file formats the registry gives the framework: its own."""
+    return next(iter(backends.BACKENDS[name].file_formats))
 
 
 def documented_forward(weights: dict, x: np.ndarray) -> np.ndarray:
@@ -59,7 +63,7 @@ def saved_twin(backend, tmp_path, seed=4, scale=0.3):
     """A twin with random weights and non-zero biases, saved in its framework's own format."""
     model = backend.build(DEFAULT_SPEC, seed=seed)
     backend.set_weights(model, DEFAULT_SPEC, random_weights(DEFAULT_SPEC, seed, scale))
-    path = tmp_path / f"model{NATIVE[backend.NAME]}"
+    path = tmp_path / f"model{own_suffix(backend.NAME)}"
     backend.save_file(model, DEFAULT_SPEC, path)
     return model, path
 
@@ -83,7 +87,7 @@ def test_port_to_safetensors_and_back_is_bit_exact(framework, tmp_path, small_da
     original = framework.get_weights(model, DEFAULT_SPEC)
     assert all(np.array_equal(weights[k], original[k]) for k in original)
 
-    back = tmp_path / f"back{NATIVE[framework.NAME]}"
+    back = tmp_path / f"back{own_suffix(framework.NAME)}"
     assert main(["port", str(neutral), str(back), "--data", str(small_data)]) == 0
     reloaded, _ = framework.load_file(back, DEFAULT_SPEC)
     for name, value in framework.get_weights(reloaded, DEFAULT_SPEC).items():

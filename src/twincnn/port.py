@@ -30,10 +30,10 @@ def _format(path: Path, role: str) -> str:
     if suffix == weightsfile.SUFFIX:
         return NEUTRAL
     try:
-        return backends.FILE_FORMATS[suffix][0]
+        return backends.file_formats()[suffix][0]
     except KeyError:
         known = {}
-        for name, (framework, _) in backends.FILE_FORMATS.items():
+        for name, (framework, _) in backends.file_formats().items():
             known.setdefault(framework, []).append(name)
         choices = ", ".join(f"{'/'.join(suffixes)} ({framework})" for framework, suffixes in known.items())
         raise UserError(f"{path}: unknown {role} format {path.suffix or '(no suffix)'!r}; "
@@ -46,8 +46,8 @@ def _read(source: Path, src_name: str, spec_path):
     if src_name == NEUTRAL:  # weights only: plain NumPy computes what they compute
         weights, spec = weightsfile.load(source, given)
         return spec, weights, lambda x: reference.forward(spec, weights, x)
-    src = backends.load(src_name)
-    carries_spec = backends.FILE_FORMATS[source.suffix.lower()][1]
+    src = backends.twin(src_name)
+    carries_spec = backends.file_formats()[source.suffix.lower()][1]
     model, spec = src.load_file(source, given if given or carries_spec else load_spec(None))
     return spec, src.get_weights(model, spec), lambda x: src.predict(model, x)
 
@@ -61,7 +61,7 @@ def _prepare(dst_name: str, spec, weights):
         logits = lambda x: reference.forward(spec, back, x)  # noqa: E731
         write = lambda path: path.write_bytes(blob)  # noqa: E731
     else:
-        dst = backends.load(dst_name)
+        dst = backends.twin(dst_name)
         model = dst.build(spec)
         dst.set_weights(model, spec, weights)
         got = dst.get_weights(model, spec)
@@ -113,4 +113,4 @@ def port(source, dest, spec_path=None, data_path=None, tolerance=1e-4, log=print
 def _carries_spec(path: Path) -> bool:
     """Whether a file keeps the architecture, output head included (a Keras model, the neutral file)."""
     suffix = path.suffix.lower()
-    return suffix == weightsfile.SUFFIX or backends.FILE_FORMATS[suffix][1]
+    return suffix == weightsfile.SUFFIX or backends.file_formats()[suffix][1]

@@ -66,11 +66,11 @@ def _from_file(path: Path, spec_path: str | None):
         raise UserError(f"{path}: no such file; name a saved model or path/to/file.py:factory")
     if path.suffix.lower() == weightsfile.SUFFIX:
         return _from_neutral_file(path, load_spec(spec_path) if spec_path else None)
-    if path.suffix.lower() not in backends.FILE_FORMATS:
-        known = ", ".join(backends.FILE_FORMATS)
+    if path.suffix.lower() not in backends.file_formats():
+        known = ", ".join(backends.file_formats())
         raise UserError(f"{path}: unknown model format {path.suffix or '(no suffix)'!r}; use {known} or "
                         f"path/to/file.py:factory")
-    name, carries_spec = backends.FILE_FORMATS[path.suffix.lower()]
+    name, carries_spec = backends.file_formats()[path.suffix.lower()]
     spec = load_spec(spec_path) if spec_path or not carries_spec else None
     try:
         model, _ = backends.load(name).load_file(path, spec)
@@ -137,7 +137,7 @@ def twin_read(framework: str, spec, seed: int = 0):
     from .backends.interface import ReadModel
 
     name = backends.canonical_name(framework)
-    backend = backends.load(name)
+    backend = backends.twin(name)
     model = backend.build(spec, seed=seed)
     return ReadModel(backend, model, spec, lambda x: reference.activations(spec, backend.get_weights(model, spec), x),
                      label=f"twincnn's {backends.BACKENDS[name].label} twin")

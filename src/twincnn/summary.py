@@ -13,7 +13,7 @@ def summarize(spec: Spec, frameworks=None) -> tuple[str, bool]:
     measured, notes = {}, []
     for name in frameworks:
         try:
-            backend = backends.load(name)
+            backend = backends.twin(name)
         except backends.FrameworkMissing as exc:
             notes.append(f"{name}: skipped ({exc})")
             continue

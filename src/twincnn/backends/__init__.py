@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
+import sys
 from dataclasses import dataclass, field
 
 from ..errors import UserError
@@ -43,18 +45,26 @@ class Registration:
     # values, and the packages whose native code writes notices while loading, before any variable is read
     quiet_environment: dict[str, str] = field(default_factory=dict)
     quiet_imports: tuple[str, ...] = ()
+    # other packages the twin needs besides ``package`` (the native twin's module it shares code with)
+    requires: tuple[str, ...] = ()
+    # (package, variable, value): a setting that ``package`` reads once per process, when it is imported (Keras's
+    # backend). Twins that need different values cannot share a process: each runs in its own where another holds
+    # this one (backends/isolated.py).
+    process_setting: tuple[str, str, str] | None = None
 
 
 # The registry: the only list of frameworks. Everything else about a framework is in its module.
 BACKENDS = {
     "tensorflow": Registration(
-        module="twincnn.backends.tensorflow", package="tensorflow", extra="tf", label="Keras", aliases=("tf", "keras"),
+        module="twincnn.backends.tensorflow", package="tensorflow", extra="tf", label="Keras",
+        aliases=("tf", "keras", "keras-tensorflow"),
         file_formats={".keras": True, ".h5": True},
         isa_cap=("ONEDNN_MAX_CPU_ISA", {"AVX2": "AVX2", "SSE4_2": "SSE41"}),  # oneDNN's kernels only
         reader="twincnn.backends.tensorflow_read", model_packages=("keras", "tf_keras"),
         parallel="twincnn.backends.tensorflow_parallel",
         quiet_environment={"TF_CPP_MIN_LOG_LEVEL": "2"},  # C++ INFO and WARNING: the CPU-feature notice
-        quiet_imports=("tensorflow",)),  # absl's and oneDNN's notices, written while its libraries load
+        quiet_imports=("tensorflow",),  # absl's and oneDNN's notices, written while its libraries load
+        requires=("keras",), process_setting=("keras", "KERAS_BACKEND", "tensorflow")),
     "torch": Registration(
         module="twincnn.backends.torch", package="torch", extra="torch", label="PyTorch", aliases=("pytorch",),
         file_formats={".pt": False, ".pth": False},
@@ -66,13 +76,50 @@ BACKENDS = {
         file_formats={".msgpack": False},
         isa_cap=("XLA_FLAGS", {"AVX2": "--xla_cpu_max_isa=AVX2", "SSE4_2": "--xla_cpu_max_isa=SSE4_2"}),
         model_packages=("flax",), parallel="twincnn.backends.jax_parallel"),
+    # Keras 3 on JAX and on PyTorch: the Keras twin's model on another engine ("what Keras costs over it")
+    "keras-jax": Registration(
+        module="twincnn.backends.keras_jax", package="keras", extra="keras-jax", label="Keras/JAX",
+        file_formats={".keras": True},
+        isa_cap=("XLA_FLAGS", {"AVX2": "--xla_cpu_max_isa=AVX2", "SSE4_2": "--xla_cpu_max_isa=SSE4_2"}),
+        reader="twincnn.backends.tensorflow_read", model_packages=("keras",),
+        requires=("flax",), process_setting=("keras", "KERAS_BACKEND", "jax")),
+    "keras-torch": Registration(
+        module="twincnn.backends.keras_torch", package="keras", extra="keras-torch", label="Keras/PyTorch",
+        file_formats={".keras": True},
+        isa_cap=("ATEN_CPU_CAPABILITY", {"AVX2": "avx2", "SSE4_2": "default"}),
+        reader="twincnn.backends.tensorflow_read", model_packages=("keras",),
+        requires=("torch",), process_setting=("keras", "KERAS_BACKEND", "torch")),
 }
-ALIASES = {alias: name for name, entry in BACKENDS.items() for alias in entry.aliases}
-# suffix -> (the framework that reads and writes it, whether the file carries its own architecture)
-FILE_FORMATS = {suffix: (name, carries) for name, entry in BACKENDS.items()
-                for suffix, carries in entry.file_formats.items()}
+# The natives' names: `compare` runs these when --frameworks does not say (the Keras twins on other backends are
+# asked for by name, or by `all`)
+NATIVE = ("tensorflow", "torch", "jax")
 
-ISA_CAPS = {name: entry.isa_cap for name, entry in BACKENDS.items() if entry.isa_cap}  # pytest --isa-cap LEVEL
+
+def aliases() -> dict[str, str]:
+    """Every other name --frameworks accepts -> the registered name (read from BACKENDS at each call)."""
+    return {alias: name for name, entry in BACKENDS.items() for alias in entry.aliases}
+
+
+def file_formats() -> dict[str, tuple[str, bool]]:
+    """suffix -> (the first registered framework that reads and writes it, whether the file carries its own
+    architecture)."""
+    formats = {}
+    for name, entry in BACKENDS.items():
+        for suffix, carries in entry.file_formats.items():
+            formats.setdefault(suffix, (name, carries))
+    return formats
+
+
+def file_owners(suffix: str) -> list[str]:
+    """Every registered framework that reads and writes files ending in ``suffix``, in registry order."""
+    return [name for name, entry in BACKENDS.items() if suffix in entry.file_formats]
+
+
+def isa_caps() -> dict[str, tuple[str, dict[str, str]]]:
+    """framework -> (its ISA cap variable, its value per level): pytest --isa-cap LEVEL."""
+    return {name: entry.isa_cap for name, entry in BACKENDS.items() if entry.isa_cap}
+
+
 ISA_CAP_LEVELS = ("AVX2", "SSE4_2")
 
 
@@ -82,7 +129,7 @@ def isa_cap_environment(level: str, environ: dict) -> dict[str, str]:
     if level not in ISA_CAP_LEVELS:
         raise UserError(f"unknown instruction-set cap {level!r}; choose from {', '.join(ISA_CAP_LEVELS)}")
     capped = {}
-    for variable, values in ISA_CAPS.values():
+    for variable, values in dict(isa_caps().values()).items():
         # XLA_FLAGS holds other flags too: keep them, and replace any earlier cap
         name = values[level].split("=")[0]
         earlier = environ.get(variable, "").split() if variable == "XLA_FLAGS" else []
@@ -95,7 +142,7 @@ class FrameworkMissing(UserError, ImportError):
 
 
 def canonical_name(name: str) -> str:
-    name = ALIASES.get(name.strip().lower(), name.strip().lower())
+    name = aliases().get(name.strip().lower(), name.strip().lower())
     if name not in BACKENDS:
         raise UserError(f"unknown framework {name!r}; choose from {', '.join(BACKENDS)}")
     return name
@@ -107,7 +154,23 @@ def install_hint(name: str) -> str:
 
 
 def is_available(name: str) -> bool:
-    return importlib.util.find_spec(BACKENDS[canonical_name(name)].package) is not None
+    entry = BACKENDS[canonical_name(name)]
+    return all(importlib.util.find_spec(package) is not None for package in (entry.package, *entry.requires))
+
+
+def loadable_here(name: str) -> bool:
+    """Whether ``name``'s twin can run in this process: no twin started here has settled its process setting
+    otherwise (Keras, imported, runs on the backend it read then)."""
+    setting = BACKENDS[canonical_name(name)].process_setting
+    if setting is None or setting[0] not in sys.modules:
+        return True
+    package, variable, value = setting
+    return os.environ.get(variable, value) == value
+
+
+class NeedsOwnProcess(UserError):
+    """The twin cannot run in this process (another twin has settled a setting it needs otherwise); run it with
+    isolated.start(name), as twin() does."""
 
 
 def available() -> list[str]:
@@ -119,7 +182,37 @@ def load(name: str):
     name = canonical_name(name)
     if not is_available(name):
         raise FrameworkMissing(install_hint(name))
+    if not loadable_here(name):
+        package, variable, value = BACKENDS[name].process_setting
+        raise NeedsOwnProcess(f"{name} needs {variable}={value}, and {package} already runs with "
+                              f"{variable}={os.environ.get(variable)} in this process; it runs in a process of its own")
     return importlib.import_module(BACKENDS[name].module)
+
+
+def twin(name: str):
+    """``name``'s backend module where it runs here by default (runs_here), else the same functions answered by a
+    process of its own (isolated.py: models stay there, NumPy arrays and specs cross); FrameworkMissing where it is
+    not installed."""
+    name = canonical_name(name)
+    if not is_available(name):
+        raise FrameworkMissing(install_hint(name))
+    if runs_here(name):
+        return load(name)
+    from . import isolated
+
+    return isolated.start(name)
+
+
+def runs_here(name: str) -> bool:
+    """Whether twin() runs ``name`` in this process: where it has no process setting; where the package that reads
+    it has started, if that runs with its value; before then, if it is the first installed twin that needs that
+    package (Keras: the TensorFlow twin), so that which twin runs here never depends on which was asked for first."""
+    setting = BACKENDS[canonical_name(name)].process_setting
+    if setting is None or setting[0] in sys.modules:
+        return loadable_here(name)
+    first = next(other for other, entry in BACKENDS.items()
+                 if entry.process_setting and entry.process_setting[0] == setting[0] and is_available(other))
+    return first == canonical_name(name)
 
 
 def parse_list(text: str) -> list[str]:
@@ -131,14 +224,21 @@ def parse_list(text: str) -> list[str]:
 
 
 def framework_of(model) -> str:
-    """The registered framework one of whose packages defines one of ``model``'s classes; UserError if none."""
+    """The registered framework one of whose packages defines one of ``model``'s classes, and that runs in this
+    process (a Keras model is of the Keras twin on the backend Keras runs on here); UserError if none."""
     for cls in type(model).__mro__:
         root = cls.__module__.split(".")[0]
         for name, entry in BACKENDS.items():
-            if root in entry.model_packages:
+            if root in entry.model_packages and loadable_here(name):
                 return name
     known = ", ".join(f"{entry.label} ({'/'.join(entry.model_packages)})" for entry in BACKENDS.values())
     raise UserError(f"a {type(model).__module__}.{type(model).__qualname__} is no model of a known framework: {known}")
+
+
+def reader_twin(reader: str) -> str:
+    """The first registered framework read by the module ``reader`` that runs in this process (Keras's reader: the
+    Keras twin on Keras's backend here)."""
+    return next(name for name, entry in BACKENDS.items() if entry.reader == reader and loadable_here(name))
 
 
 def load_reader(name: str):

@@ -61,4 +61,4 @@ ROWS = [
 def read(name: str) -> dict:
     """{row key: the framework's default, as text}, from its backend's audit_defaults(); FrameworkMissing
     if it is not installed."""
-    return backends.load(name).audit_defaults()
+    return backends.twin(name).audit_defaults()

@@ -37,10 +37,11 @@ _LOGITS = ("the spec ends in a Dense without activation (the logits), which only
 
 
 def _backend():
-    """twincnn's Keras twin module: importing it starts TensorFlow, so only a reading does."""
-    from . import tensorflow
+    """twincnn's Keras twin on the backend Keras runs on in this process (TensorFlow's where Keras has not started
+    yet): importing it starts that framework, so only a reading does."""
+    from .. import backends
 
-    return tensorflow
+    return backends.load(backends.reader_twin(__name__))
 
 
 @dataclass
