@@ -142,6 +142,11 @@ def shell_environment() -> dict:
     return {key: value for key, value in os.environ.items() if key not in set_by_twincnn}
 
 
+def stock_adam_is_keras(name: str) -> bool:
+    """Whether the framework's own Adam (adam='native') is Keras's: so for a twin of Keras on any backend."""
+    return "keras" in backends.BACKENDS[name].model_packages
+
+
 def require(name: str):
     """The backend module (its functions answered by a process of its own where it cannot run in this one:
     backends.twin), or a skip that says how to install it."""

@@ -4,7 +4,7 @@
 import pytest
 
 from tests.helpers import require
-from twincnn import cli
+from twincnn import backends, cli
 from twincnn.check import check
 from twincnn.sources import load_source
 
@@ -213,7 +213,7 @@ def test_the_documented_example_test_file_passes(pytester):
     pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
 
 
-@pytest.mark.parametrize("framework", ["tensorflow", "torch", "jax"])
+@pytest.mark.parametrize("framework", list(backends.BACKENDS))
 def test_twin_of_a_users_model_is_the_same_function_in_every_framework(framework, capsys):
     """B is twincnn's twin of A's spec, with A's weights copied in: 'same' padding on a stride, BatchNorm."""
     require(framework)
@@ -225,7 +225,8 @@ def test_twin_of_a_users_model_is_the_same_function_in_every_framework(framework
 
 
 @pytest.mark.parametrize("source, twin", [("TorchMnistNet", "tensorflow"), ("TorchMnistNet", "jax"),
-                                          ("keras_mnist_convnet", "torch")])
+                                          ("keras_mnist_convnet", "torch"), ("TorchMnistNet", "keras-jax"),
+                                          ("keras_mnist_convnet", "keras-torch")])
 def test_a_model_with_dropout_is_the_same_function_as_its_twin(source, twin):
     """Dropout draws its masks at random: the training-mode passes are compared with it off in both models, and
     each dropout layer has its own rate back afterwards."""

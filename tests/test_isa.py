@@ -37,8 +37,8 @@ def test_a_cap_lowers_the_level_never_raises_it(cap, cpu, level):
 
 
 def test_every_framework_has_a_cap_for_every_level():
-    assert set(backends.ISA_CAPS) == set(backends.BACKENDS)
-    for variable, values in backends.ISA_CAPS.values():
+    assert set(backends.isa_caps()) == set(backends.BACKENDS)
+    for variable, values in backends.isa_caps().values():
         assert set(values) == set(backends.ISA_CAP_LEVELS), variable
 
 
@@ -69,4 +69,6 @@ def test_each_framework_runs_and_reports_the_capped_level(name):
             "print(json.dumps(b.environment()))")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert json.loads(out.stdout.strip().splitlines()[-1])["isa"] == CAPPED_REPORT[name]
+    # a twin on another framework's engine (Keras on JAX) reports that framework's level
+    expected = CAPPED_REPORT.get(name) or CAPPED_REPORT[backends.BACKENDS[name].runs_on]
+    assert json.loads(out.stdout.strip().splitlines()[-1])["isa"] == expected

@@ -26,6 +26,22 @@ from twincnn.weights import initial_weights, worst_mismatch
 
 
 
+PARALLEL = backends.parallel_frameworks()
+# each against the reference twin, as conftest's pairs, over the frameworks with a data-parallel twin
+PARALLEL_PAIRS = [(PARALLEL[0], other) for other in PARALLEL[1:]]
+
+
+@pytest.fixture(params=PARALLEL)
+def framework(request):
+    """Each installed framework with a data-parallel twin (the others are refused: test_compare_ranks)."""
+    return require(request.param)
+
+
+@pytest.fixture(params=PARALLEL_PAIRS, ids=[f"{a}-{b}" for a, b in PARALLEL_PAIRS])
+def pair(request):
+    return tuple(require(name) for name in request.param)
+
+
 RANKS, STEPS, GLOBAL_BATCH = 2, 5, 64
 # PyTorch's own DDP test compares with one process after 5 steps at atol 1e-5 (rtol 1.3e-6), on a model
 # without ReLUs. Here the ranks' all-reduce sums the gradients in another order than one process's batch

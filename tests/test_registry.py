@@ -34,7 +34,7 @@ def test_every_framework_has_a_tox_environment_that_ci_runs():
     tox = configparser.ConfigParser()
     tox.read(ROOT / "tox.ini")
     ci = (ROOT / ".ci" / "run").read_text()
-    ci_envs = re.search(r"tox -q -e ([\w,]+)", ci).group(1).split(",")
+    ci_envs = re.search(r"tox -q -e ([\w,-]+)", ci).group(1).split(",")
     for name, entry in backends.BACKENDS.items():
         section = f"testenv:{entry.extra}"
         assert section in tox, f"{name}: tox.ini has no [{section}]"
@@ -46,9 +46,13 @@ def test_aliases_and_file_formats_come_from_the_registry():
     for name, entry in backends.BACKENDS.items():
         assert backends.canonical_name(name) == name
         assert all(backends.canonical_name(alias) == name for alias in entry.aliases)
-        assert all(backends.FILE_FORMATS[suffix] == (name, carries) for suffix, carries in entry.file_formats.items())
-    assert backends.canonical_name(" PyTorch ") == "torch"
-    assert backends.FILE_FORMATS[".keras"] == ("tensorflow", True) and backends.FILE_FORMATS[".pt"] == ("torch", False)
+        assert all(name in backends.file_owners(suffix) and backends.file_formats()[suffix][1] == carries
+                   for suffix, carries in entry.file_formats.items())
+    assert backends.canonical_name(" PyTorch ") == "torch" and backends.canonical_name("keras-tensorflow") == "tensorflow"
+    # a format several twins read and write (.keras: Keras on every backend) belongs to the first registered
+    assert backends.file_formats()[".keras"] == ("tensorflow", True) and backends.file_formats()[".pt"] == ("torch", False)
+    assert backends.file_owners(".keras") == [name for name, entry in backends.BACKENDS.items()
+                                              if ".keras" in entry.file_formats]
 
 
 # -- a fourth framework, added by one module and one registry entry ----------------------------------------
@@ -67,7 +71,7 @@ def fake(tmp_path, monkeypatch):
 def test_a_fourth_framework_conforms_and_is_found_by_its_names(fake):
     assert interface.conformance(fake) == []
     assert backends.canonical_name("phony") == "fake" and "fake" in backends.available()
-    assert backends.FILE_FORMATS[".fake"] == ("fake", False)
+    assert backends.file_formats()[".fake"] == ("fake", False)
     assert backends.install_hint("fake") == "fake is not installed: pip install 'twincnn[fake]'"
 
 

@@ -6,7 +6,7 @@ import functools
 import numpy as np
 import pytest
 
-from tests.helpers import STEP_ATOL, require
+from tests.helpers import STEP_ATOL, require, stock_adam_is_keras
 from twincnn.equivalence import drift, trajectory
 
 pytestmark = pytest.mark.equivalence
@@ -58,7 +58,10 @@ def test_stock_adam_differs_against_keras(drifts):
     assert KERAS_FORMULA in drifts["names"], f"the reference twin is no longer {KERAS_FORMULA}: {drifts['names']}"
     stock, matched = drifts["stock"][0].worst.max_abs, drifts["matched"][0].worst.max_abs
     print(f"{' vs '.join(drifts['names'])}: step 1 max |Δw|: stock Adam {stock:.3g}, Keras-Adam in both {matched:.3g}")
-    assert stock > 100 * matched, f"stock {stock:.3g} should dwarf matched {matched:.3g}"
+    if all(stock_adam_is_keras(name) for name in drifts["names"]):  # Keras on another backend: its own Adam
+        assert stock <= STEP_ATOL, f"Keras's stock Adam on both sides, yet {stock:.3g} apart after one step"
+    else:
+        assert stock > 100 * matched, f"stock {stock:.3g} should dwarf matched {matched:.3g}"
 
 
 def test_the_stock_adams_without_keras_s_formula_agree(torch_and_jax):

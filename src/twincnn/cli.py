@@ -185,7 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("summary", help="per-layer output shapes and parameter counts: spec vs built models")
     p.add_argument("--spec", help="a JSON spec file (default: the notebook's CNN)")
-    p.add_argument("--frameworks", help="comma-separated, default: every installed one")
+    p.add_argument("--frameworks", help="comma-separated, or all (every installed twin); default: the installed "
+                                        "native twins (tensorflow, torch, jax)")
     p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser("data", help="where the data came from, counts, class balance, pixels, checksum")
@@ -244,8 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="steps each worker trains before the next takes its turn (default: a ninth of an epoch; "
                         "0: whole epochs); "
                         "the fair protocol on the CPU only")
-    p.add_argument("--frameworks", help="comma-separated, default: every installed one; the same one twice "
-                                        "(torch,torch) is the A/A self-test")
+    p.add_argument("--frameworks", help="comma-separated, or all (every installed twin, the Keras ones on JAX and "
+                                        "PyTorch too); default: the installed native twins (tensorflow, torch, "
+                                        "jax); the same one twice (torch,torch) is the A/A self-test")
     p.add_argument("--threads", type=_positive_int, help="intra-op threads for every framework (default: all cores)")
     p.add_argument("--ranks", type=_positive_int, default=1,
                    help="also train each framework data-parallel on its own distributed engine, as this many "

@@ -46,6 +46,7 @@ def trajectory(backend, spec: Spec, x, y, steps=50, batch_size=64, lr=1e-3, adam
     weights = []
     for i in range(steps):
         trainer.step(order[(i * batch_size) % len(x):][:batch_size])
+        trainer.sync()  # a twin may hold the newest weights in its step's state until then
         weights.append(backend.get_weights(model, spec))
     return weights
 

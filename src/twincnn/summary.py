@@ -9,7 +9,7 @@ from .tables import render
 
 def summarize(spec: Spec, frameworks=None) -> tuple[str, bool]:
     """The per-layer table and whether every built model agrees with the spec."""
-    frameworks = backends.available() if frameworks is None else frameworks
+    frameworks = backends.natives() if frameworks is None else frameworks
     measured, notes = {}, []
     for name in frameworks:
         try:

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import require
+from twincnn import backends
 from twincnn.backends import BACKENDS
 from twincnn.machine import cpu_model
 from twincnn.errors import UserError
@@ -39,6 +40,11 @@ def train_data():
 
 
 def _backend(name):
+    if not backends.runs_here(name):  # a timing across a process boundary would time the boundary
+        entry = backends.BACKENDS[name]
+        pytest.skip(f"{name} runs in a process of its own here ({entry.process_setting[0]} reads "
+                    f"{entry.process_setting[1]} once per process); time it in one of its own: "
+                    f"{entry.process_setting[1]}={entry.process_setting[2]} pytest --benchmark-only -k {name}")
     backend = require(name)
     try:
         backend.resolve_device(DEVICE)

@@ -51,6 +51,9 @@ class Registration:
     # backend). Twins that need different values cannot share a process: each runs in its own where another holds
     # this one (backends/isolated.py).
     process_setting: tuple[str, str, str] | None = None
+    # the registered twin of the framework this one runs on (Keras on JAX: jax); compare judges the two together,
+    # which says what the layer above costs over the framework itself
+    runs_on: str | None = None
 
 
 # The registry: the only list of frameworks. Everything else about a framework is in its module.
@@ -82,13 +85,13 @@ BACKENDS = {
         file_formats={".keras": True},
         isa_cap=("XLA_FLAGS", {"AVX2": "--xla_cpu_max_isa=AVX2", "SSE4_2": "--xla_cpu_max_isa=SSE4_2"}),
         reader="twincnn.backends.tensorflow_read", model_packages=("keras",),
-        requires=("flax",), process_setting=("keras", "KERAS_BACKEND", "jax")),
+        requires=("flax",), process_setting=("keras", "KERAS_BACKEND", "jax"), runs_on="jax"),
     "keras-torch": Registration(
         module="twincnn.backends.keras_torch", package="keras", extra="keras-torch", label="Keras/PyTorch",
         file_formats={".keras": True},
         isa_cap=("ATEN_CPU_CAPABILITY", {"AVX2": "avx2", "SSE4_2": "default"}),
         reader="twincnn.backends.tensorflow_read", model_packages=("keras",),
-        requires=("torch",), process_setting=("keras", "KERAS_BACKEND", "torch")),
+        requires=("torch",), process_setting=("keras", "KERAS_BACKEND", "torch"), runs_on="torch"),
 }
 # The natives' names: `compare` runs these when --frameworks does not say (the Keras twins on other backends are
 # asked for by name, or by `all`)
@@ -205,18 +208,29 @@ def twin(name: str):
 
 def runs_here(name: str) -> bool:
     """Whether twin() runs ``name`` in this process: where it has no process setting; where the package that reads
-    it has started, if that runs with its value; before then, if it is the first installed twin that needs that
-    package (Keras: the TensorFlow twin), so that which twin runs here never depends on which was asked for first."""
+    it has started, if that runs with its value; before then, if the variable is set to its value, or else if it is
+    the first installed twin that needs that package (Keras: the TensorFlow twin), so that which twin runs here never
+    depends on which was asked for first."""
     setting = BACKENDS[canonical_name(name)].process_setting
     if setting is None or setting[0] in sys.modules:
         return loadable_here(name)
+    package, variable, value = setting
+    if os.environ.get(variable):  # set before the package starts: the twin it names runs here
+        return os.environ[variable] == value
     first = next(other for other, entry in BACKENDS.items()
-                 if entry.process_setting and entry.process_setting[0] == setting[0] and is_available(other))
+                 if entry.process_setting and entry.process_setting[0] == package and is_available(other))
     return first == canonical_name(name)
 
 
+def natives() -> list[str]:
+    """The installed native twins: what commands take where --frameworks is not given."""
+    return [name for name in available() if name in NATIVE]
+
+
 def parse_list(text: str) -> list[str]:
-    """'tensorflow,torch' -> canonical names, duplicates dropped, order kept."""
+    """'tensorflow,torch' -> canonical names, duplicates dropped, order kept; 'all': every installed twin."""
+    if text.strip().lower() == "all":
+        return available()
     names = [canonical_name(part) for part in text.split(",") if part.strip()]
     if not names:
         raise UserError("no framework named; use e.g. --frameworks tensorflow,torch")
@@ -245,7 +259,11 @@ def load_reader(name: str):
     """The module that reads ``name``'s models built by their users; UserError where there is none yet."""
     entry = BACKENDS[canonical_name(name)]
     if entry.reader is None:
-        readable = ", ".join(e.label for e in BACKENDS.values() if e.reader)
+        first_of_reader = {}  # one reader reads Keras's models on every backend: named once
+        for e in BACKENDS.values():
+            if e.reader:
+                first_of_reader.setdefault(e.reader, e.label)
+        readable = ", ".join(first_of_reader.values())
         raise UserError(f"twincnn does not read {entry.label} models yet; it reads {readable} models")
     load(name)  # the install hint, where the framework is missing
     return importlib.import_module(entry.reader)

@@ -3,7 +3,7 @@
 Keras reads its backend once per process, so the Keras twins on JAX and on PyTorch cannot join a process where
 Keras runs on TensorFlow (and so on). ``start(name)`` gives an object with the backend module's functions and
 constants; calling one runs it in the twin's process. What it returns comes back as it is where it is a NumPy
-array, a number, a string, a Spec or a container of those; a framework's tensor comes back as a NumPy array, and
+array, a number, a string, a Spec, a dataclass or a container of those; a tensor comes back as a NumPy array, and
 anything else (a model, a trainer, a context manager) stays in that process and comes back as a Remote, whose
 methods run there too and which goes back as the object itself when passed to a function. So the functions every
 twin is tested through (build, get_weights, set_weights, predict, loss_and_grads ...) work on it unchanged.
@@ -54,6 +54,9 @@ class Remote:
         if attribute.startswith("__"):
             raise AttributeError(attribute)
         return self._process.get(self._handle, attribute)
+
+    def __call__(self, *args, **kwargs):  # a function the twin's module returned (a predictor)
+        return self._process.call(self._handle, "__call__", args, kwargs)
 
     def __enter__(self):
         return self._process.call(self._handle, "__enter__", (), {})
@@ -126,6 +129,8 @@ class TwinProcess:
             status, value = pickle.load(self._child.stdout)
         except (BrokenPipeError, EOFError):
             self._died()
+        if status == "no_attribute":
+            raise AttributeError(value)
         if status == "user_error":
             raise UserError(value)
         if status == "value_error":  # the interface's word for bad input: an option, a file; its traceback as cause
@@ -194,6 +199,8 @@ def _answer(backend, objects: dict, request: tuple) -> tuple:
     if kind == "apply":
         return "ok", _answerable(attribute(backend), objects)
     target = backend if handle is None else objects[handle.key]
+    if not hasattr(target, attribute):
+        return "no_attribute", f"{type(target).__name__} {getattr(target, '__name__', '')} has no {attribute!r}"
     value = getattr(target, attribute)
     if kind == "get":  # a function, method or class is called there; a callable object (a model) is held there
         return ("callable", None) if inspect.isroutine(value) or isinstance(value, type) else (

@@ -27,7 +27,7 @@ configure, resolve_device, isa = native.configure, native.resolve_device, native
 
 
 def version() -> str:
-    return f"keras {keras.__version__} on jax {jax.__version__}"
+    return f"keras {keras.__version__} on {native.version()}"
 
 
 def loss_and_grads(model, spec, x: np.ndarray, y: np.ndarray):
@@ -111,11 +111,9 @@ make_trainer = Trainer.from_options
 
 
 def environment() -> dict:
-    return {**native.environment(), "framework": NAME, "version": version(), "keras": keras.__version__,
-            "keras_backend": keras.backend.backend(), "jit_compile": keras_twin.jit_compile_default()}
+    return keras_twin.environment_on(native, NAME)
 
 
 def audit_defaults() -> dict:
-    """{`twincnn audit` row key: this twin's default, as text}: Keras's, and JAX's where Keras leaves it to JAX."""
-    return {**native.audit_defaults(), **keras_twin.audit_defaults(),
-            "graph": f"fit() runs a jitted step; {keras_twin.jit_compile_default()}"}
+    """{`twincnn audit` row key: this twin's default, as text}: Keras's, and JAX's where Keras leaves it to it."""
+    return keras_twin.audit_defaults_on(native, "fit() runs a jitted step")

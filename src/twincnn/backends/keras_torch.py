@@ -26,7 +26,7 @@ configure, isa = native.configure, native.isa
 
 
 def version() -> str:
-    return f"keras {keras.__version__} on torch {torch.__version__}"
+    return f"keras {keras.__version__} on {native.version()}"
 
 
 def resolve_device(device: str = "cpu"):
@@ -82,11 +82,9 @@ make_trainer = Trainer.from_options
 
 
 def environment() -> dict:
-    return {**native.environment(), "framework": NAME, "version": version(), "keras": keras.__version__,
-            "keras_backend": keras.backend.backend(), "jit_compile": keras_twin.jit_compile_default()}
+    return keras_twin.environment_on(native, NAME)
 
 
 def audit_defaults() -> dict:
     """{`twincnn audit` row key: this twin's default, as text}: Keras's, and PyTorch's where Keras leaves it to it."""
-    return {**native.audit_defaults(), **keras_twin.audit_defaults(),
-            "graph": f"fit() runs the step eagerly unless compiled; {keras_twin.jit_compile_default()}"}
+    return keras_twin.audit_defaults_on(native, "fit() runs the step eagerly unless compiled")

@@ -459,6 +459,19 @@ def audit_defaults() -> dict:
     }
 
 
+def environment_on(native, name: str) -> dict:
+    """What results.json records of a Keras twin on another framework's engine: that framework's record (``native``:
+    its twin's module), with Keras's version, backend and compilation default."""
+    return {**native.environment(), "framework": name, "version": f"keras {keras.__version__} on {native.version()}",
+            "keras": keras.__version__, "keras_backend": keras.backend.backend(), "jit_compile": jit_compile_default()}
+
+
+def audit_defaults_on(native, graph: str) -> dict:
+    """A Keras twin's `twincnn audit` column on another framework's engine: Keras's defaults, and that framework's
+    where Keras leaves a setting to it (threads, precision on GPUs); ``graph``: how its fit() runs a step."""
+    return {**native.audit_defaults(), **audit_defaults(), "graph": f"{graph}; {jit_compile_default()}"}
+
+
 def jit_compile_default() -> str:
     """What compile()'s jit_compile is by default, and what 'auto' becomes on this backend."""
     model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])

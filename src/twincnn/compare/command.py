@@ -43,8 +43,9 @@ def worker_labels(names: list[str]) -> list[str]:
 
 
 def parse_frameworks(text: str | None) -> list[str]:
-    if text is None:
-        names = backends.available()
+    """--frameworks: the names given; ``all``: every installed twin; none given: the installed native twins."""
+    if text is None or text.strip().lower() == "all":
+        names = backends.available() if text is not None else backends.natives()
         if not names:
             raise backends.FrameworkMissing("no framework is installed: pip install 'twincnn[all]'")
         return names
@@ -144,11 +145,26 @@ class Plan:
         (its scaling, first: scaling() reads them there), then each framework's one process against the first
         one's, and its R ranks against the first one's R ranks; None: the default."""
         if max(self.ranks) == 1:
-            return None
+            return first_and_layered_pairs(self.names, self.labels)
         single = [label for label, ranks in zip(self.labels, self.ranks) if ranks == 1]
         parallel = [label for label, ranks in zip(self.labels, self.ranks) if ranks > 1]
         return (list(zip(single, parallel)) + [(single[0], other) for other in single[1:]]
                 + [(parallel[0], other) for other in parallel[1:]])
+
+
+
+def first_and_layered_pairs(names: list[str], labels: list[str]) -> list[tuple[str, str]] | None:
+    """Each framework against the first one named, and a twin that runs on another one named (Keras on JAX) against
+    that one, where the first pairs do not hold the two already; None: the default (the first pairs only)."""
+    pairs = [(labels[0], other) for other in labels[1:]]
+    label_of = {}
+    for name, label in zip(names, labels):
+        label_of.setdefault(name, label)
+    for name, label in zip(names, labels):
+        base = backends.BACKENDS[name].runs_on
+        if base in label_of and {label_of[base], label} not in [set(pair) for pair in pairs]:
+            pairs.append((label_of[base], label))
+    return pairs if len(pairs) > len(labels) - 1 else None
 
 
 def data_parallel_workers(names: list[str], args, threads: int) -> tuple[list[str], list[str], list[int]]:

@@ -1,0 +1,95 @@
+"""The Keras twins on JAX and on PyTorch: each runs in a process of its own where Keras already runs on another
+backend here, and answers through the same functions; a `.keras` file moves between backends; `summary`, `check
+--twin` and `compare` take them. Their numbers against the reference are test_layers', test_transfer's and
+test_training_equivalence's, as every twin's."""
+
+import numpy as np
+import pytest
+
+from tests.helpers import LOGIT_ATOL, assert_close, require
+from twincnn import backends, reference
+from twincnn.cli import main
+from twincnn.spec import Spec, batchnorm, conv, dense, FLATTEN
+from twincnn.weights import random_weights
+
+KERAS_TWINS = [name for name, entry in backends.BACKENDS.items() if "keras" in entry.model_packages]
+LAYERED = [name for name, entry in backends.BACKENDS.items() if entry.runs_on]
+# 'same' padding on a stride (the odd row and column at the bottom and right) and BatchNorm with its statistics
+SAME_AND_BATCHNORM = Spec((28, 28, 1), (conv(8, 3, 2, "same", "relu"), batchnorm(0.9, 1e-3), FLATTEN, dense(10)))
+
+
+@pytest.mark.parametrize("saved_on", KERAS_TWINS)
+@pytest.mark.parametrize("loaded_on", KERAS_TWINS)
+def test_a_keras_file_saved_on_one_backend_loads_on_another_with_its_weights(saved_on, loaded_on, tmp_path):
+    saver, loader = require(saved_on), require(loaded_on)
+    weights = random_weights(SAME_AND_BATCHNORM, 3)
+    model = saver.build(SAME_AND_BATCHNORM, seed=0)
+    saver.set_weights(model, SAME_AND_BATCHNORM, weights)
+    path = tmp_path / "model.keras"
+    saver.save_file(model, SAME_AND_BATCHNORM, path)
+    loaded, spec = loader.load_file(path, None)
+    back = loader.get_weights(loaded, spec)
+    assert {k: v.shape for k, v in back.items()} == {k: v.shape for k, v in weights.items()}
+    assert all(np.array_equal(back[k], weights[k]) for k in weights), f"{saved_on} -> {loaded_on}: weights moved"
+    x = np.random.default_rng(0).random((16, 28, 28, 1), np.float32)
+    assert_close(loader.predict(loaded, x), reference.forward(SAME_AND_BATCHNORM, weights, x), LOGIT_ATOL,
+                 f"{saved_on} -> {loaded_on}: logits")
+
+
+@pytest.mark.parametrize("name", LAYERED)
+def test_a_twin_in_its_own_process_ends_with_this_one(name):
+    """Where Keras runs on another backend here, the twin answers from a child process, which exits when its
+    stdin closes (at this process's exit, or close())."""
+    from twincnn.backends.isolated import TwinProcess
+
+    require("tensorflow")  # Keras runs on TensorFlow in this process, so the other Keras twins cannot
+    twin = require(name)
+    assert isinstance(twin, TwinProcess) and twin.NAME == name
+    child = twin._child
+    twin.close()
+    assert child.poll() is not None
+    assert require(name).NAME == name  # started again when asked for again
+
+
+def test_a_twin_process_reports_bad_input_as_such_and_a_bug_with_its_traceback():
+    from twincnn.backends.isolated import IsolatedFailure
+
+    require("tensorflow")
+    twin = require(LAYERED[0])
+    with pytest.raises(ValueError, match="^unknown variant 'fast'"):
+        twin.make_predictor(None, "fast")
+    with pytest.raises(IsolatedFailure, match="(?s)Traceback.*AttributeError"):
+        twin.get_weights(None, SAME_AND_BATCHNORM)
+
+
+def test_summary_shows_the_keras_twins_on_jax_and_pytorch(capsys):
+    for name in LAYERED:
+        require(name)
+    assert main(["summary", "--frameworks", ",".join(LAYERED)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("90,978") == 1 + len(LAYERED), out  # the spec's total, then each twin's
+    assert "agree: every framework matches" in out
+
+
+@pytest.mark.parametrize("name", LAYERED)
+def test_check_calls_a_keras_file_saved_on_tensorflow_the_same_as_its_twin_on_another_backend(name, tmp_path,
+                                                                                              capsys):
+    tf = require("tensorflow")
+    require(name)
+    model = tf.build(SAME_AND_BATCHNORM, seed=0)
+    tf.set_weights(model, SAME_AND_BATCHNORM, random_weights(SAME_AND_BATCHNORM, 5))
+    path = tmp_path / "mine.keras"
+    tf.save_file(model, SAME_AND_BATCHNORM, path)
+    assert main(["check", str(path), "--twin", name, "--samples", "64"]) == 0
+    out = capsys.readouterr().out
+    assert "moving statistics" in out and "verdict: the same function" in out, out
+
+
+def test_a_twin_that_runs_on_another_named_is_judged_against_it():
+    from twincnn.compare.command import first_and_layered_pairs
+
+    names = ["keras-jax", "keras-torch", "torch", "jax"]
+    assert first_and_layered_pairs(names, names) == [("keras-jax", "keras-torch"), ("keras-jax", "torch"),
+                                                     ("keras-jax", "jax"), ("torch", "keras-torch")]
+    assert first_and_layered_pairs(["torch", "jax"], ["torch", "jax"]) is None  # each against the first
+    assert first_and_layered_pairs(["jax", "keras-jax", "keras-jax"], ["jax", "keras-jax", "keras-jax#2"]) is None
