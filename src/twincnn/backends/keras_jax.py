@@ -5,6 +5,8 @@ Threads, devices and the instruction-set cap are JAX's own (backends/jax.py)."""
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from .keras_start import start
@@ -17,8 +19,7 @@ from . import jax as native  # noqa: E402
 from . import keras_twin  # noqa: E402
 from .keras_twin import (  # noqa: E402,F401  the Keras twin's shared functions, under every backend's names
     GELU, LOSS, OUTPUT_HEAD, ConstantPadding2D, PaddedAveragePooling2D, build, get_weights, layer_summary, load_file,
-    predict, save_file, set_weights, training_variables,
-    without_dropout)
+    one_pass_moments, predict, save_file, set_weights, training_variables, without_dropout)
 
 NAME = "keras-jax"
 NOTEBOOK_VALIDATION = True  # the notebook's Keras code validated every epoch inside the timed fit()
@@ -33,24 +34,33 @@ def version() -> str:
 def loss_and_grads(model, spec, x: np.ndarray, y: np.ndarray):
     """Mean cross-entropy in training mode and the gradients of the spec's trainable weights: the model called in a
     keras.StatelessScope that maps every variable to the value JAX traces (for a twin and a user's model as read
-    alike); what the pass assigns (the moving statistics, dropout's seed) is written back afterwards, as a step
-    writes it."""
+    alike), compiled once per model and dropout setting; what the pass assigns (the moving statistics, dropout's
+    seed) is written back afterwards, as a step writes it."""
     names, trainable, _ = training_variables(model, spec)
     differentiated = {id(var) for var in trainable}
     others = [var for var in _all_variables(model) if id(var) not in differentiated]
-    x, y = jnp.asarray(x, jnp.float32), jnp.asarray(y)
+    rates = tuple(layer.rate for layer in keras_twin.dropout_layers(model))  # read when traced: part of the key
+    compiled = _GRADIENTS.setdefault(model, {})
+    if rates not in compiled:
+        compiled[rates] = _gradient_program(model, trainable, others)
+    (loss, after), grads = compiled[rates]([var.value for var in trainable], [var.value for var in others],
+                                           jnp.asarray(x, jnp.float32), jnp.asarray(y))
+    for var, value in zip(others, after):
+        var.assign(value)
+    return float(loss), {name: np.asarray(g) for name, g in zip(names, grads)}
 
-    def loss_of(values, other_values):
+
+_GRADIENTS = weakref.WeakKeyDictionary()  # model -> {dropout rates: its compiled loss-and-gradients}
+
+
+def _gradient_program(model, trainable: list, others: list):
+    def loss_of(values, other_values, x, y):
         mapping = list(zip(trainable, values)) + list(zip(others, other_values))
         with keras.StatelessScope(state_mapping=mapping) as scope:
             loss = LOSS(y, model(x, training=True))
         return loss, [scope.get_current_value(var) for var in others]
 
-    (loss, after), grads = jax.value_and_grad(loss_of, has_aux=True)([var.value for var in trainable],
-                                                                     [var.value for var in others])
-    for var, value in zip(others, after):
-        var.assign(value)
-    return float(loss), {name: np.asarray(g) for name, g in zip(names, grads)}
+    return jax.jit(jax.value_and_grad(loss_of, has_aux=True))
 
 
 def _all_variables(model) -> list:

@@ -16,8 +16,7 @@ from . import keras_twin  # noqa: E402
 from . import torch as native  # noqa: E402
 from .keras_twin import (  # noqa: E402,F401  the Keras twin's shared functions, under every backend's names
     GELU, LOSS, OUTPUT_HEAD, ConstantPadding2D, PaddedAveragePooling2D, build, get_weights, layer_summary, load_file,
-    predict, save_file, set_weights, training_variables,
-    without_dropout)
+    one_pass_moments, predict, save_file, set_weights, training_variables, without_dropout)
 
 NAME = "keras-torch"
 NOTEBOOK_VALIDATION = True  # the notebook's Keras code validated every epoch inside the timed fit()

@@ -6,6 +6,7 @@ step, devices, threads."""
 
 from __future__ import annotations
 
+import functools
 import inspect
 import zipfile
 
@@ -253,18 +254,18 @@ def training_variables(model, spec: Spec) -> tuple[list[str], list, list]:
     return list(names), list(trainable), moving
 
 
-def _dropout_layers(model) -> list:
+def dropout_layers(model) -> list:
     """Every keras.layers.Dropout in ``model``, nested models' included."""
     found = []
     for layer in getattr(model, "layers", ()):
-        found += [layer] if isinstance(layer, keras.layers.Dropout) else _dropout_layers(layer)
+        found += [layer] if isinstance(layer, keras.layers.Dropout) else dropout_layers(layer)
     return found
 
 
 def without_dropout(model: keras.Model):
     """Keras's Dropout with rate 0 returns its input in training mode too. ``model`` a twin, or a user's model as
     read (tensorflow_read.ReadNet, whose layers are the user model's)."""
-    return attributes_set(_dropout_layers(model), "rate", 0.0)
+    return attributes_set(dropout_layers(model), "rate", 0.0)
 
 
 def layer_summary(model: keras.Model, spec: Spec) -> list[tuple[str, tuple, int]]:
@@ -486,6 +487,13 @@ def _batch_variance(offset: float) -> float:
     bn = keras.layers.BatchNormalization(momentum=0.0, epsilon=0.0, center=False, scale=False)
     out = keras.ops.convert_to_numpy(bn(np.array([[offset], [offset + 2.0]], np.float32), training=True))
     return float((2.0 / (out[1, 0] - out[0, 0])) ** 2)  # (x - mean) / sqrt(var): its spread gives var
+
+
+@functools.cache
+def one_pass_moments() -> bool:
+    """Whether this backend's normalisations compute the variance as E[x²]-mean² (measured, not assumed): it loses
+    float32 precision where |mean| is far above the spread, which check and the tests allow for."""
+    return _batch_variance(1e4) != 1.0
 
 
 def _keras_layer_defaults() -> dict:

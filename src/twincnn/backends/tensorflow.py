@@ -21,7 +21,7 @@ from ..spec import Spec  # noqa: E402
 from . import keras_twin  # noqa: E402
 from .keras_twin import (  # noqa: E402,F401  the Keras twin's shared functions, under every backend's names
     GELU, LOSS, NOT_A_MODEL, OUTPUT_HEAD, ConstantPadding2D, PaddedAveragePooling2D, build, get_weights, layer_summary,
-    load_file, make_optimizer, predict, save_file, set_weights, training_variables, without_dropout)
+    load_file, make_optimizer, one_pass_moments, predict, save_file, set_weights, training_variables, without_dropout)
 from .interface import TrainerConfig  # noqa: E402
 
 NAME = "tensorflow"
