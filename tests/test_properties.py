@@ -16,7 +16,8 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from tests.helpers import assert_twin_matches_reference  # noqa: E402
+from tests.helpers import assert_twin_matches_reference, require  # noqa: E402
+from twincnn import backends  # noqa: E402
 from twincnn.spec import (FLATTEN, GLOBAL_AVG_POOL, Spec, SpecError, batchnorm, conv, dense, depthwise,  # noqa: E402
                           dropout, layernorm)
 from twincnn.weights import random_weights  # noqa: E402
@@ -81,12 +82,32 @@ def specs(draw):
         assume(False)  # e.g. a stack that shrinks the image to nothing: not a valid spec
 
 
-# `framework` is a module, the same for every example: nothing for hypothesis to reset between them
-@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(spec=specs(), batch=st.integers(1, 32), seed=st.integers(0, 2**31 - 1),
-       scale=st.sampled_from([0.5, 1.0, 3.0]), shift=st.sampled_from([0.0, -0.5, 1.0]))
-def test_transferred_logits_equal_the_reference(framework, spec, batch, seed, scale, shift):
+OWN_MODEL_CODE = [name for name, entry in backends.BACKENDS.items() if not entry.runs_on]
+# A twin on another framework's engine (Keras on JAX or PyTorch) builds its model with the code of a twin searched
+# above (the Keras twin's, keras_twin.py): its search looks for its engine's numerics, in fewer examples.
+LAYERED = [name for name, entry in backends.BACKENDS.items() if entry.runs_on]
+LAYERED_EXAMPLES = 10
+INPUTS = dict(spec=specs(), batch=st.integers(1, 32), seed=st.integers(0, 2**31 - 1),
+              scale=st.sampled_from([0.5, 1.0, 3.0]), shift=st.sampled_from([0.0, -0.5, 1.0]))
+
+
+def assert_transferred_logits_equal_the_reference(framework, spec, batch, seed, scale, shift):
     # values outside [0, 1] on purpose: negative pixels and large ones
     x = (np.random.default_rng(seed).random((batch, 28, 28, 1)) * scale + shift).astype(np.float32)
     assert_twin_matches_reference(framework, spec, x, random_weights(spec, seed),
                                   f"{framework.NAME}, spec {spec.describe()}, batch {batch}")
+
+
+# the backend is a module, the same for every example: nothing for hypothesis to reset between them
+@pytest.mark.parametrize("name", OWN_MODEL_CODE)
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(**INPUTS)
+def test_transferred_logits_equal_the_reference(name, spec, batch, seed, scale, shift):
+    assert_transferred_logits_equal_the_reference(require(name), spec, batch, seed, scale, shift)
+
+
+@pytest.mark.parametrize("name", LAYERED)
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=LAYERED_EXAMPLES)
+@given(**INPUTS)
+def test_transferred_logits_on_another_engine_equal_the_reference(name, spec, batch, seed, scale, shift):
+    assert_transferred_logits_equal_the_reference(require(name), spec, batch, seed, scale, shift)
