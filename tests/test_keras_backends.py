@@ -108,7 +108,7 @@ def test_compare_judges_keras_on_pytorch_against_pytorch_and_records_its_backend
     assert main(["compare", "--no-progress", "--no-floor", "--out", str(out), "--frameworks", "keras-torch,torch",
                  "--data", str(data), "--epochs", "2", "--repeats", "2", "--block-steps", "5"]) == 0
     doc = json.loads((out / "results.json").read_text())
-    assert [v["frameworks"] for v in doc["verdicts"]] == [["keras-torch", "torch"]]
+    assert [v["frameworks"] for v in doc["verdicts"]] == [["keras-torch", "torch"]] and doc["scaling"] == []
     environment = doc["environment"]["frameworks"]["keras-torch"]
     assert environment["keras_backend"] == "torch" and environment["keras"] and "torch" in environment["version"]
 
@@ -123,7 +123,7 @@ def test_compare_pairs_each_keras_twin_with_the_framework_it_runs_on(tmp_path):
     doc = json.loads((out / "results.json").read_text())
     pairs = [set(v["frameworks"]) for v in doc["verdicts"]]
     assert {"keras-jax", "jax"} in pairs and {"keras-torch", "torch"} in pairs, pairs
-    assert all("Holm" in v["family"] for v in doc["verdicts"])
+    assert all("Holm" in v["family"] for v in doc["verdicts"]) and doc["scaling"] == []
     accuracies = [doc["frameworks"][name]["test_accuracy"] for name in ("keras-jax", "keras-torch", "torch", "jax")]
     assert max(accuracies) - min(accuracies) <= 0.015, accuracies
     for name, backend in (("keras-jax", "jax"), ("keras-torch", "torch")):

@@ -277,7 +277,9 @@ def launcher_note(ranks: int) -> str:
 def scaling(plan: Plan, judged: list) -> list[dict]:
     """Per framework: its R ranks' speed-up over its one process (same threads in all), from that pair's verdict."""
     out = []
-    for single, parallel in (plan.pairs() or [])[:plan.ranks.count(1)]:
+    if max(plan.ranks) == 1:  # no ranks: the pairs judged are frameworks against each other
+        return out
+    for single, parallel in plan.pairs()[:plan.ranks.count(1)]:
         verdict = next(v for v in judged if v["frameworks"] == [single, parallel])
         low, high = verdict["ci"]
         ranks = max(plan.ranks)
