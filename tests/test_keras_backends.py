@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.helpers import LOGIT_ATOL, assert_close, require
+from tests.helpers import LOGIT_ATOL, assert_close, require, shell_environment
 from twincnn import backends, reference
 from twincnn.cli import main
 from twincnn.spec import Spec, batchnorm, conv, dense, FLATTEN
@@ -128,3 +128,20 @@ def test_compare_pairs_each_keras_twin_with_the_framework_it_runs_on(tmp_path):
     assert max(accuracies) - min(accuracies) <= 0.015, accuracies
     for name, backend in (("keras-jax", "jax"), ("keras-torch", "torch")):
         assert doc["environment"]["frameworks"][name]["keras_backend"] == backend
+
+
+def test_where_keras_runs_on_jax_a_keras_file_is_read_by_keras_on_jax(tmp_path):
+    """A process started with KERAS_BACKEND=jax (a user's, with the pytest plugin) reads a .keras file with the Keras
+    twin on JAX, and a model made there is that twin's."""
+    import subprocess
+    import sys
+
+    tf = require("tensorflow")
+    require("keras-jax")
+    tf.save_file(tf.build(SAME_AND_BATCHNORM, seed=0), SAME_AND_BATCHNORM, tmp_path / "m.keras")
+    code = ("from twincnn import backends; from twincnn.sources import load_source; "
+            f"print(backends.framework_of(load_source({str(tmp_path / 'm.keras')!r})))")
+    env = {**shell_environment(), "KERAS_BACKEND": "jax"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["keras-jax"]

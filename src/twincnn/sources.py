@@ -70,7 +70,7 @@ def _from_file(path: Path, spec_path: str | None):
         known = ", ".join(backends.file_formats())
         raise UserError(f"{path}: unknown model format {path.suffix or '(no suffix)'!r}; use {known} or "
                         f"path/to/file.py:factory")
-    name, carries_spec = backends.file_formats()[path.suffix.lower()]
+    name, carries_spec = backends.file_owner_here(path.suffix.lower()), backends.file_formats()[path.suffix.lower()][1]
     spec = load_spec(spec_path) if spec_path or not carries_spec else None
     try:
         model, _ = backends.load(name).load_file(path, spec)
@@ -86,7 +86,7 @@ def _from_neutral_file(path: Path, spec):
         weights, spec = weightsfile.load(path, spec)
     except ValueError as exc:  # weightsfile's word for a file it cannot use
         raise UserError(f"{path}: {str(exc).splitlines()[0]}") from None
-    readable = [name for name in backends.available() if backends.BACKENDS[name].reader]
+    readable = [name for name in backends.available() if backends.BACKENDS[name].reader and backends.runs_here(name)]
     if not readable:
         raise UserError(f"{path}: no installed framework whose models check reads; pip install 'twincnn[all]'")
     backend = backends.load(readable[0])

@@ -118,6 +118,14 @@ def file_owners(suffix: str) -> list[str]:
     return [name for name, entry in BACKENDS.items() if suffix in entry.file_formats]
 
 
+def file_owner_here(suffix: str) -> str:
+    """The framework that reads a file ending in ``suffix`` in this process: the first registered owner that is
+    installed and runs here (runs_here: a .keras file, where Keras runs on JAX or KERAS_BACKEND=jax says it will,
+    is Keras on JAX's), else the first owner."""
+    owners = file_owners(suffix)
+    return next((name for name in owners if is_available(name) and runs_here(name)), owners[0])
+
+
 def isa_caps() -> dict[str, tuple[str, dict[str, str]]]:
     """framework -> (its ISA cap variable, its value per level): pytest --isa-cap LEVEL."""
     return {name: entry.isa_cap for name, entry in BACKENDS.items() if entry.isa_cap}
