@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.helpers import require
+from tests.helpers import layered_twins, reference_pairs, require
 from twincnn import backends
 from twincnn.spec import DEFAULT_SPEC
 
@@ -34,11 +34,8 @@ except ImportError:  # pragma: no cover
 
 SEED = 42
 FRAMEWORKS = list(backends.BACKENDS)
-# Each other twin against the reference twin (the first registered), never every pair: agreement with one
-# reference implies agreement with each other within twice the tolerance, and N frameworks make N - 1 pairs,
-# not N(N - 1)/2. Logits are also checked against the NumPy reference, framework by framework.
-REFERENCE_TWIN = FRAMEWORKS[0]
-PAIRS = [(REFERENCE_TWIN, other) for other in FRAMEWORKS[1:]]
+PAIRS = reference_pairs()  # each other twin against the reference twin, the first registered (helpers.py says why)
+LAYERED = layered_twins()  # their equivalence tests run in the slow pass (helpers.py says why)
 # fixtures for tests of what passes between two particular frameworks, by name (marked as needing both)
 NAMED_PAIRS = {"tf_and_torch": ("tensorflow", "torch"), "tf_and_jax": ("tensorflow", "jax"),
                "torch_and_jax": ("torch", "jax")}
@@ -95,6 +92,8 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(getattr(pytest.mark, name))
         if len(names) > 1:
             item.add_marker(pytest.mark.both)
+        if names & LAYERED and "equivalence" in item.keywords:
+            item.add_marker(pytest.mark.slow)
     if config.getoption("--run-slow"):
         return
     skip = pytest.mark.skip(reason="slow: run with --run-slow (CI does)")

@@ -171,6 +171,22 @@ def shell_environment() -> dict:
     return {key: value for key, value in os.environ.items() if key not in set_by_twincnn}
 
 
+def reference_pairs() -> list[tuple[str, str]]:
+    """Each other twin against the reference twin (the first registered), never every pair: agreement with one
+    reference implies agreement with each other within twice the tolerance, and N frameworks make N - 1 pairs,
+    not N(N - 1)/2. Read from the registry when called (a plugin may have registered another)."""
+    names = list(backends.BACKENDS)
+    return [(names[0], other) for other in names[1:]]
+
+
+def layered_twins() -> set[str]:
+    """The twins on another framework's engine (Keras on JAX and on PyTorch): they build their models with the
+    Keras twin's code, whose numbers the default pass holds to the references; theirs (the `equivalence` tests)
+    cost minutes through their processes of their own, so they run in the slow pass, which CI runs. The default
+    pass still tests them: interface, files, summary, check against a Keras model, compare."""
+    return {name for name, entry in backends.BACKENDS.items() if entry.runs_on}
+
+
 def stock_adam_is_keras(name: str) -> bool:
     """Whether the framework's own Adam (adam='native') is Keras's: so for a twin of Keras on any backend."""
     return "keras" in backends.BACKENDS[name].model_packages

@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.helpers import stock_adam_is_keras
+from tests.helpers import layered_twins, reference_pairs, require, stock_adam_is_keras
 from twincnn.cli import main
 from twincnn.spec import DEFAULT_SPEC
 from twincnn.weights import initial_weights
@@ -108,6 +108,13 @@ def _trained_predictions(backend, images, labels, test_images, init_seed, adam):
         trainer.step(order[step * 64:(step + 1) * 64])
     trainer.sync()
     return backend.predict(model, test_images).argmax(1)
+
+
+@pytest.fixture(params=[pytest.param(pair, marks=[pytest.mark.slow] if pair[1] in layered_twins() else [])
+                        for pair in reference_pairs()], ids=[f"{a}-{b}" for a, b in reference_pairs()])
+def pair(request):
+    """conftest's pairs; a twin on another framework's engine in the slow pass, as its equivalence tests."""
+    return tuple(require(name) for name in request.param)
 
 
 def test_fair_twins_agree_where_unfair_twins_do_not(pair, mnist):

@@ -106,6 +106,7 @@ def test_transferred_logits_equal_the_reference(name, spec, batch, seed, scale, 
     assert_transferred_logits_equal_the_reference(require(name), spec, batch, seed, scale, shift)
 
 
+@pytest.mark.slow  # as these twins' equivalence tests (conftest.py: LAYERED)
 @pytest.mark.parametrize("name", LAYERED)
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=LAYERED_EXAMPLES)
 @given(**INPUTS)

@@ -176,7 +176,13 @@ def loadable_here(name: str) -> bool:
     if setting is None or setting[0] not in sys.modules:
         return True
     package, variable, value = setting
-    return os.environ.get(variable, value) == value
+    if variable in os.environ:
+        return os.environ[variable] == value
+    try:  # started by someone who did not set the variable: the twin's module says whether it can start here
+        importlib.import_module(BACKENDS[canonical_name(name)].module)
+    except ImportError:
+        return False
+    return True
 
 
 class NeedsOwnProcess(UserError):
