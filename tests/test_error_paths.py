@@ -29,7 +29,7 @@ def fake_backends(monkeypatch, load_file):
     from twincnn import port
 
     fake = types.SimpleNamespace(load_file=load_file)
-    monkeypatch.setattr(port.backends, "load", lambda name: fake)
+    monkeypatch.setattr(port.backends, "twin", lambda name: fake)  # port reaches each twin through twin()
 
 
 def test_port_bad_input_is_one_line(monkeypatch, tmp_path, capsys):
