@@ -101,21 +101,17 @@ def _keras_padding(info):
     return mode
 
 
-_SAME_AVERAGE_POOL = []  # measured once per process: whether this backend's own 'same' average pool is Keras's
-
-
+@functools.cache
 def own_same_average_pool_is_kerass() -> bool:
     """Whether AveragePooling2D(padding='same') computes here what it means in Keras (the odd padded cell at the
     bottom/right, the real cells only counted): compared with the explicit padding twincnn writes otherwise, on a
     ramp where padding on the wrong side shows."""
-    if not _SAME_AVERAGE_POOL:
-        x = np.arange(16, dtype=np.float32).reshape(1, 4, 4, 1)
-        own = keras.ops.convert_to_numpy(keras.layers.AveragePooling2D(3, 2, "same")(x))
-        # 'same' pads 4 rows to 5 with one at the bottom (one column at the right): windows at rows 0-2 and 2-4,
-        # holding 3 and 2 real rows
-        explicit = PaddedAveragePooling2D(((0, 1), (0, 1)), (3, 3), (2, 2), ((3, 2), (3, 2)))(x)
-        _SAME_AVERAGE_POOL.append(bool(np.allclose(own, keras.ops.convert_to_numpy(explicit))))
-    return _SAME_AVERAGE_POOL[0]
+    x = np.arange(16, dtype=np.float32).reshape(1, 4, 4, 1)
+    own = keras.ops.convert_to_numpy(keras.layers.AveragePooling2D(3, 2, "same")(x))
+    # 'same' pads 4 rows to 5 with one at the bottom (one column at the right): windows at rows 0-2 and 2-4,
+    # holding 3 and 2 real rows
+    explicit = PaddedAveragePooling2D(((0, 1), (0, 1)), (3, 3), (2, 2), ((3, 2), (3, 2)))(x)
+    return bool(np.allclose(own, keras.ops.convert_to_numpy(explicit)))
 
 
 def _keras_layers(info) -> list:
