@@ -229,11 +229,6 @@ def set_weights(model: keras.Model, spec: Spec, weights: dict) -> None:
 
 
 def predict(model: keras.Model, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-    out = [model(x[start:start + batch_size], training=False).numpy() for start in range(0, len(x), batch_size)]
-    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
-
-
-def predict(model: keras.Model, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
     out = [keras.ops.convert_to_numpy(model(x[start:start + batch_size], training=False))
            for start in range(0, len(x), batch_size)]
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
