@@ -3,6 +3,7 @@ backend here, and answers through the same functions; a `.keras` file moves betw
 --twin` and `compare` take them. Their numbers against the reference are test_layers', test_transfer's and
 test_training_equivalence's, as every twin's."""
 
+import gc
 import json
 
 import numpy as np
@@ -52,6 +53,25 @@ def test_a_twin_in_its_own_process_ends_with_this_one(name):
     twin.close()
     assert child.poll() is not None
     assert require(name).NAME == name  # started again when asked for again
+
+
+def test_a_twin_process_lets_go_of_what_no_remote_holds_here():
+    """A long session (a test run, a notebook) holds in the twin's process only the objects it still refers to;
+    a method taken from a held object keeps the object."""
+    require("tensorflow")
+    twin = require(LAYERED[0])
+    gc.collect()
+    before = twin.held()  # after what earlier tests left behind is let go
+    models = [twin.build(SAME_AND_BATCHNORM, seed=seed) for seed in range(3)]
+    assert twin.held() == before + 3
+    count_params = models[0].count_params
+    del models
+    gc.collect()
+    assert twin.held() == before + 1, "models no Remote refers to are still held, or a method's model was let go"
+    assert count_params() > 0
+    del count_params
+    gc.collect()
+    assert twin.held() == before
 
 
 def test_a_twin_process_reports_bad_input_as_such_and_a_bug_with_its_traceback():

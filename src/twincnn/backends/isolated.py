@@ -5,7 +5,8 @@ Keras runs on TensorFlow (and so on). ``start(name)`` gives an object with the b
 constants; calling one runs it in the twin's process. What it returns comes back as it is where it is a NumPy
 array, a number, a string, a Spec, a dataclass or a container of those; a tensor comes back as a NumPy array, and
 anything else (a model, a trainer, a context manager) stays in that process and comes back as a Remote, whose
-methods run there too and which goes back as the object itself when passed to a function. So the functions every
+methods run there too and which goes back as the object itself when passed to a function. The child lets go of an
+object once no Remote of it is left here (told with the next request), so a long session holds only what it uses. So the functions every
 twin is tested through (build, get_weights, set_weights, predict, loss_and_grads ...) work on it unchanged.
 
 A request and its answer are pickles on the child's stdin and on a copy of its stdout (whatever else it prints
@@ -53,7 +54,7 @@ class Remote:
     def __getattr__(self, attribute: str):
         if attribute.startswith("__"):
             raise AttributeError(attribute)
-        return self._process.get(self._handle, attribute)
+        return self._process.get(self._handle, attribute, owner=self)
 
     def __call__(self, *args, **kwargs):  # a function the twin's module returned (a predictor)
         return self._process.call(self._handle, "__call__", args, kwargs)
@@ -67,6 +68,9 @@ class Remote:
     def __repr__(self) -> str:
         return f"<{self._process.name} object {self._handle.key} in process {self._process.pid}>"
 
+    def __del__(self):
+        self._process.released.append(self._handle.key)  # only appended here: a request may be on its way
+
 
 class TwinProcess:
     """The backend module ``name``, answered by a process of its own."""
@@ -78,6 +82,7 @@ class TwinProcess:
                                        stdout=subprocess.PIPE)
         self.pid = self._child.pid
         self._cache = {}
+        self.released: list[int] = []  # keys of held objects whose Remotes are gone, sent with the next request
         atexit.register(self.close)
 
     def __getattr__(self, attribute: str):
@@ -87,12 +92,17 @@ class TwinProcess:
             self._cache[attribute] = self.get(None, attribute)
         return self._cache[attribute]
 
-    def get(self, handle: Handle | None, attribute: str):
-        """The attribute of the module (handle None) or of a held object: its value, or a function calling it."""
+    def get(self, handle: Handle | None, attribute: str, owner: Remote | None = None):
+        """The attribute of the module (handle None) or of a held object: its value, or a function calling it (which
+        keeps ``owner``, the held object's Remote, and so the object, alive)."""
         kind, value = self._request(("get", handle, attribute, (), {}))
-        if kind == "callable":
-            return lambda *args, **kwargs: self.call(handle, attribute, args, kwargs)
+        if kind == "callable":  # the function refers to owner, not only to its handle, to keep it
+            return lambda *args, **kwargs: self.call(owner._handle if owner else handle, attribute, args, kwargs)
         return value
+
+    def held(self) -> int:
+        """How many objects the twin's process holds for this one."""
+        return self._request(("held", None, None, (), {}))[1]
 
     def apply(self, function):
         """``function(module)`` run in the twin's process on its backend module: a module-level function of
@@ -123,8 +133,9 @@ class TwinProcess:
     def _request(self, request: tuple):
         if self._child.poll() is not None:
             self._died()
+        released, self.released = self.released, []
         try:
-            pickle.dump(request, self._child.stdin)
+            pickle.dump((*request, released), self._child.stdin)
             self._child.stdin.flush()
             status, value = pickle.load(self._child.stdout)
         except (BrokenPipeError, EOFError):
@@ -171,7 +182,8 @@ def start(name: str) -> TwinProcess:
 # -- the twin's side ------------------------------------------------------------------------------------------
 
 def _answerable(value, objects: dict):
-    """``value`` as it crosses: plain values as they are, tensors as arrays, other objects kept here as Handles."""
+    """``value`` as it crosses: plain values as they are, tensors as arrays, other objects kept here as Handles
+    (objects: key -> [the object, how many Remotes of it the parent holds])."""
     if isinstance(value, _PLAIN) or (dataclasses.is_dataclass(value) and not isinstance(value, type)):
         return value  # a dataclass of twincnn's (a TrainerConfig) crosses as it is
     if isinstance(value, (list, tuple)) and type(value) in (list, tuple):
@@ -180,13 +192,13 @@ def _answerable(value, objects: dict):
         return {k: _answerable(v, objects) for k, v in value.items()}
     if hasattr(value, "__array__") and not callable(value):  # a framework's tensor
         return np.asarray(value.detach() if hasattr(value, "detach") else value)
-    objects[id(value)] = value
+    objects.setdefault(id(value), [value, 0])[1] += 1
     return Handle(id(value))
 
 
 def _resolved(value, objects: dict):
     if isinstance(value, Handle):
-        return objects[value.key]
+        return objects[value.key][0]
     if isinstance(value, (list, tuple)):
         return type(value)(_resolved(v, objects) for v in value)
     if isinstance(value, dict):
@@ -194,11 +206,21 @@ def _resolved(value, objects: dict):
     return value
 
 
+def _release(objects: dict, keys: list[int]) -> None:
+    for key in keys:
+        objects[key][1] -= 1
+        if not objects[key][1]:
+            del objects[key]
+
+
 def _answer(backend, objects: dict, request: tuple) -> tuple:
-    kind, handle, attribute, args, kwargs = request
+    kind, handle, attribute, args, kwargs, released = request
+    _release(objects, released)
+    if kind == "held":
+        return "ok", len(objects)
     if kind == "apply":
         return "ok", _answerable(attribute(backend), objects)
-    target = backend if handle is None else objects[handle.key]
+    target = backend if handle is None else objects[handle.key][0]
     if not hasattr(target, attribute):
         return "no_attribute", f"{type(target).__name__} {getattr(target, '__name__', '')} has no {attribute!r}"
     value = getattr(target, attribute)
