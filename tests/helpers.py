@@ -316,28 +316,123 @@ def stop_all(processes) -> None:
         process.wait()
 
 
-# A fourth framework for the registry tests: a module that computes as PyTorch's twin but is registered
-# under its own name, written to a folder of its own so that no file of twincnn changes.
+# A fourth framework for the registry tests, unlike the three: its twin is NumPy's reference forward pass on a
+# dict of weights (no training), in a module of its own that is written to a folder of its own, so that no file
+# of twincnn changes. Every twin's tests reach it through the registry alone.
 FAKE_BACKEND_SOURCE = '''\
-"""A fourth framework for tests: PyTorch's twin under another name."""
-from twincnn.backends.torch import *  # noqa: F401,F403
-from twincnn.backends import torch as _torch
+"""A fourth framework for tests: twincnn's NumPy reference as a twin that infers and never trains."""
+import contextlib
+
+import numpy as np
+
+from twincnn import machine, reference, weightsfile
+from twincnn.errors import UserError
+from twincnn.weights import initial_weights
 
 NAME = "fake"
+NOTEBOOK_VALIDATION = False
+NOTEBOOK_TIMING = ""
+
+
+class Model:
+    def __init__(self, spec, weights):
+        self.spec, self.weights = spec, {k: np.array(v, np.float32) for k, v in weights.items()}
+
+
+class Trainer:
+    def __init__(self, *args, **kwargs):
+        raise UserError("the fake framework does not train")
+
+    def set_data(self, x, y): ...
+    def step(self, idx): ...
+    def train_epoch(self, order, batch_size, on_step=None, validation=None): ...
+    def sync(self): ...
+    def predict(self, x): ...
+    def run(self, epochs, batch_size, order_for_epoch, hooks, validation=None): ...
+
+
+def version():
+    return np.__version__
+
+
+def configure(threads=None):
+    return {"intra_op_threads": 1}
+
+
+def resolve_device(device="cpu"):
+    if device != "cpu":
+        raise UserError(f"the fake framework has no {device} device")
+    return device
+
+
+def build(spec, seed=None, device="cpu"):
+    resolve_device(device)
+    return Model(spec, initial_weights(spec, 0 if seed is None else seed))
+
+
+def get_weights(model, spec):
+    return {name: model.weights[name].copy() for name in spec.weight_shapes()}
+
+
+def set_weights(model, spec, weights):
+    model.weights = {name: np.array(weights[name], np.float32) for name in spec.weight_shapes()}
+
+
+def predict(model, x, batch_size=1000):
+    return reference.forward(model.spec, model.weights, x, batch_size)
+
+
+def loss_and_grads(model, spec, x, y):
+    raise UserError("the fake framework has no gradients")
+
+
+def without_dropout(model):
+    return contextlib.nullcontext()  # the reference's dropout passes its input through
+
+
+def layer_summary(model, spec):
+    outputs = reference.activations(spec, model.weights, np.zeros((1, *spec.input_shape), np.float32))
+    return [(info.name, outputs[info.name].shape[1:],
+             sum(int(np.prod(shape)) for name, shape in spec.weight_shapes().items()
+                 if name.split("/")[0] == info.name)) for info in spec.info]
+
+
+def make_trainer(model, spec, **kwargs):
+    return Trainer(model, spec, **kwargs)
+
+
+def make_predictor(model, variant="idiomatic"):
+    return lambda x: predict(model, x)
+
+
+def isa():
+    return machine.cpu_isa()
 
 
 def environment():
-    return {**_torch.environment(), "framework": NAME}
+    return {"framework": NAME, "version": version(), "isa": isa()}
+
+
+def audit_defaults():
+    return {"gelu": "exact (erf), as the reference"}
+
+
+def load_file(path, spec):
+    weights, spec = weightsfile.load(path, spec)
+    return Model(spec, weights), spec
+
+
+def save_file(model, spec, path):
+    weightsfile.save(path, spec, get_weights(model, spec))
 '''
 
 
 def fake_registration(module: str):
-    """The registry entry of the fake framework, whose module is ``module``."""
+    """The registry entry of the fake framework, whose module is ``module`` (and whose models are its classes)."""
     from twincnn.backends import Registration
 
-    return Registration(module=module, package="torch", extra="fake", label="Fake", aliases=("phony",),
-                        file_formats={".fake": False},
-                        isa_cap=("ATEN_CPU_CAPABILITY", {"AVX2": "avx2", "SSE4_2": "default"}))
+    return Registration(module=module, package="numpy", extra="fake", label="Fake", aliases=("phony",),
+                        file_formats={".fake": True}, model_packages=(module,))
 
 
 def register(name: str, entry, setattr_=setattr) -> None:

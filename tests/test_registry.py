@@ -11,13 +11,15 @@ import sys
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from tests.helpers import FAKE_BACKEND_SOURCE, fake_registration, register, require
-from twincnn import backends
-from twincnn.audit import audit_rows, audit_table
+from tests.helpers import FAKE_BACKEND_SOURCE, fake_registration, register
+from twincnn import backends, weightsfile
+from twincnn.audit import UNKNOWN, audit_rows, audit_table
 from twincnn.backends import interface
 from twincnn.cli import main
+from twincnn.spec import DEFAULT_SPEC
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,7 +63,6 @@ def test_aliases_and_file_formats_come_from_the_registry():
 def fake(tmp_path, monkeypatch):
     """The fake framework registered for one test: its module in a temporary folder, nothing of twincnn
     changed."""
-    require("torch")
     (tmp_path / "twincnn_fake_backend.py").write_text(FAKE_BACKEND_SOURCE)
     monkeypatch.syspath_prepend(str(tmp_path))
     register("fake", fake_registration("twincnn_fake_backend"), monkeypatch.setattr)
@@ -71,19 +72,32 @@ def fake(tmp_path, monkeypatch):
 def test_a_fourth_framework_conforms_and_is_found_by_its_names(fake):
     assert interface.conformance(fake) == []
     assert backends.canonical_name("phony") == "fake" and "fake" in backends.available()
-    assert backends.file_formats()[".fake"] == ("fake", False)
+    assert backends.file_formats()[".fake"] == ("fake", True)
     assert backends.install_hint("fake") == "fake is not installed: pip install 'twincnn[fake]'"
 
 
+def test_a_fourth_framework_s_models_and_files_are_its_own(fake, tmp_path):
+    """Its models are told by the packages the registry names for it, its files by their suffix there."""
+    model = fake.build(DEFAULT_SPEC, seed=3)
+    assert backends.framework_of(model) == "fake"
+    assert backends.file_owner_here(".fake") == "fake"
+    path, neutral = tmp_path / "model.fake", tmp_path / "model.safetensors"
+    fake.save_file(model, DEFAULT_SPEC, path)
+    assert main(["port", str(path), str(neutral)]) == 0  # read by its owner, as the registry says
+    weights, _ = weightsfile.load(neutral)
+    assert all(np.array_equal(weights[name], value) for name, value in fake.get_weights(model, DEFAULT_SPEC).items())
+
+
 def test_summary_and_audit_take_a_fourth_framework(fake, capsys):
-    assert main(["summary", "--frameworks", "torch,fake"]) == 0
+    assert main(["summary", "--frameworks", "fake"]) == 0
     out = capsys.readouterr().out
-    assert "fake shape" in out and "fake params" in out
+    assert "fake shape" in out and "fake params" in out and out.count("90,978") == 2, out  # the spec's, the twin's
     header = audit_table().splitlines()[0]
-    assert "Fake default" in header and "PyTorch default" in header
-    names = list(backends.BACKENDS)
-    for row in audit_rows():  # the fake column is PyTorch's: the same module read its defaults
-        assert row[1 + names.index("fake")] == row[1 + names.index("torch")], row
+    assert "Fake default" in header
+    column = 1 + list(backends.BACKENDS).index("fake")
+    read = {row[0]: row[column] for row in audit_rows()}  # the fake's column is what its module says
+    assert read.pop("GELU default approximation") == "exact (erf), as the reference"
+    assert set(read.values()) == {UNKNOWN}, read
 
 
 FAKE_PLUGIN = '''\
@@ -98,7 +112,6 @@ def test_pair_fixtures_and_kernel_benchmarks_collect_a_fourth_framework(tmp_path
     """In a pytest run where a plugin registers the fake framework before conftest.py is read, the
     framework and pair fixtures (against the reference twin, the first registered) and the kernel benchmarks are
     parametrized over it, and its kernel benchmarks skip with the reason."""
-    require("torch")
     (tmp_path / "twincnn_fake_backend.py").write_text(FAKE_BACKEND_SOURCE)
     (tmp_path / "fake_plugin.py").write_text(FAKE_PLUGIN.format(folder=str(tmp_path)))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
