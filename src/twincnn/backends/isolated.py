@@ -5,9 +5,10 @@ Keras runs on TensorFlow (and so on). ``start(name)`` gives an object with the b
 constants; calling one runs it in the twin's process. What it returns comes back as it is where it is a NumPy
 array, a number, a string, a Spec, a dataclass or a container of those; a tensor comes back as a NumPy array, and
 anything else (a model, a trainer, a context manager) stays in that process and comes back as a Remote, whose
-methods run there too and which goes back as the object itself when passed to a function. The child lets go of an
-object once no Remote of it is left here (told with the next request), so a long session holds only what it uses. So the functions every
-twin is tested through (build, get_weights, set_weights, predict, loss_and_grads ...) work on it unchanged.
+methods run there too and which goes back as the object itself when passed to a function. So the functions every
+twin is tested through (build, get_weights, set_weights, predict, loss_and_grads ...) work on it unchanged. The
+child lets go of an object once no Remote of it is left here (told with the next request), so a long session
+holds there only what it still uses.
 
 A request and its answer are pickles on the child's stdin and on a copy of its stdout (whatever else it prints
 goes to stderr). The child ends when its stdin closes: when this process ends, however it ends.
