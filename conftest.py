@@ -67,11 +67,20 @@ def pytest_configure(config):
     """Plain `pytest` times nothing: benchmarks are skipped unless asked for. `--benchmark-disable` runs each
     benchmarked function once, untimed, as a check (CI does); `--benchmark-only` times them."""
     cap_isa(config.getoption("--isa-cap"))
+    if getattr(config.option, "numprocesses", None):  # pytest-xdist's -n: set before it starts its test processes
+        share_the_cores()
     for name, entry in backends.BACKENDS.items():
         config.addinivalue_line("markers", f"{name}: needs {entry.label} (skipped with the install hint where absent)")
     asked = [config.getoption(name, False) for name in ("benchmark_only", "benchmark_disable", "benchmark_enable")]
     if hasattr(config.option, "benchmark_skip") and not any(asked):
         config.option.benchmark_skip = True
+
+
+def share_the_cores() -> None:
+    """Test processes side by side share the cores: OpenMP threads (PyTorch's) that spin while they wait for work
+    keep a core from the other process, so they sleep instead. Their processes inherit it; nothing here is timed
+    (the tests that time runs run alone, in one process)."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def cap_isa(level: str | None) -> None:
