@@ -79,7 +79,7 @@ def pytest_configure(config):
 def share_the_cores() -> None:
     """Test processes side by side share the cores: OpenMP threads (PyTorch's) that spin while they wait for work
     keep a core from the other process, so they sleep instead. The processes they start inherit it. No test here
-    judges a time (those that do are marked alone and run in one process, without -n)."""
+    judges a time: those that do are marked alone, and CI runs them in one process, without -n."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
