@@ -49,7 +49,6 @@ def two_run(tmp_path_factory, tiny_dir):
     return names, out, json.loads((out / "results.json").read_text())
 
 
-@pytest.mark.slow  # reads the two-worker compare (two_run): CI runs it with the slow tests
 def test_results_hold_verdicts_with_a_ci(two_run):
     names, out, doc = two_run
     labels = worker_labels(names)
@@ -73,7 +72,6 @@ def test_results_hold_verdicts_with_a_ci(two_run):
     assert verdict["text"] in (out / "report.md").read_text()
 
 
-@pytest.mark.slow  # reads the two-worker compare (two_run): CI runs it with the slow tests
 def test_blocks_ran_interleaved_and_never_together(two_run):
     names, _, doc = two_run
     labels = worker_labels(names)
@@ -92,7 +90,6 @@ def test_blocks_ran_interleaved_and_never_together(two_run):
             assert [b["steps"] for b in run["schedule"]] == [5, 5] * 3
 
 
-@pytest.mark.slow  # reads the two-worker compare (two_run): CI runs it with the slow tests
 def test_each_repeat_is_a_fresh_process_per_framework(two_run):
     names, _, doc = two_run
     runs = [doc["frameworks"][label]["runs"] for label in worker_labels(names)]
@@ -112,13 +109,11 @@ def assert_same_training(doc, what):
     assert doc["verdicts"][0]["prediction_agreement"] >= 0.99
 
 
-@pytest.mark.slow  # reads the two-worker compare (two_run): CI runs it with the slow tests
 def test_fair_twins_train_alike(two_run):
     frameworks(2, distinct=True)  # two different frameworks, or a skip that says so: an A/A run proves nothing here
     assert_same_training(two_run[2], "tuned")
 
 
-@pytest.mark.slow  # a compare of two workers of its own: CI runs it with the slow tests
 def test_fair_idiomatic_twins_train_alike(tmp_path, tiny_dir):
     """The idiomatic loops (Keras fit() over the shared batches, a DataLoader with the shared order as its
     sampler) see the same batches as each other."""
@@ -144,7 +139,6 @@ def a_a_run(tmp_path_factory, tiny_dir):
     return name, out, json.loads((out / "results.json").read_text()), printed.getvalue()
 
 
-@pytest.mark.slow  # reads the A/A compare (a_a_run): CI runs it with the slow tests
 def test_same_framework_twice_is_the_a_a_self_test(a_a_run):
     name, _, doc, _ = a_a_run
     (verdict,) = doc["verdicts"]
@@ -155,7 +149,6 @@ def test_same_framework_twice_is_the_a_a_self_test(a_a_run):
     assert [r["history"]["train_loss"] for r in a] == [r["history"]["train_loss"] for r in b]
 
 
-@pytest.mark.slow  # reads the A/A compare (a_a_run): CI runs it with the slow tests
 def test_precision_out_of_time_stops_after_the_planned_repeats_and_says_so(a_a_run):
     """A target no run reaches, in a time no repeat fits: the planned repeats (at least 3), each followed by the
     pair's half-width against the target, then one line saying it was not reached; results.json records it."""
@@ -181,7 +174,6 @@ def test_single_framework_has_no_verdict(tmp_path, tiny_dir):
     assert doc["frameworks"][name]["variant"] == "idiomatic"
 
 
-@pytest.mark.slow  # a compare of two workers of its own: CI runs it with the slow tests
 def test_notebook_protocol_runs_each_framework_its_own_way(tmp_path, tiny_dir):
     names = frameworks(2)
     rc, out = compare(tmp_path, "--protocol", "notebook", "--frameworks", ",".join(names), "--data",
@@ -346,7 +338,6 @@ def test_cross_entropy_matches_definition():
     assert cross_entropy(logits, labels) == pytest.approx((-np.log(p0) - np.log(1 / 3)) / 2)
 
 
-@pytest.mark.slow  # reads the two-worker compare (two_run): CI runs it with the slow tests
 def test_waiting_workers_use_no_cpu_and_each_run_records_it(two_run):
     """CPU a worker used while it waited for "go" ran inside another worker's timed epoch: recorded per
     epoch and per run, and ~0 for the tuned loops (no prefetch, no spinning pool)."""
@@ -358,7 +349,6 @@ def test_waiting_workers_use_no_cpu_and_each_run_records_it(two_run):
             assert max(per_epoch) <= 0.05, f"{label} used {per_epoch} s of CPU while waiting"
 
 
-@pytest.mark.slow  # reads the two-worker compare (two_run): CI runs it with the slow tests
 def test_each_epoch_says_where_its_time_went(two_run):
     """Its slowest step (number, seconds, CPU seconds) lies within the epoch and used no more CPU than the
     process's CPUs give in its time; the time outside its steps is the rest of the epoch's."""

@@ -36,7 +36,6 @@ def ranks_run(tmp_path_factory, tiny_dir):
     return names, json.loads((out / "results.json").read_text()), (out / "report.md").read_text()
 
 
-@pytest.mark.slow  # reads the compare of every framework alone and as ranks (ranks_run): CI runs it with the slow tests
 def test_each_framework_runs_alone_and_as_ranks_with_the_same_threads(ranks_run):
     names, doc, _ = ranks_run
     a, b = names
@@ -49,7 +48,6 @@ def test_each_framework_runs_alone_and_as_ranks_with_the_same_threads(ranks_run)
         assert threads == [2, 2], f"{name}: one process and its ranks together must have the same threads, {threads}"
 
 
-@pytest.mark.slow  # reads the compare of every framework alone and as ranks (ranks_run): CI runs it with the slow tests
 def test_ranks_train_as_the_one_process_does(ranks_run):
     """Same weights, batches and Adam: the per-epoch training losses of a framework's ranks and of its one
     process agree to float32 rounding (a rank training on the wrong slice moves them by ~1e-2 here)."""
@@ -60,7 +58,6 @@ def test_ranks_train_as_the_one_process_does(ranks_run):
         assert worst <= 1e-3, f"{name}: epoch losses {ranks} with 2 ranks, {one} in one process"
 
 
-@pytest.mark.slow  # reads the compare of every framework alone and as ranks (ranks_run): CI runs it with the slow tests
 def test_scaling_and_the_cross_framework_verdicts_in_one_process_and_at_r_ranks(ranks_run):
     names, doc, _ = ranks_run
     a, b = names
@@ -115,7 +112,6 @@ def _rank_of(pid: int) -> str | None:
     return variables.get("RANK")
 
 
-@pytest.mark.slow  # a compare with ranks of its own: CI runs it with the slow tests
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 def test_a_killed_rank_ends_the_compare_in_one_line_and_leaves_no_process(tmp_path, tiny_dir):
     """One rank killed: the other fails or waits in its collective; the run ends naming the rank killed."""

@@ -55,7 +55,6 @@ def test_a_twin_in_its_own_process_ends_with_this_one(name):
     assert require(name).NAME == name  # started again when asked for again
 
 
-@pytest.mark.slow  # starts Keras twins' processes of its own: CI runs it with the slow tests
 def test_a_twin_process_lets_go_of_what_no_remote_holds_here():
     """A long session (a test run, a notebook) holds in the twin's process only the objects it still refers to;
     a method taken from a held object keeps the object."""
@@ -144,7 +143,6 @@ def test_compare_pairs_each_keras_twin_with_the_framework_it_runs_on(tmp_path):
         assert backend in environment["version"], environment  # the backend's version beside Keras's
 
 
-@pytest.mark.slow  # starts Keras twins' processes of its own: CI runs it with the slow tests
 def test_where_keras_runs_on_jax_a_keras_file_is_read_by_keras_on_jax(tmp_path):
     """A process started with KERAS_BACKEND=jax (a user's, with the pytest plugin) reads a .keras file with the Keras
     twin on JAX, and a model made there is that twin's."""

@@ -109,7 +109,6 @@ def tolerance(name: str, which: str, **adam) -> float:
     return max(PARALLEL_ATOL, FLOOR_FACTOR * floor)
 
 
-@pytest.mark.slow  # a rank launch of its own per framework: CI runs it with the slow tests
 def test_ranks_train_as_one_process_on_the_global_batch(framework):
     ranks = in_ranks(framework.NAME, "cnn")
     assert_ranks_identical(ranks, framework.NAME)
@@ -154,7 +153,6 @@ def test_data_parallel_twins_agree_as_single_process_ones_do(pair):
         f"{a.NAME} vs {b.NAME}: data-parallel twins differ by {apart:.3g}, single-process ones by {alone:.3g}")
 
 
-@pytest.mark.slow  # a rank launch of its own per framework: CI runs it with the slow tests
 def test_batchnorm_statistics_are_global_exactly_where_the_engine_synchronises_them(framework):
     """With synchronised BatchNorm R ranks are one process; without it each rank normalises with its own
     slice's statistics, which is another function of the batch, and its own moving statistics (rank 0's are

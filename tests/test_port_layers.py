@@ -49,7 +49,6 @@ def reported_delta(out: str) -> float:
     return float(re.search(r"max \|Δlogit\| = (\S+),", out).group(1))
 
 
-@pytest.mark.slow  # reads a Keras model trained on MNIST (trained_bn_model): CI runs it with the slow tests
 def test_trained_batchnorm_model_to_torch_and_back(tf_and_torch, trained_bn_model, tmp_path, mnist, capsys):
     keras_model, path = trained_bn_model
     tfb, tb = tf_and_torch
@@ -90,7 +89,6 @@ def test_trained_batchnorm_model_to_torch_and_back(tf_and_torch, trained_bn_mode
         print("\n".join(report))
 
 
-@pytest.mark.slow  # reads a Keras model trained on MNIST (trained_bn_model): CI runs it with the slow tests
 def test_trained_batchnorm_model_to_safetensors_and_torch(tf_and_torch, trained_bn_model, tmp_path, capsys):
     """The neutral file is verified against the plain NumPy forward pass, and reads into PyTorch."""
     _, path = trained_bn_model

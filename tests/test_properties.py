@@ -99,7 +99,6 @@ def assert_transferred_logits_equal_the_reference(framework, spec, batch, seed, 
 
 
 # the backend is a module, the same for every example: nothing for hypothesis to reset between them
-@pytest.mark.slow  # a twin built and compiled per example: CI runs it with the slow tests
 @pytest.mark.parametrize("name", OWN_MODEL_CODE)
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(**INPUTS)

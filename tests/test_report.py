@@ -31,7 +31,6 @@ def two_machines(tmp_path_factory):
     return root, first, second, name
 
 
-@pytest.mark.slow  # reads two compares (two_machines): CI runs it with the slow tests
 def test_merges_two_machines_into_one_page_and_figure(two_machines, tmp_path, capsys):
     root, first, second, name = two_machines
     out = tmp_path / "report"
@@ -52,7 +51,6 @@ def test_merges_two_machines_into_one_page_and_figure(two_machines, tmp_path, ca
     assert " s " not in page  # no absolute seconds pooled across machines
 
 
-@pytest.mark.slow  # reads two compares (two_machines): CI runs it with the slow tests
 def test_a_folder_of_results_is_searched(two_machines, tmp_path):
     root, *_ = two_machines
     out = tmp_path / "report"
